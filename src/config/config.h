@@ -1,0 +1,112 @@
+// Configuration module: turns the command line and ANYCABLE_* environment variables into one
+// validated, immutable Config, using anycable-go 1.6 flag names, env names and defaults
+// (spec §2, anycable-go cli/options.go). Flags that anycable-go has but ringcable does not
+// implement yet are recognised: their default value is accepted and ignored, any other value is
+// an error, so a deployment never silently loses a feature it asked for.
+//
+// Threading: Parse() is a pure function (no globals touched); call it once from main() before
+// any worker starts. EnvironFromProcess() reads `environ` and must not race with setenv().
+// Ownership: the returned Config is a plain value; copy it into whatever needs it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace cable::config {
+
+enum class DisconnectMode { kAuto, kAlways, kNever };
+enum class PingPrecision { kSeconds, kMilliseconds, kNanoseconds };
+
+struct Config {
+  // server
+  std::string host = "localhost";
+  int port = 8080;
+  std::vector<std::string> paths{"/cable"};
+  std::string health_path = "/health";
+  int workers = 0;  // 0 = number of online CPUs (ringcable-only flag --workers)
+  std::vector<std::string> allowed_origins;  // lower-cased; empty = no Origin check
+  int max_conn = 0;                          // 0 = unlimited
+  std::string secret;
+  // Effective HTTP broadcast key: --broadcast_key, else the deprecated --http_broadcast_secret,
+  // else hex HMAC-SHA256(key=secret, msg="broadcast-cable") when secret is set. Empty = no auth
+  // (also when --broadcast_key=none, which disables the derivation).
+  std::string broadcast_key;
+  int shutdown_timeout_s = 30;
+  int shutdown_delay_s = 0;
+  std::string log_level = "info";   // debug|info|warn|error; --debug forces "debug"
+  std::string log_format = "text";  // text|json; --debug forces "text" (as anycable-go does)
+  bool debug = false;
+
+  // rpc
+  std::string rpc_host = "localhost:50051";    // "grpc://" stripped; dns:/// and grpc-list:// kept
+  int rpc_concurrency = 28;                    // a value <= 0 becomes 28
+  int rpc_request_timeout_ms = 0;              // per attempt; 0 = none
+  int rpc_command_timeout_ms = 3000;           // whole retry loop
+  std::vector<std::string> headers{"cookie"};  // lower-cased header names proxied to RPC
+  std::vector<std::string> proxy_cookies;      // empty = all cookies
+  bool rpc_enable_tls = false;
+  bool rpc_tls_verify = true;
+  std::string rpc_tls_root_ca;  // file path or PEM text
+  int rpc_max_call_recv_size = 0;
+  int rpc_max_call_send_size = 0;
+  DisconnectMode disconnect_mode = DisconnectMode::kAuto;
+  int disconnect_rate = 100;  // Disconnect calls per second, >= 1
+  int disconnect_backlog_size = 4096;
+
+  // broadcasting
+  std::vector<std::string> broadcast_adapters{"http"};  // only "http" is supported so far
+  int http_broadcast_port = 0;  // 0 = main port when a broadcast key is set, else 8090
+  std::string http_broadcast_path = "/_broadcast";
+
+  // ping / websocket
+  int ping_interval_s = 3;
+  PingPrecision ping_timestamp_precision = PingPrecision::kSeconds;
+  bool enable_native_pings = false;
+  int max_message_size = 65536;
+  int ws_write_timeout_s = 2;
+  int64_t ws_max_pending_size = 1048576;  // 0 = unlimited
+  int read_buffer_size = 1024;            // accepted for compatibility, no effect
+  int write_buffer_size = 1024;           // accepted for compatibility, no effect
+};
+
+enum class Action { kRun, kHelp, kVersion };
+
+struct Parsed {
+  Action action = Action::kRun;
+  Config config;
+  std::string text;  // help or version text when action != kRun
+};
+
+// args = argv without the program name; env = the process environment as name -> value.
+// Precedence: default < env < command line. Error: one human-readable line, e.g.
+// "unknown flag: --foo" or "invalid value \"abc\" for flag --port: not an integer".
+cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
+                                         const std::map<std::string, std::string>& env);
+
+// Reads `environ` into a map (first '=' splits name and value).
+std::map<std::string, std::string> EnvironFromProcess();
+
+// Lowercase hex HMAC-SHA256 (OpenSSL), as anycable-go derives keys from --secret.
+std::string HexHmacSha256(std::string_view key, std::string_view message);
+
+// One "name: value" line per setting, secrets redacted; for debug logs.
+std::string Describe(const Config& config);
+
+// Read-only view of the flag table, for help-like tooling and table-driven tests.
+enum class FlagKind { kBool, kInt, kString, kSecret, kList };
+struct FlagInfo {
+  std::string_view name;  // canonical spelling, e.g. "health-path", "ping_interval"
+  FlagKind kind;
+  std::string_view default_value;  // anycable-go's default, as text
+  bool supported;                  // false: only the default value is accepted
+  bool hidden;                     // not listed in --help
+  std::vector<std::string> env;    // env names, highest priority first
+};
+std::vector<FlagInfo> FlagTable();
+
+}  // namespace cable::config
