@@ -18,6 +18,9 @@
 // no status code at all. Close frames are handled by us too: wslay 1.1.1 validates the UTF-8 of a
 // close reason wrongly when the frame arrives in pieces, and rejects codes 1012/1013 that gorilla
 // (the reference server) accepts.
+//
+// Known wslay quirk kept: once wslay queues its own close-with-error (1007/1009), it drops pongs
+// it queued earlier in the same Feed (RFC 6455 allows not answering pings while closing).
 #pragma once
 
 #include <cstddef>
