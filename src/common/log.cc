@@ -12,10 +12,14 @@ std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::atomic<bool> g_json{false};
 const char* LevelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "DEBUG";
-    case Level::kInfo: return "INFO";
-    case Level::kWarn: return "WARN";
-    case Level::kError: return "ERROR";
+    case Level::kDebug:
+      return "DEBUG";
+    case Level::kInfo:
+      return "INFO";
+    case Level::kWarn:
+      return "WARN";
+    case Level::kError:
+      return "ERROR";
   }
   return "?";
 }
@@ -34,9 +38,9 @@ void Write(Level level, const char* fmt, ...) {
   tm tm_utc;
   gmtime_r(&ts.tv_sec, &tm_utc);
   char when[96];
-  std::snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                tm_utc.tm_year + 1900, tm_utc.tm_mon + 1, tm_utc.tm_mday, tm_utc.tm_hour,
-                tm_utc.tm_min, tm_utc.tm_sec, ts.tv_nsec / 1000000);
+  std::snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm_utc.tm_year + 1900,
+                tm_utc.tm_mon + 1, tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec,
+                ts.tv_nsec / 1000000);
   char msg[3500];
   va_list ap;
   va_start(ap, fmt);

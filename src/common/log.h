@@ -17,10 +17,10 @@ void Write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3
 
 }  // namespace cable::log
 
-#define CABLE_LOG(level, ...)                                                 \
-  do {                                                                        \
-    if (::cable::log::Enabled(::cable::log::Level::level))                    \
-      ::cable::log::Write(::cable::log::Level::level, __VA_ARGS__);           \
+#define CABLE_LOG(level, ...)                                       \
+  do {                                                              \
+    if (::cable::log::Enabled(::cable::log::Level::level))          \
+      ::cable::log::Write(::cable::log::Level::level, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(...) CABLE_LOG(kDebug, __VA_ARGS__)
 #define LOG_INFO(...) CABLE_LOG(kInfo, __VA_ARGS__)

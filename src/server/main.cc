@@ -1,5 +1,207 @@
+// ringcable: process wiring. Parses configuration, probes io_uring, binds one listener per worker,
+// starts the workers and the RPC client, then waits for SIGTERM/SIGINT and shuts down gracefully:
+// workers send server_restart + close 1001 to every client and make the remaining Disconnect calls;
+// the process exits 0 once they are done or --shutdown_timeout has passed.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
-int main() {
-  std::fprintf(stderr, "ringcable: not wired yet\n");
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+#include "config/config.h"
+#include "server/worker.h"
+
+namespace cable::server {
+namespace {
+
+bool Resolve(const std::string& host, int port, sockaddr_storage* out, socklen_t* len,
+             std::string* err) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port_str = std::to_string(port);
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port_str.c_str(), &hints, &res);
+  if (rc != 0 || !res) {
+    *err = "cannot resolve host \"" + host + "\": " + gai_strerror(rc);
+    return false;
+  }
+  // Prefer IPv4 like Go's listener does for "localhost".
+  addrinfo* pick = res;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  std::memcpy(out, pick->ai_addr, pick->ai_addrlen);
+  *len = pick->ai_addrlen;
+  freeaddrinfo(res);
+  return true;
+}
+
+// SO_REUSEPORT would let a second process share the port silently; a plain bind first tells us
+// the port is really free.
+bool PortFree(const sockaddr_storage& addr, socklen_t len, std::string* err) {
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = strerror(errno);
+    return false;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  bool ok = bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0;
+  if (!ok) *err = strerror(errno);
+  close(fd);
+  return ok;
+}
+
+int PortOf(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+  return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+}
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "ringcable: %s\n", msg.c_str());
   return 1;
 }
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = config::Parse(args, config::EnvironFromProcess());
+  if (!parsed.ok()) return Fail(parsed.error());
+  if (parsed->action != config::Action::kRun) {
+    std::fputs(parsed->text.c_str(), stdout);
+    return 0;
+  }
+  Shared shared;
+  shared.cfg = parsed->config;
+  config::Config& cfg = shared.cfg;
+  if (cfg.workers <= 0) cfg.workers = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  log::SetLevel(cfg.log_level == "debug"   ? log::Level::kDebug
+                : cfg.log_level == "warn"  ? log::Level::kWarn
+                : cfg.log_level == "error" ? log::Level::kError
+                                           : log::Level::kInfo);
+  log::SetJsonFormat(cfg.log_format == "json");
+  shared.ping_interval_ms = static_cast<int64_t>(cfg.ping_interval_s) * 1000;
+
+  auto features = ring::ProbeFeatures();
+  if (!features.ok()) return Fail(features.error());
+  shared.features = features.value();
+
+  // Block the shutdown signals in every thread; main collects them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  sockaddr_storage main_addr{};
+  socklen_t main_len = 0;
+  std::string err;
+  if (!Resolve(cfg.host, cfg.port, &main_addr, &main_len, &err)) return Fail(err);
+  if (!PortFree(main_addr, main_len, &err)) {
+    return Fail("cannot listen on " + cfg.host + ":" + std::to_string(cfg.port) + ": " + err);
+  }
+  // Broadcast endpoint: the main port when a key protects it, else its own port (8090 by default).
+  bool want_http_broadcast = false;
+  for (const auto& a : cfg.broadcast_adapters) want_http_broadcast |= a == "http";
+  shared.broadcast_port = cfg.http_broadcast_port;
+  if (shared.broadcast_port == 0)
+    shared.broadcast_port = cfg.broadcast_key.empty() ? 8090 : cfg.port;
+  shared.broadcast_on_main_port = want_http_broadcast && shared.broadcast_port == cfg.port;
+  sockaddr_storage bcast_addr{};
+  socklen_t bcast_len = 0;
+  bool separate_bcast = want_http_broadcast && !shared.broadcast_on_main_port;
+  if (separate_bcast) {
+    if (!Resolve(cfg.host, shared.broadcast_port, &bcast_addr, &bcast_len, &err)) return Fail(err);
+    if (!PortFree(bcast_addr, bcast_len, &err)) {
+      return Fail("cannot listen on " + cfg.host + ":" + std::to_string(shared.broadcast_port) +
+                  " (HTTP broadcast): " + err);
+    }
+  }
+
+  rpc::Options ro;
+  ro.host = cfg.rpc_host;
+  ro.concurrency = cfg.rpc_concurrency;
+  ro.request_timeout_ms = cfg.rpc_request_timeout_ms;
+  ro.command_timeout_ms = cfg.rpc_command_timeout_ms;
+  ro.enable_tls = cfg.rpc_enable_tls;
+  ro.tls_verify = cfg.rpc_tls_verify;
+  ro.tls_root_ca = cfg.rpc_tls_root_ca;
+  ro.max_recv_size = cfg.rpc_max_call_recv_size;
+  ro.max_send_size = cfg.rpc_max_call_send_size;
+  auto client = rpc::Client::Create(ro);
+  if (!client.ok()) return Fail(client.error());
+  shared.rpc = std::move(client.value());
+
+  shared.log = std::make_unique<hub::BroadcastLog>(1u << 16, cfg.workers);
+  for (int i = 0; i < cfg.workers; ++i) {
+    shared.workers.push_back(std::make_unique<Worker>(shared, i));
+  }
+  for (auto& w : shared.workers) {
+    auto r = w->Init(main_addr, main_len, separate_bcast ? &bcast_addr : nullptr, bcast_len);
+    if (!r.ok()) return Fail(r.error());
+  }
+  for (auto& w : shared.workers) {
+    auto r = w->Start();
+    if (!r.ok()) return Fail("cannot set up io_uring: " + r.error());
+  }
+
+  LOG_INFO("ringcable %s: listening on %s:%d%s (%d workers; rpc %s)", "0.1.0", cfg.host.c_str(),
+           PortOf(main_addr), cfg.paths.empty() ? "" : cfg.paths[0].c_str(), cfg.workers,
+           cfg.rpc_host.c_str());
+  if (want_http_broadcast) {
+    LOG_INFO("HTTP broadcasting at %s:%d%s%s", cfg.host.c_str(), shared.broadcast_port,
+             cfg.http_broadcast_path.c_str(),
+             cfg.broadcast_key.empty() ? " (no authorization)" : "");
+  }
+  LOG_DEBUG("io_uring: %s", shared.features.Describe().c_str());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (cfg.shutdown_delay_s > 0)
+    std::this_thread::sleep_for(std::chrono::seconds(cfg.shutdown_delay_s));
+  for (auto& w : shared.workers) w->RequestShutdown();
+
+  // A second signal means "now".
+  std::thread second([signals]() mutable {
+    int s2 = 0;
+    sigwait(&signals, &s2);
+    std::fprintf(stderr, "ringcable: second signal, exiting immediately\n");
+    std::_Exit(1);
+  });
+  second.detach();
+
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.shutdown_timeout_s);
+  bool all_done = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    all_done = true;
+    for (auto& w : shared.workers) all_done &= w->finished();
+    if (all_done) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!all_done) {
+    LOG_WARN("shutdown timeout (%ds) reached; exiting with work left", cfg.shutdown_timeout_s);
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  for (auto& w : shared.workers) w->Join();
+  shared.rpc->Shutdown(std::chrono::milliseconds(1000));
+  LOG_INFO("shutdown complete");
+  return 0;
+}
+
+}  // namespace
+}  // namespace cable::server
+
+int main(int argc, char** argv) { return cable::server::Main(argc, argv); }

@@ -1,0 +1,98 @@
+#include "hub/message.h"
+
+#include <cstring>
+#include <ctime>
+#include <utility>
+
+#include "protocol/encode.h"
+#include "ws/frame.h"
+
+namespace cable::hub {
+namespace {
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+Message* Message::NewPublication(std::string stream, std::string message_json,
+                                 std::string exclude_socket, int workers) {
+  Message* m = new Message();
+  m->kind_ = Kind::kPublication;
+  m->stream_ = std::move(stream);
+  m->message_json_ = std::move(message_json);
+  m->exclude_socket_ = std::move(exclude_socket);
+  m->workers_ = workers;
+  m->accepted_ns_ = NowNs();
+  m->refs_.store(workers, std::memory_order_relaxed);
+  return m;
+}
+
+Message* Message::NewRemoteDisconnect(std::string identifiers, bool reconnect, int workers) {
+  Message* m = new Message();
+  m->kind_ = Kind::kRemoteDisconnect;
+  m->stream_ = std::move(identifiers);
+  m->reconnect_ = reconnect;
+  m->workers_ = workers;
+  m->accepted_ns_ = NowNs();
+  m->refs_.store(workers, std::memory_order_relaxed);
+  return m;
+}
+
+Message::~Message() {
+  for (auto& slot : cache_) {
+    CacheEntry* e = slot.load(std::memory_order_acquire);
+    if (e) {
+      e->frame->ReleaseCreator();
+      delete e;
+    }
+  }
+}
+
+void Message::Release() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+Frame* Message::Build(const std::string& identifier, bool shared) const {
+  size_t payload = protocol::BroadcastSize(identifier, message_json_);
+  uint8_t header[ws::kMaxHeaderSize];
+  size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload);
+  Frame* f = shared ? Frame::NewShared(hlen + payload, workers_) : Frame::NewLocal(hlen + payload);
+  std::memcpy(f->data(), header, hlen);
+  protocol::WriteBroadcast(f->data() + hlen, identifier, message_json_);
+  return f;
+}
+
+Frame* Message::BuildLocalFrame(const std::string& identifier) const {
+  return Build(identifier, false);
+}
+
+Frame* Message::FrameFor(const std::string& identifier) {
+  CacheEntry* mine = nullptr;
+  for (auto& slot : cache_) {
+    CacheEntry* e = slot.load(std::memory_order_acquire);
+    if (!e) {
+      if (!mine) mine = new CacheEntry{identifier, Build(identifier, true)};
+      if (slot.compare_exchange_strong(e, mine, std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+        return mine->frame;
+      }
+      // Lost the race: e now holds the winner, compare it below.
+    }
+    if (e->identifier == identifier) {
+      if (mine) {
+        mine->frame->ReleaseCreator();
+        delete mine;
+      }
+      return e->frame;
+    }
+  }
+  if (mine) {
+    mine->frame->ReleaseCreator();
+    delete mine;
+  }
+  return nullptr;
+}
+
+}  // namespace cable::hub

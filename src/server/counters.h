@@ -1,0 +1,45 @@
+// server::Counters — one worker's metrics, written only by that worker (single writer, no shared
+// read-modify-write on the hot path) and read by a scraper thread with relaxed loads.
+// Names follow anycable-go's metrics (spec Appendix E).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace cable::server {
+
+struct Counter {
+  std::atomic<uint64_t> v{0};
+  void Add(uint64_t n = 1) {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t Get() const { return v.load(std::memory_order_relaxed); }
+};
+
+struct Gauge {
+  std::atomic<int64_t> v{0};
+  void Set(int64_t n) { v.store(n, std::memory_order_relaxed); }
+  void Add(int64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  int64_t Get() const { return v.load(std::memory_order_relaxed); }
+};
+
+struct Counters {
+  Counter client_msg_total;
+  Counter failed_client_msg_total;
+  Counter failed_auths_total;
+  Counter broadcast_msg_total;  // publications delivered to this worker's index
+  Counter publications_total;   // publications accepted by this worker's ingress
+  Counter failed_broadcast_msg_total;
+  Counter remote_commands_total;
+  Counter disconnected_slow_clients_total;
+  Counter data_sent_total;
+  Counter data_rcvd_total;
+  Counter disconnect_dropped_total;  // Disconnect calls dropped because the backlog was full
+  Counter submissions_total;         // io_uring_submit calls
+  Counter wakeups_total;
+  Gauge clients_num;
+  Gauge streams_num;
+  Gauge disconnect_queue_size;
+};
+
+}  // namespace cable::server

@@ -1,0 +1,32 @@
+// server::Shared — the process-wide, read-mostly context every worker gets a reference to.
+// Built by main() before any worker starts and immutable afterwards, except the atomics.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "hub/broadcast_log.h"
+#include "ring/ring.h"
+#include "rpc/client.h"
+
+namespace cable::server {
+
+class Worker;
+
+struct Shared {
+  config::Config cfg;
+  ring::Features features;
+  std::string version = "1.6.16-ringcable-0.1.0";
+  std::unique_ptr<rpc::Client> rpc;
+  std::unique_ptr<hub::BroadcastLog> log;
+  std::vector<std::unique_ptr<Worker>> workers;
+  // Broadcast endpoint placement (spec: main port when a key is configured, else 8090).
+  bool broadcast_on_main_port = false;
+  int broadcast_port = 8090;
+  int64_t ping_interval_ms = 3000;
+};
+
+}  // namespace cable::server

@@ -1,0 +1,651 @@
+// Worker: the event loop, socket I/O and connection lifecycle. Session logic is in
+// worker_session.cc, HTTP in worker_http.cc, broadcast delivery and timers in worker_hub.cc.
+#include "server/worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <future>
+
+#include "common/log.h"
+#include "ws/frame.h"
+
+namespace cable::server {
+namespace {
+thread_local Worker* t_current_worker = nullptr;
+// Input frames queued behind a running command before we stop reading from the socket
+// (TCP backpressure, as anycable-go gets by not reading while a command runs).
+constexpr size_t kMaxPendingInput = 64 * 1024;
+constexpr uint32_t kRecvBuffers = 2048;
+constexpr uint32_t kRecvBufferSize = 4096;
+
+int MakeListener(const sockaddr_storage& addr, socklen_t len, std::string* err) {
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = std::string("socket: ") + strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // One listener per worker: the kernel spreads new connections over the workers.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 || listen(fd, 4096) != 0) {
+    *err = strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+}  // namespace
+
+SubState* Session::Find(const std::string& identifier) {
+  for (auto& s : subs) {
+    if (s->sub.identifier == identifier) return s.get();
+  }
+  return nullptr;
+}
+
+Worker::Worker(Shared& shared, int index)
+    : shared_(shared), cfg_(shared.cfg), index_(index), wheel_(kWheelSize, kNil) {
+  std::random_device rd;
+  rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(index));
+  wake_targets_.assign(shared.cfg.workers, false);
+}
+
+Worker::~Worker() {
+  for (int fd : listen_fds_) {
+    if (fd >= 0) close(fd);
+  }
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr, socklen_t main_len,
+                                              const sockaddr_storage* bcast_addr,
+                                              socklen_t bcast_len) {
+  std::string err;
+  listen_fds_[0] = MakeListener(main_addr, main_len, &err);
+  if (listen_fds_[0] < 0)
+    return MakeError("cannot listen on port " + std::to_string(cfg_.port) + ": " + err);
+  if (bcast_addr) {
+    listen_fds_[1] = MakeListener(*bcast_addr, bcast_len, &err);
+    if (listen_fds_[1] < 0) {
+      return MakeError("cannot listen on broadcast port " + std::to_string(shared_.broadcast_port) +
+                       ": " + err);
+    }
+  }
+  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) return MakeError(std::string("eventfd: ") + strerror(errno));
+  return true;
+}
+
+cable::Result<bool, std::string> Worker::Start() {
+  std::promise<std::string> ready;
+  std::future<std::string> status = ready.get_future();
+  thread_ = std::thread([this, &ready] {
+    auto r = ring_.Init(shared_.features, 4096);
+    if (!r.ok()) {
+      ready.set_value(r.error());
+      return;
+    }
+    auto b = bufs_.Init(ring_.raw(), 0, kRecvBuffers, kRecvBufferSize);
+    if (!b.ok()) {
+      ready.set_value(b.error());
+      return;
+    }
+    ring_ready_.store(true, std::memory_order_release);
+    ready.set_value("");
+    Run();
+  });
+  std::string err = status.get();
+  if (!err.empty()) {
+    thread_.join();
+    return MakeError(err);
+  }
+  return true;
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Run() {
+  t_current_worker = this;
+  // io_uring_register_ring_fd saves an fd lookup per io_uring_enter; optional.
+  io_uring_register_ring_fd(ring_.raw());
+  UpdateClock();
+  next_tick_ms_ = now_ms_ + kTickMs;
+  disconnect_last_ms_ = now_ms_;
+  for (int l = 0; l < 2; ++l) {
+    if (listen_fds_[l] >= 0) ArmAccept(l);
+  }
+  ArmDoorbell();
+  Loop();
+  finished_.store(true, std::memory_order_release);
+}
+
+void Worker::UpdateClock() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  now_ms_ = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void Worker::Loop() {
+  io_uring* ring = ring_.raw();
+  for (;;) {
+    UpdateClock();
+    ProcessInbox();
+    ProcessBroadcasts();
+    FlushPendingPublications();
+    if (now_ms_ >= next_tick_ms_) ProcessTicks();
+    ProcessDisconnectQueue();
+    FlushSends();
+    for (uint32_t slot : rearm_) {
+      Conn& c = conns_[slot];
+      if (c.state != ConnState::kFree && !c.recv_armed && !c.read_paused && !c.reading_stopped &&
+          c.state != ConnState::kClosing) {
+        ArmRecv(c, slot);
+      }
+    }
+    rearm_.clear();
+    if (notify_pending_) NotifyWorkers();
+    if (stopping_ && ShutdownComplete()) break;
+
+    // Sleep only if nothing is waiting: announce the intent, then re-check (Dekker with producers,
+    // who publish, fence, then look at sleeping_).
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    bool busy = !inbox_.Empty() || shared_.log->HasPending(index_) || !dirty_.empty() ||
+                (!pending_publish_.empty());
+    int64_t wait_ms = next_tick_ms_ - now_ms_;
+    if (busy || wait_ms <= 0) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      io_uring_submit_and_get_events(ring);
+    } else {
+      __kernel_timespec ts{};
+      ts.tv_sec = wait_ms / 1000;
+      ts.tv_nsec = (wait_ms % 1000) * 1000000;
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+      sleeping_.store(false, std::memory_order_relaxed);
+    }
+    counters_.submissions_total.Add();
+    unsigned head;
+    unsigned count = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring, head, cqe) {
+      ++count;
+      Dispatch(cqe);
+    }
+    io_uring_cq_advance(ring, count);
+  }
+  io_uring_submit(ring);
+}
+
+void Worker::Dispatch(io_uring_cqe* cqe) {
+  uint64_t tag = cqe->user_data;
+  switch (ring::TagOp(tag)) {
+    case ring::Op::kAccept:
+      OnAccept(static_cast<int>(ring::TagSlot(tag)), cqe);
+      break;
+    case ring::Op::kRecv:
+      OnRecv(ring::TagSlot(tag), ring::TagGeneration(tag), cqe);
+      break;
+    case ring::Op::kSend:
+      OnSend(ring::TagSlot(tag), cqe);
+      break;
+    case ring::Op::kDoorbell:
+      counters_.wakeups_total.Add();
+      ArmDoorbell();
+      break;
+    case ring::Op::kMsgRing:
+      counters_.wakeups_total.Add();
+      break;
+    case ring::Op::kMsgRingSent:
+      if (cqe->res < 0) {
+        // The target could not take the MSG_RING (e.g. its CQ is full): fall back to its eventfd.
+        uint32_t target = ring::TagSlot(tag);
+        if (target < shared_.workers.size()) eventfd_write(shared_.workers[target]->event_fd_, 1);
+      }
+      break;
+    default:
+      break;  // cancel/close completions need no action
+  }
+}
+
+void Worker::ArmDoorbell() {
+  io_uring_sqe* sqe = ring_.GetSqe();
+  io_uring_prep_read(sqe, event_fd_, &doorbell_buf_, sizeof(doorbell_buf_), 0);
+  io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kDoorbell, 0, 0));
+}
+
+void Worker::ArmAccept(int listener) {
+  if (listen_fds_[listener] < 0 || accept_armed_[listener]) return;
+  io_uring_sqe* sqe = ring_.GetSqe();
+  if (shared_.features.multishot_accept) {
+    io_uring_prep_multishot_accept(sqe, listen_fds_[listener], nullptr, nullptr, SOCK_CLOEXEC);
+  } else {
+    io_uring_prep_accept(sqe, listen_fds_[listener], nullptr, nullptr, SOCK_CLOEXEC);
+  }
+  io_uring_sqe_set_data64(sqe,
+                          ring::PackTag(ring::Op::kAccept, 0, static_cast<uint32_t>(listener)));
+  accept_armed_[listener] = true;
+}
+
+void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) accept_armed_[listener] = false;
+  if (cqe->res < 0) {
+    int err = -cqe->res;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Out of descriptors: retrying at once would spin a core. Retry on a later tick.
+      if (accept_retry_ms_ == 0) LOG_WARN("accept: %s; pausing accepts for 100 ms", strerror(err));
+      accept_retry_ms_ = now_ms_ + kTickMs;
+    } else if (err != ECANCELED && !stopping_) {
+      LOG_WARN("accept: %s", strerror(err));
+    }
+    if (!accept_armed_[listener] && !stopping_ && accept_retry_ms_ == 0) ArmAccept(listener);
+    return;
+  }
+  int fd = cqe->res;
+  if (stopping_) {
+    close(fd);
+    return;
+  }
+  if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  uint32_t slot = AllocSlot();
+  Conn& c = conns_[slot];
+  c.fd = fd;
+  c.state = ConnState::kHttp;
+  c.on_broadcast_port = listener == 1;
+  c.http = std::make_unique<HttpState>();
+  ArmRecv(c, slot);
+}
+
+uint32_t Worker::AllocSlot() {
+  if (!free_slots_.empty()) {
+    uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    return slot;
+  }
+  conns_.emplace_back();
+  return static_cast<uint32_t>(conns_.size() - 1);
+}
+
+Conn* Worker::Lookup(uint32_t slot, uint32_t gen) {
+  if (slot >= conns_.size()) return nullptr;
+  Conn& c = conns_[slot];
+  if (c.state == ConnState::kFree || (c.gen & 0xffffff) != (gen & 0xffffff)) return nullptr;
+  return &c;
+}
+
+void Worker::ArmRecv(Conn& c, uint32_t slot) {
+  io_uring_sqe* sqe = ring_.GetSqe();
+  if (shared_.features.multishot_recv) {
+    io_uring_prep_recv_multishot(sqe, c.fd, nullptr, 0, 0);
+  } else {
+    io_uring_prep_recv(sqe, c.fd, nullptr, 0, 0);
+  }
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = bufs_.group_id();
+  io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kRecv, c.gen, slot));
+  c.recv_armed = true;
+  ++c.inflight_ops;
+}
+
+void Worker::OnRecv(uint32_t slot, uint32_t gen, io_uring_cqe* cqe) {
+  bool has_buffer = cqe->flags & IORING_CQE_F_BUFFER;
+  uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+  bool more = cqe->flags & IORING_CQE_F_MORE;
+  Conn* c = slot < conns_.size() ? &conns_[slot] : nullptr;
+  if (c && (c->gen & 0xffffff) != gen) c = nullptr;
+  if (c && !more) {
+    c->recv_armed = false;
+    --c->inflight_ops;
+  }
+  if (cqe->res > 0 && has_buffer) {
+    if (c && c->state != ConnState::kClosing && !c->reading_stopped) {
+      counters_.data_rcvd_total.Add(static_cast<uint64_t>(cqe->res));
+      OnBytes(*c, slot, bufs_.Buffer(bid), static_cast<size_t>(cqe->res));
+    }
+    // Hand the buffer back before leaving the handler: buffers are never held across an RPC.
+    bufs_.Recycle(bid);
+  } else if (has_buffer) {
+    bufs_.Recycle(bid);
+  }
+  if (!c) return;
+  if (c->state == ConnState::kFree) return;
+  if (c->state == ConnState::kClosing) {
+    MaybeFinishClose(*c, slot);
+    return;
+  }
+  if (cqe->res == 0) {
+    // Peer closed the TCP connection.
+    BeginClosing(*c, slot);
+    ForceClose(*c, slot);
+    return;
+  }
+  if (cqe->res < 0) {
+    int err = -cqe->res;
+    if (err == ENOBUFS || err == ECANCELED) {
+      if (!c->recv_armed) rearm_.push_back(slot);
+      return;
+    }
+    BeginClosing(*c, slot);
+    ForceClose(*c, slot);
+    return;
+  }
+  if (!more && !c->recv_armed) rearm_.push_back(slot);
+}
+
+void Worker::OnBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
+  if (c.state == ConnState::kHttp) {
+    c.http->buf.append(data, len);
+    OnHttpBytes(c, slot);
+    return;
+  }
+  cur_conn_ = &c;
+  cur_slot_ = slot;
+  c.reader.Feed(std::string_view(data, len), static_cast<size_t>(cfg_.max_message_size), *this);
+  cur_conn_ = nullptr;
+}
+
+void Worker::MarkDirty(Conn& c, uint32_t slot) {
+  if (!c.dirty) {
+    c.dirty = true;
+    dirty_.push_back(slot);
+  }
+}
+
+void Worker::Enqueue(Conn& c, uint32_t slot, hub::Frame* frame) {
+  if (c.state == ConnState::kFree || (c.state == ConnState::kClosing && !c.close_after_flush)) {
+    return;
+  }
+  frame->Acquire(index_);
+  c.sendq.push_back(frame);
+  c.pending_bytes += frame->size();
+  MarkDirty(c, slot);
+  if (cfg_.ws_max_pending_size > 0 && c.state == ConnState::kOpen &&
+      c.pending_bytes > static_cast<uint64_t>(cfg_.ws_max_pending_size)) {
+    counters_.disconnected_slow_clients_total.Add();
+    LOG_DEBUG("sid=%s closing slow client: %llu bytes pending",
+              c.session ? c.session->sid.c_str() : "-",
+              static_cast<unsigned long long>(c.pending_bytes));
+    DropUnsentFrames(c);
+    CloseWithDisconnect(c, slot, "too_slow", true, ws::close_code::kNormal, "");
+  }
+}
+
+void Worker::EnqueueRaw(Conn& c, uint32_t slot, std::string_view bytes) {
+  hub::Frame* f = hub::Frame::NewLocal(bytes.size());
+  std::memcpy(f->data(), bytes.data(), bytes.size());
+  Enqueue(c, slot, f);
+  f->ReleaseCreator();
+}
+
+void Worker::EnqueueText(Conn& c, uint32_t slot, std::string_view payload) {
+  uint8_t header[ws::kMaxHeaderSize];
+  size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
+  hub::Frame* f = hub::Frame::NewLocal(hlen + payload.size());
+  std::memcpy(f->data(), header, hlen);
+  std::memcpy(f->data() + hlen, payload.data(), payload.size());
+  Enqueue(c, slot, f);
+  f->ReleaseCreator();
+}
+
+void Worker::DropUnsentFrames(Conn& c) {
+  // Frames covered by the in-flight send stay: the kernel may be reading them.
+  size_t keep = c.sendq_head + (c.send_inflight ? send_ops_[c.send_op]->frames : 0);
+  for (size_t i = keep; i < c.sendq.size(); ++i) {
+    c.pending_bytes -= c.sendq[i]->size();
+    c.sendq[i]->Release(index_);
+  }
+  c.sendq.resize(keep);
+}
+
+void Worker::FlushSends() {
+  // Index loop: StartSend may not add to dirty_, but closing paths might.
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    uint32_t slot = dirty_[i];
+    Conn& c = conns_[slot];
+    c.dirty = false;
+    if (c.state == ConnState::kFree) continue;
+    if (!c.send_inflight && c.sendq_head < c.sendq.size()) StartSend(c, slot);
+  }
+  dirty_.clear();
+}
+
+void Worker::StartSend(Conn& c, uint32_t slot) {
+  uint32_t op_index;
+  if (!free_send_ops_.empty()) {
+    op_index = free_send_ops_.back();
+    free_send_ops_.pop_back();
+  } else {
+    send_ops_.push_back(std::make_unique<SendOp>());
+    op_index = static_cast<uint32_t>(send_ops_.size() - 1);
+  }
+  SendOp& op = *send_ops_[op_index];
+  op.conn_slot = slot;
+  op.conn_gen = c.gen;
+  uint32_t n = 0;
+  for (size_t i = c.sendq_head; i < c.sendq.size() && n < 64; ++i, ++n) {
+    hub::Frame* f = c.sendq[i];
+    size_t off = (n == 0) ? c.head_offset : 0;
+    op.iov[n].iov_base = f->data() + off;
+    op.iov[n].iov_len = f->size() - off;
+  }
+  op.frames = n;
+  std::memset(&op.msg, 0, sizeof(op.msg));
+  op.msg.msg_iov = op.iov;
+  op.msg.msg_iovlen = n;
+  io_uring_sqe* sqe = ring_.GetSqe();
+  io_uring_prep_sendmsg(sqe, c.fd, &op.msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kSend, c.gen, op_index));
+  c.send_inflight = true;
+  c.send_op = op_index;
+  c.send_started_ms = now_ms_;
+  ++c.inflight_ops;
+}
+
+void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
+  SendOp& op = *send_ops_[op_index];
+  Conn& c = conns_[op.conn_slot];
+  uint32_t slot = op.conn_slot;
+  free_send_ops_.push_back(op_index);
+  c.send_inflight = false;
+  c.send_op = kNil;
+  --c.inflight_ops;
+  if (cqe->res < 0) {
+    // EPIPE, ECONNRESET, ...: the peer is gone.
+    if (c.state != ConnState::kClosing) BeginClosing(c, slot);
+    ForceClose(c, slot);
+    return;
+  }
+  size_t sent = static_cast<size_t>(cqe->res);
+  counters_.data_sent_total.Add(sent);
+  c.pending_bytes -= sent;
+  while (sent > 0 && c.sendq_head < c.sendq.size()) {
+    hub::Frame* f = c.sendq[c.sendq_head];
+    size_t left = f->size() - c.head_offset;
+    if (sent >= left) {
+      sent -= left;
+      c.head_offset = 0;
+      f->Release(index_);
+      ++c.sendq_head;
+    } else {
+      c.head_offset += static_cast<uint32_t>(sent);
+      sent = 0;
+    }
+  }
+  if (c.sendq_head == c.sendq.size()) {
+    c.sendq.clear();
+    c.sendq_head = 0;
+    if (c.sendq.capacity() > 16) c.sendq.shrink_to_fit();  // idle connections keep no queue memory
+  } else if (c.sendq_head > 64 && c.sendq_head * 2 > c.sendq.size()) {
+    c.sendq.erase(c.sendq.begin(), c.sendq.begin() + c.sendq_head);
+    c.sendq_head = 0;
+  }
+  if (c.sendq_head < c.sendq.size()) {
+    MarkDirty(c, slot);
+  } else if (c.state == ConnState::kClosing) {
+    MaybeFinishClose(c, slot);
+  } else if (c.state == ConnState::kHttp && !c.keep_alive) {
+    BeginClosing(c, slot);
+    ForceClose(c, slot);
+  }
+}
+
+void Worker::PauseReading(Conn& c, uint32_t slot) {
+  if (c.read_paused) return;
+  c.read_paused = true;
+  if (c.recv_armed) {
+    io_uring_sqe* sqe = ring_.GetSqe();
+    io_uring_prep_cancel64(sqe, ring::PackTag(ring::Op::kRecv, c.gen, slot), 0);
+    io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kCancel, 0, 0));
+  }
+}
+
+void Worker::MaybeResumeReading(Conn& c, uint32_t slot) {
+  if (!c.read_paused || !c.session || c.session->pending_bytes > kMaxPendingInput / 2) return;
+  c.read_paused = false;
+  if (!c.recv_armed) rearm_.push_back(slot);
+}
+
+void Worker::CloseWithFrame(Conn& c, uint32_t slot, uint16_t code, std::string_view reason) {
+  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  EnqueueRaw(c, slot, ws::BuildCloseFrame(code, reason));
+  BeginClosing(c, slot);
+}
+
+void Worker::CloseWithDisconnect(Conn& c, uint32_t slot, std::string_view reason, bool reconnect,
+                                 uint16_t code, std::string_view close_reason) {
+  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  EnqueueText(c, slot, protocol::EncodeDisconnect(reason, reconnect));
+  CloseWithFrame(c, slot, code, close_reason);
+}
+
+void Worker::BeginClosing(Conn& c, uint32_t slot) {
+  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  bool was_ws = c.state == ConnState::kOpen || c.state == ConnState::kConnecting;
+  c.state = ConnState::kClosing;
+  c.close_after_flush = true;
+  c.close_deadline_ms = now_ms_ + static_cast<int64_t>(cfg_.ws_write_timeout_s) * 1000;
+  if (!c.closing_listed) {
+    c.closing_listed = true;
+    closing_.push_back(slot);
+  }
+  PingWheelRemove(c);
+  if (was_ws) counters_.clients_num.Add(c.session && c.session->authenticated ? -1 : 0);
+  if (c.session) {
+    Session& s = *c.session;
+    for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
+    if (s.inflight) {
+      shared_.rpc->Cancel(s.inflight);
+      s.inflight.reset();
+    }
+    QueueDisconnectRpc(c);
+    s.pending.clear();
+    s.pending_head = 0;
+    s.pending_bytes = 0;
+  }
+  // Stop reading: nothing the peer sends now matters.
+  if (c.recv_armed) {
+    io_uring_sqe* sqe = ring_.GetSqe();
+    io_uring_prep_cancel64(sqe, ring::PackTag(ring::Op::kRecv, c.gen, slot), 0);
+    io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kCancel, 0, 0));
+  }
+  MaybeFinishClose(c, slot);
+}
+
+void Worker::ForceClose(Conn& c, uint32_t slot) {
+  DropUnsentFrames(c);
+  c.close_after_flush = false;
+  if (c.fd >= 0) shutdown(c.fd, SHUT_RDWR);  // completes any pending recv/send on the socket
+  MaybeFinishClose(c, slot);
+}
+
+void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
+  if (c.state != ConnState::kClosing) return;
+  if (c.close_after_flush && c.sendq_head < c.sendq.size()) return;  // still flushing
+  if (c.close_after_flush) {
+    c.close_after_flush = false;
+    if (c.fd >= 0) shutdown(c.fd, SHUT_RDWR);
+  }
+  if (c.inflight_ops > 0) return;  // wait for the kernel to hand back every operation
+  FreeSlot(c, slot);
+}
+
+void Worker::FreeSlot(Conn& c, uint32_t slot) {
+  if (c.fd >= 0) close(c.fd);
+  for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
+  uint32_t gen = c.gen + 1;
+  c.~Conn();
+  new (&c) Conn();
+  c.gen = gen;
+  free_slots_.push_back(slot);
+}
+
+void Worker::OnRpcDone(rpc::CallPtr call) {
+  InboxItem* item = new InboxItem();
+  item->kind = InboxItem::Kind::kRpcDone;
+  item->call = std::move(call);
+  inbox_.Push(item);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) Wake();
+}
+
+void Worker::RequestShutdown() {
+  InboxItem* item = new InboxItem();
+  item->kind = InboxItem::Kind::kShutdown;
+  inbox_.Push(item);
+  Wake();
+}
+
+void Worker::Wake() {
+  Worker* caller = t_current_worker;
+  if (caller && caller != this && shared_.features.msg_ring &&
+      ring_ready_.load(std::memory_order_acquire)) {
+    // Ring-to-ring doorbell: rides on the caller's next submit, no extra syscall.
+    io_uring_sqe* sqe = caller->ring_.GetSqe();
+    io_uring_prep_msg_ring(sqe, ring_.fd(), 0, ring::PackTag(ring::Op::kMsgRing, 0, 0), 0);
+    io_uring_sqe_set_data64(
+        sqe, ring::PackTag(ring::Op::kMsgRingSent, 0, static_cast<uint32_t>(index_)));
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return;
+  }
+  eventfd_write(event_fd_, 1);
+}
+
+void Worker::NotifyWorkers() {
+  notify_pending_ = false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (auto& w : shared_.workers) {
+    if (w.get() == this) continue;
+    if (w->sleeping_.load(std::memory_order_relaxed) && w->sleeping_.exchange(false)) w->Wake();
+  }
+}
+
+std::string Worker::NewSid() {
+  static const char kAlphabet[] =
+      "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+  std::string sid(21, ' ');
+  uint64_t bits = rng_();
+  int avail = 64;
+  for (char& ch : sid) {
+    if (avail < 6) {
+      bits = rng_();
+      avail = 64;
+    }
+    ch = kAlphabet[bits & 63];
+    bits >>= 6;
+    avail -= 6;
+  }
+  return sid;
+}
+
+}  // namespace cable::server

@@ -1,0 +1,290 @@
+// server::Worker — one thread, one io_uring, and every connection that ring accepted.
+//
+// Ownership: a Worker owns its Ring, its provided-buffer ring, its listeners, its connection slab,
+// its hub::LocalIndex and its disconnect queue. Only the worker's thread touches them. Other
+// threads reach a worker only through (1) the BroadcastLog, which every worker consumes in order,
+// (2) its Inbox (RPC completions, shutdown), and (3) Wake(), the doorbell: MSG_RING when the caller
+// is itself a worker, an eventfd write otherwise, sent only when the target is about to sleep or
+// asleep.
+//
+// Connections are addressed by {slot, generation}; RPC calls and index entries carry that pair,
+// never a pointer, so a late completion for a closed connection is recognised and dropped. A slot
+// is freed only once no io_uring operation on it is outstanding.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/inbox.h"
+#include "common/result.h"
+#include "http/http.h"
+#include "hub/frame.h"
+#include "hub/local_index.h"
+#include "hub/message.h"
+#include "protocol/broadcast.h"
+#include "protocol/command.h"
+#include "protocol/encode.h"
+#include "ring/ring.h"
+#include "rpc/client.h"
+#include "server/counters.h"
+#include "server/shared.h"
+#include "ws/reader.h"
+
+namespace cable::server {
+
+constexpr uint32_t kNil = UINT32_MAX;
+
+enum class ConnState : uint8_t {
+  kFree,
+  kHttp,        // reading an HTTP request (upgrade, health, broadcast)
+  kConnecting,  // upgraded; Connect RPC in flight
+  kOpen,        // authenticated Action Cable session
+  kClosing,     // flushing the last frames; no more input is processed
+};
+
+// A subscription plus its channel state (istate).
+struct SubState {
+  hub::Subscription sub;
+  std::map<std::string, std::string> istate;
+};
+
+// Application state of one WebSocket connection (allocated at upgrade).
+struct Session {
+  std::string sid;
+  std::string identifiers;
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::map<std::string, std::string> cstate;
+  std::vector<std::unique_ptr<SubState>> subs;
+  // Client frames waiting for the current command (or the Connect) to finish, in arrival order.
+  std::vector<std::string> pending;
+  size_t pending_head = 0;
+  size_t pending_bytes = 0;
+  rpc::CallPtr inflight;
+  protocol::CommandType inflight_type = protocol::CommandType::kUnknown;
+  std::string inflight_identifier;
+  bool authenticated = false;
+  bool needs_disconnect_rpc = false;
+  SubState* Find(const std::string& identifier);
+};
+
+struct HttpState {
+  std::string buf;
+};
+
+struct Conn {
+  int fd = -1;
+  uint32_t gen = 0;
+  ConnState state = ConnState::kFree;
+  bool on_broadcast_port = false;
+  bool recv_armed = false;
+  bool send_inflight = false;
+  bool read_paused = false;      // input backlog too large: recv cancelled until it drains
+  bool reading_stopped = false;  // malformed frame: stop reading for good (as anycable-go does)
+  bool dirty = false;
+  bool closing_listed = false;
+  bool close_after_flush = false;
+  bool keep_alive = true;
+  bool in_wheel = false;
+  uint8_t ping_precision = 0;  // 0 s, 1 ms, 2 ns
+  uint8_t inflight_ops = 0;
+  uint32_t ping_period = 0;  // ticks; 0 = no pings
+  uint32_t ping_due = 0;
+  uint32_t ping_prev = kNil;
+  uint32_t ping_next = kNil;
+  uint32_t send_op = kNil;
+  int64_t send_started_ms = 0;
+  int64_t close_deadline_ms = 0;
+  ws::FrameReader reader;
+  std::vector<hub::Frame*> sendq;
+  uint32_t sendq_head = 0;
+  uint32_t head_offset = 0;
+  uint64_t pending_bytes = 0;
+  std::unique_ptr<HttpState> http;
+  std::unique_ptr<Session> session;
+};
+
+struct InboxItem {
+  enum class Kind : uint8_t { kRpcDone, kShutdown };
+  InboxItem* next = nullptr;
+  Kind kind = Kind::kRpcDone;
+  rpc::CallPtr call;
+};
+
+class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
+ public:
+  Worker(Shared& shared, int index);
+  ~Worker() override;
+
+  // Binds this worker's listeners. Main thread, before Start().
+  cable::Result<bool, std::string> Init(const sockaddr_storage& main_addr, socklen_t main_len,
+                                        const sockaddr_storage* bcast_addr, socklen_t bcast_len);
+  // Starts the thread, which creates the ring (SINGLE_ISSUER ties a ring to the thread that creates
+  // it); returns once the ring is ready, or the reason it could not be set up.
+  cable::Result<bool, std::string> Start();
+  void Join();
+
+  // Any thread.
+  void OnRpcDone(rpc::CallPtr call) override;
+  void RequestShutdown();
+  void Wake();
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  const Counters& counters() const { return counters_; }
+  // Valid once Start() returned successfully.
+  int ring_fd() const { return ring_.fd(); }
+
+ private:
+  struct SendOp {
+    uint32_t conn_slot;
+    uint32_t conn_gen;
+    uint32_t frames;
+    msghdr msg;
+    iovec iov[64];
+  };
+
+  void Run();
+  void Loop();
+  void Dispatch(io_uring_cqe* cqe);
+  int64_t NowMs() const { return now_ms_; }
+  void UpdateClock();
+
+  // io
+  void ArmAccept(int listener);
+  void ArmRecv(Conn& c, uint32_t slot);
+  void ArmDoorbell();
+  void OnAccept(int listener, io_uring_cqe* cqe);
+  void OnRecv(uint32_t slot, uint32_t gen, io_uring_cqe* cqe);
+  void OnSend(uint32_t op_index, io_uring_cqe* cqe);
+  void OnBytes(Conn& c, uint32_t slot, const char* data, size_t len);
+  void FlushSends();
+  void StartSend(Conn& c, uint32_t slot);
+  void Enqueue(Conn& c, uint32_t slot, hub::Frame* frame);  // takes a reference for the queue
+  void EnqueueText(Conn& c, uint32_t slot, std::string_view payload);
+  void EnqueueRaw(Conn& c, uint32_t slot, std::string_view bytes);
+  void MarkDirty(Conn& c, uint32_t slot);
+  void DropUnsentFrames(Conn& c);
+
+  // lifecycle
+  uint32_t AllocSlot();
+  Conn* Lookup(uint32_t slot, uint32_t gen);
+  void CloseWithFrame(Conn& c, uint32_t slot, uint16_t code, std::string_view reason);
+  void CloseWithDisconnect(Conn& c, uint32_t slot, std::string_view reason, bool reconnect,
+                           uint16_t code, std::string_view close_reason);
+  void BeginClosing(Conn& c, uint32_t slot);  // stops input, leaves the hub, queues Disconnect RPC
+  void ForceClose(Conn& c, uint32_t slot);
+  void MaybeFinishClose(Conn& c, uint32_t slot);
+  void FreeSlot(Conn& c, uint32_t slot);
+  void PauseReading(Conn& c, uint32_t slot);
+  void MaybeResumeReading(Conn& c, uint32_t slot);
+
+  // http
+  void OnHttpBytes(Conn& c, uint32_t slot);
+  void HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req);
+  bool HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req);
+  void Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close);
+
+  // Action Cable session
+  void OnText(std::string_view message) override;
+  void OnBinary(std::string_view message) override;
+  void OnClose(uint16_t code, std::string_view reason) override;
+  void OnControlBytes(std::string_view bytes) override;
+  void OnProtocolError(uint16_t close_code) override;
+  void OnClientMessage(std::string_view message);
+  void DrainPending(Conn& c, uint32_t slot);
+  void ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame);
+  void SubmitCommand(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd);
+  void OnConnectDone(Conn& c, uint32_t slot, rpc::Call& call);
+  void OnCommandDone(Conn& c, uint32_t slot, rpc::Call& call);
+  void ApplyCommandResponse(Conn& c, uint32_t slot, SubState* sub,
+                            const anycable::CommandResponse& resp, bool subscribing);
+  void RemoveSubscription(Session& s, SubState* sub);
+  void FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) const;
+  void QueueDisconnectRpc(Conn& c);
+  void ProcessDisconnectQueue();
+
+  // broadcasts
+  void ProcessInbox();
+  void ProcessBroadcasts();
+  void DeliverPublication(hub::Message& msg);
+  void DeliverRemoteDisconnect(hub::Message& msg);
+  void PublishLocal(hub::Message* msg);
+  void FlushPendingPublications();
+  void NotifyWorkers();
+
+  // timers
+  void ProcessTicks();
+  void PingWheelInsert(Conn& c, uint32_t slot);
+  void PingWheelRemove(Conn& c);
+  void SendPing(Conn& c, uint32_t slot);
+  void StartShutdown();
+  bool ShutdownComplete() const;
+  std::string NewSid();
+
+  Shared& shared_;
+  const config::Config& cfg_;
+  const int index_;
+  ring::Ring ring_;
+  ring::BufRing bufs_;
+  int listen_fds_[2] = {-1, -1};
+  bool accept_armed_[2] = {false, false};
+  int64_t accept_retry_ms_ = 0;
+  int event_fd_ = -1;
+  uint64_t doorbell_buf_ = 0;
+  std::thread thread_;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> ring_ready_{false};
+  Inbox<InboxItem> inbox_;
+  Counters counters_;
+
+  std::deque<Conn> conns_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> dirty_;
+  std::vector<uint32_t> rearm_;
+  std::vector<uint32_t> closing_;
+  std::vector<std::unique_ptr<SendOp>> send_ops_;
+  std::vector<uint32_t> free_send_ops_;
+  hub::LocalIndex index_map_;
+  std::deque<hub::Message*> pending_publish_;
+  std::deque<rpc::CallPtr> disconnect_queue_;
+  double disconnect_tokens_ = 0;
+  int64_t disconnect_last_ms_ = 0;
+  int outstanding_disconnects_ = 0;
+  int outstanding_calls_ = 0;
+
+  // Ping wheel: one bucket per 100 ms tick.
+  static constexpr int64_t kTickMs = 100;
+  static constexpr uint32_t kWheelSize = 1024;
+  std::vector<uint32_t> wheel_;
+  uint32_t tick_ = 0;
+  int64_t next_tick_ms_ = 0;
+  int64_t now_ms_ = 0;
+  hub::Frame* tick_ping_[3] = {nullptr, nullptr, nullptr};
+  hub::Frame* tick_native_ping_ = nullptr;
+
+  bool stopping_ = false;
+  int64_t stop_deadline_ms_ = 0;
+  bool notify_pending_ = false;
+  std::vector<bool> wake_targets_;
+
+  // Per-thread codecs.
+  protocol::CommandDecoder decoder_;
+  protocol::BroadcastParser broadcast_parser_;
+  protocol::MessageEncoder message_encoder_;
+  std::mt19937_64 rng_;
+
+  // Set while feeding a connection's FrameReader (the Handler callbacks act on it).
+  Conn* cur_conn_ = nullptr;
+  uint32_t cur_slot_ = 0;
+};
+
+}  // namespace cable::server

@@ -1,0 +1,229 @@
+// Worker: HTTP requests on the main port (WebSocket upgrade, health) and the broadcast endpoint.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+#include "server/worker.h"
+
+namespace cable::server {
+namespace {
+constexpr size_t kMaxHeadBytes = 16 * 1024;
+constexpr size_t kMaxBroadcastBody = 16 * 1024 * 1024;
+constexpr const char kHealthBody[] = "Ah, ha, ha, ha, stayin' alive, stayin' alive.";
+
+std::string PeerAddress(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (addr.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr, buf, sizeof(buf));
+  } else if (addr.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr, buf, sizeof(buf));
+  }
+  return buf;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char ch) { return std::tolower(ch); });
+  return out;
+}
+}  // namespace
+
+void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close) {
+  if (close) c.keep_alive = false;
+  EnqueueRaw(c, slot, http::BuildResponse(status, body, "text/plain; charset=utf-8", {}, close));
+}
+
+void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
+  while (c.state == ConnState::kHttp && c.http && !c.http->buf.empty()) {
+    http::Request req;
+    http::ParseError perr = http::ParseError::kNone;
+    http::ParseStatus st = http::ParseRequestHead(c.http->buf, kMaxHeadBytes, &req, &perr);
+    if (st == http::ParseStatus::kIncomplete) return;
+    if (st == http::ParseStatus::kError) {
+      int status = perr == http::ParseError::kHeadTooLarge         ? 431
+                   : perr == http::ParseError::kUnsupportedVersion ? 505
+                                                                   : 400;
+      Respond(c, slot, status, http::StatusText(status), true);
+      c.http->buf.clear();
+      PauseReading(c, slot);
+      return;
+    }
+    auto conn_hdr = req.Get("connection");
+    c.keep_alive = req.minor_version >= 1;
+    if (conn_hdr) {
+      std::string v = Lower(*conn_hdr);
+      if (v.find("close") != std::string::npos) c.keep_alive = false;
+      if (v.find("keep-alive") != std::string::npos) c.keep_alive = true;
+    }
+    const bool is_broadcast_path = req.path == cfg_.http_broadcast_path &&
+                                   (c.on_broadcast_port || shared_.broadcast_on_main_port);
+    if (is_broadcast_path) {
+      if (!HandleBroadcastRequest(c, slot, req)) return;  // body incomplete
+      continue;
+    }
+    size_t consumed = req.head_size;
+    if (!c.on_broadcast_port && std::find(cfg_.paths.begin(), cfg_.paths.end(),
+                                          std::string(req.path)) != cfg_.paths.end()) {
+      HandleUpgrade(c, slot, req);
+      return;
+    }
+    if (!c.on_broadcast_port && req.path == cfg_.health_path) {
+      Respond(c, slot, 200, kHealthBody, !c.keep_alive);
+    } else {
+      Respond(c, slot, 404, "404 page not found\n", !c.keep_alive);
+    }
+    // Requests without a body only; a body on these paths is not expected, skip it if declared.
+    size_t skip = consumed + (req.content_length ? *req.content_length : 0);
+    if (skip > c.http->buf.size()) skip = c.http->buf.size();
+    c.http->buf.erase(0, skip);
+    if (!c.keep_alive) {
+      PauseReading(c, slot);
+      return;
+    }
+  }
+}
+
+bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req) {
+  std::string body;
+  size_t total = req.head_size;
+  if (req.chunked) {
+    size_t consumed = 0;
+    auto st = http::DecodeChunkedBody(std::string_view(c.http->buf).substr(req.head_size),
+                                      kMaxBroadcastBody, &body, &consumed);
+    if (st == http::ParseStatus::kIncomplete) return false;
+    if (st == http::ParseStatus::kError) {
+      Respond(c, slot, 422, "Unprocessable Entity", true);
+      c.http->buf.clear();
+      PauseReading(c, slot);
+      return true;
+    }
+    total += consumed;
+  } else {
+    size_t len = req.content_length.value_or(0);
+    if (len > kMaxBroadcastBody) {
+      Respond(c, slot, 413, "Request Entity Too Large", true);
+      c.http->buf.clear();
+      PauseReading(c, slot);
+      return true;
+    }
+    if (c.http->buf.size() < req.head_size + len) return false;
+    body.assign(c.http->buf, req.head_size, len);
+    total += len;
+  }
+  int status = 201;
+  if (req.method != "POST") {
+    status = 422;
+  } else if (!cfg_.broadcast_key.empty()) {
+    auto auth = req.Get("authorization");
+    if (!auth || *auth != "Bearer " + cfg_.broadcast_key) status = 401;
+  }
+  if (status == 201) {
+    auto parsed = broadcast_parser_.Parse(body);
+    if (!parsed.ok()) {
+      counters_.failed_broadcast_msg_total.Add();
+      LOG_DEBUG("broadcast: invalid payload (%s)", body.substr(0, 200).c_str());
+    } else {
+      const int workers = static_cast<int>(shared_.workers.size());
+      for (auto& item : parsed.value()) {
+        if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+          counters_.publications_total.Add();
+          PublishLocal(hub::Message::NewPublication(
+              pub->stream, message_encoder_.MessageJson(pub->data), pub->exclude_socket, workers));
+        } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
+          counters_.remote_commands_total.Add();
+          PublishLocal(hub::Message::NewRemoteDisconnect(cmd->identifier, cmd->reconnect, workers));
+        }
+      }
+    }
+  }
+  c.http->buf.erase(0, total);
+  Respond(c, slot, status, status == 201 ? "" : http::StatusText(status), !c.keep_alive);
+  if (!c.keep_alive) PauseReading(c, slot);
+  return true;
+}
+
+void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
+  if (!http::OriginAllowed(req.Get("origin"), cfg_.allowed_origins)) {
+    Respond(c, slot, 403, "Origin not allowed", true);
+    PauseReading(c, slot);
+    return;
+  }
+  http::UpgradeRequest up;
+  http::UpgradeError uerr = http::CheckUpgrade(req, &up);
+  if (uerr != http::UpgradeError::kNone) {
+    int status = http::UpgradeErrorStatus(uerr);
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (status == 426) extra.emplace_back("Sec-WebSocket-Version", "13");
+    c.keep_alive = false;
+    EnqueueRaw(c, slot,
+               http::BuildResponse(status, http::StatusText(status), "text/plain; charset=utf-8",
+                                   extra, true));
+    PauseReading(c, slot);
+    return;
+  }
+  if (stopping_) {
+    Respond(c, slot, 503, "Service Unavailable", true);
+    PauseReading(c, slot);
+    return;
+  }
+  auto protocol = http::SelectSubprotocol(up.protocols);
+  EnqueueRaw(c, slot,
+             http::BuildUpgradeResponse(http::ComputeAcceptKey(up.key), protocol, shared_.version));
+
+  auto session = std::make_unique<Session>();
+  auto request_id = req.Get("x-request-id");
+  session->sid = request_id && !request_id->empty() ? std::string(*request_id) : NewSid();
+  session->url = http::RequestUrl(req, false);
+  for (const std::string& name : cfg_.headers) {
+    auto value = req.Get(name);
+    if (!value) continue;
+    std::string v(*value);
+    if (name == "cookie" && !cfg_.proxy_cookies.empty())
+      v = http::FilterCookies(v, cfg_.proxy_cookies);
+    if (!v.empty()) session->headers.emplace_back(name, std::move(v));
+  }
+  session->headers.emplace_back("REMOTE_ADDR", PeerAddress(c.fd));
+
+  // Per-connection ping settings: ?pi=<seconds> (0 disables), ?ptp=s|ms|ns.
+  int64_t interval_ms = shared_.ping_interval_ms;
+  if (auto pi = http::QueryParam(req.query, "pi")) {
+    char* end = nullptr;
+    long v = std::strtol(pi->c_str(), &end, 10);
+    if (end != pi->c_str() && *end == 0 && v >= 0) interval_ms = v * 1000;
+  }
+  c.ping_period = static_cast<uint32_t>((interval_ms + kTickMs - 1) / kTickMs);
+  c.ping_precision = static_cast<uint8_t>(cfg_.ping_timestamp_precision);
+  if (auto ptp = http::QueryParam(req.query, "ptp")) {
+    if (*ptp == "s") c.ping_precision = 0;
+    if (*ptp == "ms") c.ping_precision = 1;
+    if (*ptp == "ns") c.ping_precision = 2;
+  }
+
+  std::string leftover = c.http->buf.substr(req.head_size);
+  c.http.reset();
+  c.session = std::move(session);
+  c.state = ConnState::kConnecting;
+
+  auto call = std::make_shared<rpc::Call>();
+  call->kind = rpc::CallKind::kConnect;
+  call->sid = c.session->sid;
+  call->owner = (static_cast<uint64_t>(c.gen) << 32) | slot;
+  anycable::Env* env = call->connect_request.mutable_env();
+  env->set_url(c.session->url);
+  for (auto& [k, v] : c.session->headers) (*env->mutable_headers())[k] = v;
+  c.session->inflight = call;
+  ++outstanding_calls_;
+  shared_.rpc->Submit(call, this);
+
+  // Frames the client sent right after the handshake wait for the welcome.
+  if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
+}
+
+}  // namespace cable::server

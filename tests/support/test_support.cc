@@ -1,0 +1,465 @@
+#include "test_support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace cable::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ConnectTcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+bool WriteAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads from fd into buf until deadline; false on EOF/error/timeout.
+bool ReadSome(int fd, std::string& buf, Clock::time_point deadline) {
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  int rc = poll(&p, 1, static_cast<int>(left));
+  if (rc <= 0) return false;
+  char tmp[65536];
+  ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+  if (n <= 0) return false;
+  buf.append(tmp, static_cast<size_t>(n));
+  return true;
+}
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Parses "HTTP/1.1 200 OK\r\nA: b\r\n\r\n" heads; returns head length or 0 if incomplete.
+size_t ParseHead(const std::string& buf, int* status, std::map<std::string, std::string>* headers) {
+  size_t end = buf.find("\r\n\r\n");
+  if (end == std::string::npos) return 0;
+  std::istringstream in(buf.substr(0, end));
+  std::string line;
+  std::getline(in, line);
+  *status = 0;
+  if (line.size() > 12) *status = std::atoi(line.c_str() + 9);
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    (*headers)[Lower(line.substr(0, colon))] = value;
+  }
+  return end + 4;
+}
+
+}  // namespace
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char b[8];
+          std::snprintf(b, sizeof(b), "\\u%04x", c);
+          out += b;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string BinaryPath() {
+  const char* env = std::getenv("RINGCABLE_BIN");
+  return env ? env : "build/ringcable";
+}
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::map<std::string, std::string>& headers,
+                         const std::string& body) {
+  HttpResponse resp;
+  int fd = ConnectTcp(port);
+  if (fd < 0) return resp;
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\nConnection: close\r\n";
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  WriteAll(fd, req);
+  std::string buf;
+  auto deadline = Clock::now() + 10s;
+  size_t head = 0;
+  while (!(head = ParseHead(buf, &resp.status, &resp.headers))) {
+    if (!ReadSome(fd, buf, deadline)) break;
+  }
+  if (head) {
+    size_t want = resp.headers.count("content-length")
+                      ? static_cast<size_t>(std::atol(resp.headers["content-length"].c_str()))
+                      : 0;
+    while (buf.size() < head + want && ReadSome(fd, buf, deadline)) {
+    }
+    resp.body = buf.substr(head, want);
+  }
+  close(fd);
+  return resp;
+}
+
+ServerProcess::~ServerProcess() { Kill(); }
+
+bool ServerProcess::Start(const std::vector<std::string>& args,
+                          std::map<std::string, std::string> env) {
+  port_ = FreePort();
+  char tmpl[] = "/tmp/ringcable-test-XXXXXX";
+  int log_fd = mkstemp(tmpl);
+  log_path_ = tmpl;
+  std::vector<std::string> argv = {BinaryPath(), "--host", "127.0.0.1", "--port",
+                                   std::to_string(port_)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(log_fd, STDERR_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    if (!running()) return false;
+    HttpResponse r = HttpRequest(port_, "GET", "/health");
+    if (r.status == 200) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+bool ServerProcess::running() {
+  if (pid_ <= 0) return false;
+  int status;
+  return waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+int ServerProcess::Stop(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  auto deadline = Clock::now() + timeout;
+  int status = 0;
+  while (Clock::now() < deadline) {
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  Kill();
+  return -1;
+}
+
+void ServerProcess::Kill() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+}
+
+std::string ServerProcess::Log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+RunResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                     const std::map<std::string, std::string>& env) {
+  RunResult result;
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return result;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    dup2(pipefd[1], STDERR_FILENO);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    execvp(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  auto deadline = Clock::now() + timeout;
+  while (ReadSome(pipefd[0], result.output, deadline)) {
+  }
+  close(pipefd[0]);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      result.output += "\n[killed: timeout]";
+      return result;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+uint16_t WsFrame::close_code() const {
+  if (opcode != 8 || payload.size() < 2) return 0;
+  return static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
+                               static_cast<uint8_t>(payload[1]));
+}
+
+std::string WsFrame::close_reason() const { return payload.size() > 2 ? payload.substr(2) : ""; }
+
+WsClient::~WsClient() { Close(); }
+
+void WsClient::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+int WsClient::Connect(int port, const std::string& path,
+                      const std::map<std::string, std::string>& headers,
+                      const std::vector<std::string>& protocols) {
+  fd_ = ConnectTcp(port);
+  if (fd_ < 0) return 0;
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+  if (!protocols.empty()) {
+    std::string joined;
+    for (const auto& p : protocols) joined += (joined.empty() ? "" : ", ") + p;
+    req += "Sec-WebSocket-Protocol: " + joined + "\r\n";
+  }
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  req += "\r\n";
+  if (!WriteAll(fd_, req)) return 0;
+  auto deadline = Clock::now() + 10s;
+  int status = 0;
+  size_t head = 0;
+  while (!(head = ParseHead(buf_, &status, &response_headers_))) {
+    if (!ReadSome(fd_, buf_, deadline)) return 0;
+  }
+  buf_.erase(0, head);
+  return status;
+}
+
+bool WsClient::SendRaw(const std::string& bytes) { return fd_ >= 0 && WriteAll(fd_, bytes); }
+
+bool WsClient::SendFrame(int opcode, const std::string& payload, bool fin, bool mask) {
+  std::string f;
+  f += static_cast<char>((fin ? 0x80 : 0) | (opcode & 0x0f));
+  uint8_t mbit = mask ? 0x80 : 0;
+  if (payload.size() < 126) {
+    f += static_cast<char>(mbit | payload.size());
+  } else if (payload.size() < 65536) {
+    f += static_cast<char>(mbit | 126);
+    f += static_cast<char>(payload.size() >> 8);
+    f += static_cast<char>(payload.size() & 0xff);
+  } else {
+    f += static_cast<char>(mbit | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>((payload.size() >> (8 * i)) & 0xff);
+  }
+  if (mask) {
+    static thread_local std::mt19937 rng(std::random_device{}());
+    uint8_t key[4];
+    for (auto& k : key) k = static_cast<uint8_t>(rng());
+    f.append(reinterpret_cast<char*>(key), 4);
+    for (size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ key[i % 4]);
+  } else {
+    f += payload;
+  }
+  return SendRaw(f);
+}
+
+bool WsClient::SendText(const std::string& payload) { return SendFrame(1, payload); }
+
+bool WsClient::ReadMore(Clock::time_point deadline) {
+  return fd_ >= 0 && ReadSome(fd_, buf_, deadline);
+}
+
+WsFrame WsClient::Next(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (buf_.size() >= 2) {
+      uint8_t b0 = static_cast<uint8_t>(buf_[0]);
+      uint8_t b1 = static_cast<uint8_t>(buf_[1]);
+      size_t len = b1 & 0x7f;
+      size_t pos = 2;
+      bool have = true;
+      if (len == 126) {
+        if (buf_.size() < 4)
+          have = false;
+        else {
+          len = (static_cast<uint8_t>(buf_[2]) << 8) | static_cast<uint8_t>(buf_[3]);
+          pos = 4;
+        }
+      } else if (len == 127) {
+        if (buf_.size() < 10)
+          have = false;
+        else {
+          len = 0;
+          for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<uint8_t>(buf_[2 + i]);
+          pos = 10;
+        }
+      }
+      if (have && buf_.size() >= pos + len) {
+        WsFrame f;
+        f.opcode = b0 & 0x0f;
+        f.payload = buf_.substr(pos, len);
+        buf_.erase(0, pos + len);
+        if (f.opcode == 8) last_close_ = f;
+        return f;
+      }
+    }
+    if (!ReadMore(deadline)) return WsFrame{};
+  }
+}
+
+WsFrame WsClient::NextMessage(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return WsFrame{};
+    WsFrame f = Next(left);
+    if (f.opcode == -1 || f.opcode == 8) return WsFrame{};
+    if (f.opcode == 1 && f.payload.rfind("{\"type\":\"ping\"", 0) == 0) continue;
+    if (f.opcode == 9 || f.opcode == 10) continue;
+    return f;
+  }
+}
+
+std::optional<std::string> WsClient::WaitFor(const std::string& needle,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    WsFrame f = NextMessage(left);
+    if (f.opcode == -1) return std::nullopt;
+    if (f.payload.find(needle) != std::string::npos) return f.payload;
+  }
+}
+
+WsFrame WsClient::WaitClose(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return WsFrame{};
+    WsFrame f = Next(left);
+    if (f.opcode == -1 || f.opcode == 8) return f;
+  }
+}
+
+bool WsClient::WaitEof(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (fd_ < 0) return true;
+    pollfd p{fd_, POLLIN, 0};
+    int rc = poll(&p, 1, 50);
+    if (rc > 0) {
+      char tmp[65536];
+      ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);
+      if (n <= 0) return true;
+    }
+  }
+  return false;
+}
+
+std::string WsClient::Identifier(const std::string& channel,
+                                 const std::map<std::string, std::string>& params) {
+  std::string id = "{\"channel\":" + JsonString(channel);
+  for (const auto& [k, v] : params) id += "," + JsonString(k) + ":" + JsonString(v);
+  return id + "}";
+}
+
+bool WsClient::Subscribe(const std::string& identifier) {
+  return SendText("{\"command\":\"subscribe\",\"identifier\":" + JsonString(identifier) + "}");
+}
+
+bool WsClient::Perform(const std::string& identifier, const std::string& data_json) {
+  return SendText("{\"command\":\"message\",\"identifier\":" + JsonString(identifier) +
+                  ",\"data\":" + JsonString(data_json) + "}");
+}
+
+}  // namespace cable::test

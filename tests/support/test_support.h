@@ -1,0 +1,114 @@
+// Test support: a blocking WebSocket client, an HTTP helper and a runner for the real ringcable
+// binary. Every wait is bounded by a timeout so a broken server fails a test instead of hanging it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cable::test {
+
+using namespace std::chrono_literals;
+
+int FreePort();            // a currently unused loopback TCP port
+std::string BinaryPath();  // $RINGCABLE_BIN or build/ringcable
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+};
+// One request on a fresh connection ("Connection: close"). status 0 on connection failure.
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::map<std::string, std::string>& headers = {},
+                         const std::string& body = "");
+
+// The real server binary, started with the given flags on loopback.
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ~ServerProcess();
+  // Starts `ringcable --host 127.0.0.1 --port <free> <args>` and waits until /health answers.
+  bool Start(const std::vector<std::string>& args, std::map<std::string, std::string> env = {});
+  // SIGTERM; waits up to `timeout`; returns the exit status (or -1 if it had to be killed).
+  int Stop(std::chrono::milliseconds timeout = 10s);
+  void Kill();
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string Log() const;  // stderr so far
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string log_path_;
+};
+
+// Runs a command to completion (bounded): exit code and combined stdout+stderr.
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+RunResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                     const std::map<std::string, std::string>& env = {});
+
+struct WsFrame {
+  int opcode = -1;  // 1 text, 2 binary, 8 close, 9 ping, 10 pong; -1 timeout/EOF
+  std::string payload;
+  uint16_t close_code() const;
+  std::string close_reason() const;
+};
+
+class WsClient {
+ public:
+  WsClient() = default;
+  ~WsClient();
+  WsClient(const WsClient&) = delete;
+  WsClient& operator=(const WsClient&) = delete;
+
+  // Opens a WebSocket at ws://127.0.0.1:port + path. Returns the HTTP status (101 on success).
+  int Connect(int port, const std::string& path = "/cable",
+              const std::map<std::string, std::string>& headers = {},
+              const std::vector<std::string>& protocols = {"actioncable-v1-json"});
+  const std::map<std::string, std::string>& response_headers() const { return response_headers_; }
+
+  bool SendText(const std::string& payload);
+  bool SendFrame(int opcode, const std::string& payload, bool fin = true, bool mask = true);
+  bool SendRaw(const std::string& bytes);
+  // Next frame of any kind (pings included), or opcode -1 on timeout/EOF.
+  WsFrame Next(std::chrono::milliseconds timeout = 5s);
+  // Next text frame that is not an Action Cable ping; -1 on timeout/EOF/close (close kept in
+  // last_close()).
+  WsFrame NextMessage(std::chrono::milliseconds timeout = 5s);
+  // Waits for a text message containing `needle`, skipping others; empty optional on timeout.
+  std::optional<std::string> WaitFor(const std::string& needle,
+                                     std::chrono::milliseconds timeout = 5s);
+  // Waits for the close frame (skipping everything else).
+  WsFrame WaitClose(std::chrono::milliseconds timeout = 5s);
+  // True if the server closed the TCP connection within timeout (reads and discards data).
+  bool WaitEof(std::chrono::milliseconds timeout = 5s);
+  const WsFrame& last_close() const { return last_close_; }
+  void Close();
+  int fd() const { return fd_; }
+
+  // Action Cable helpers.
+  bool Subscribe(const std::string& identifier);
+  bool Perform(const std::string& identifier, const std::string& data_json);
+  static std::string Identifier(const std::string& channel,
+                                const std::map<std::string, std::string>& params = {});
+
+ private:
+  bool ReadMore(std::chrono::steady_clock::time_point deadline);
+  int fd_ = -1;
+  std::string buf_;
+  std::map<std::string, std::string> response_headers_;
+  WsFrame last_close_;
+};
+
+std::string JsonString(const std::string& s);  // JSON-quoted and escaped
+
+}  // namespace cable::test
