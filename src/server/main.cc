@@ -79,6 +79,7 @@ int Main(int argc, char** argv) {
   if (!parsed.ok()) return Fail(parsed.error());
   if (parsed->action != config::Action::kRun) {
     std::fputs(parsed->text.c_str(), stdout);
+    if (!parsed->text.empty() && parsed->text.back() != '\n') std::fputc('\n', stdout);
     return 0;
   }
   Shared shared;

@@ -55,6 +55,9 @@ Worker::Worker(Shared& shared, int index)
   std::random_device rd;
   rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(index));
   wake_targets_.assign(shared.cfg.workers, false);
+  if (cfg_.max_conn > 0) {
+    max_conns_ = static_cast<size_t>((cfg_.max_conn + cfg_.workers - 1) / cfg_.workers);
+  }
 }
 
 Worker::~Worker() {
@@ -225,8 +228,10 @@ void Worker::ArmDoorbell() {
 
 void Worker::ArmAccept(int listener) {
   if (listen_fds_[listener] < 0 || accept_armed_[listener]) return;
+  if (!AcceptAllowed()) return;  // re-armed when a connection slot frees up
   io_uring_sqe* sqe = ring_.GetSqe();
-  if (shared_.features.multishot_accept) {
+  // With --max-conn, one accept at a time so the count is checked before every connection.
+  if (shared_.features.multishot_accept && max_conns_ == 0) {
     io_uring_prep_multishot_accept(sqe, listen_fds_[listener], nullptr, nullptr, SOCK_CLOEXEC);
   } else {
     io_uring_prep_accept(sqe, listen_fds_[listener], nullptr, nullptr, SOCK_CLOEXEC);
@@ -255,16 +260,17 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
     close(fd);
     return;
   }
-  if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   uint32_t slot = AllocSlot();
+  ++live_conns_;
   Conn& c = conns_[slot];
   c.fd = fd;
   c.state = ConnState::kHttp;
   c.on_broadcast_port = listener == 1;
   c.http = std::make_unique<HttpState>();
   ArmRecv(c, slot);
+  if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
 }
 
 uint32_t Worker::AllocSlot() {
@@ -588,6 +594,10 @@ void Worker::FreeSlot(Conn& c, uint32_t slot) {
   new (&c) Conn();
   c.gen = gen;
   free_slots_.push_back(slot);
+  --live_conns_;
+  if (!stopping_ && accept_retry_ms_ == 0) {
+    for (int l = 0; l < 2; ++l) ArmAccept(l);
+  }
 }
 
 void Worker::OnRpcDone(rpc::CallPtr call) {

@@ -260,6 +260,10 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   int64_t disconnect_last_ms_ = 0;
   int outstanding_disconnects_ = 0;
   int outstanding_calls_ = 0;
+  // --max-conn: this worker's share; 0 = unlimited. Excess connections wait in the listen backlog.
+  size_t max_conns_ = 0;
+  size_t live_conns_ = 0;
+  bool AcceptAllowed() const { return max_conns_ == 0 || live_conns_ < max_conns_; }
 
   // Ping wheel: one bucket per 100 ms tick.
   static constexpr int64_t kTickMs = 100;
