@@ -489,9 +489,8 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
     }
   }
   if (c.sendq_head == c.sendq.size()) {
-    c.sendq.clear();
+    std::vector<hub::Frame*>().swap(c.sendq);  // idle connections keep no queue memory
     c.sendq_head = 0;
-    if (c.sendq.capacity() > 16) c.sendq.shrink_to_fit();  // idle connections keep no queue memory
   } else if (c.sendq_head > 64 && c.sendq_head * 2 > c.sendq.size()) {
     c.sendq.erase(c.sendq.begin(), c.sendq.begin() + c.sendq_head);
     c.sendq_head = 0;

@@ -51,10 +51,13 @@ enum class ConnState : uint8_t {
   kClosing,     // flushing the last frames; no more input is processed
 };
 
-// A subscription plus its channel state (istate).
+using StateMap = std::map<std::string, std::string>;
+
+// A subscription plus its channel state (istate), allocated only when the app sets some: most
+// subscriptions never have any, and a million idle connections pay for every byte.
 struct SubState {
   hub::Subscription sub;
-  std::map<std::string, std::string> istate;
+  std::unique_ptr<StateMap> istate;
 };
 
 // Application state of one WebSocket connection (allocated at upgrade).
@@ -66,12 +69,12 @@ struct Session {
   std::map<std::string, std::string> cstate;
   std::vector<std::unique_ptr<SubState>> subs;
   // Client frames waiting for the current command (or the Connect) to finish, in arrival order.
+  // Released as soon as it drains: idle sessions keep no queue memory.
   std::vector<std::string> pending;
-  size_t pending_head = 0;
-  size_t pending_bytes = 0;
-  rpc::CallPtr inflight;
+  uint32_t pending_head = 0;
+  uint32_t pending_bytes = 0;
+  rpc::CallPtr inflight;  // its request carries the identifier the command is for
   protocol::CommandType inflight_type = protocol::CommandType::kUnknown;
-  std::string inflight_identifier;
   bool authenticated = false;
   bool needs_disconnect_rpc = false;
   SubState* Find(const std::string& identifier);

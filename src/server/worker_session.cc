@@ -11,8 +11,7 @@ namespace cable::server {
 namespace {
 constexpr size_t kMaxPendingInput = 64 * 1024;
 
-void MergeState(std::map<std::string, std::string>& into,
-                const google::protobuf::Map<std::string, std::string>& from) {
+void MergeState(StateMap& into, const google::protobuf::Map<std::string, std::string>& from) {
   for (const auto& [k, v] : from) {
     if (v.empty()) {
       into.erase(k);  // empty value deletes the key
@@ -22,7 +21,7 @@ void MergeState(std::map<std::string, std::string>& into,
   }
 }
 
-std::string EncodeStateJson(const std::map<std::string, std::string>& state) {
+std::string EncodeStateJson(const StateMap& state) {
   std::string out = "{";
   bool first = true;
   for (const auto& [k, v] : state) {
@@ -71,9 +70,8 @@ void Worker::DrainPending(Conn& c, uint32_t slot) {
   while (c.state == ConnState::kOpen && c.session && !c.session->inflight && !c.reading_stopped) {
     Session& s = *c.session;
     if (s.pending_head >= s.pending.size()) {
-      s.pending.clear();
+      std::vector<std::string>().swap(s.pending);
       s.pending_head = 0;
-      if (s.pending.capacity() > 8) s.pending.shrink_to_fit();
       break;
     }
     std::string frame = std::move(s.pending[s.pending_head++]);
@@ -139,8 +137,8 @@ void Worker::FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) con
   env->set_url(s.url);
   for (const auto& [k, v] : s.headers) (*env->mutable_headers())[k] = v;
   for (const auto& [k, v] : s.cstate) (*env->mutable_cstate())[k] = v;
-  if (sub) {
-    for (const auto& [k, v] : sub->istate) (*env->mutable_istate())[k] = v;
+  if (sub && sub->istate) {
+    for (const auto& [k, v] : *sub->istate) (*env->mutable_istate())[k] = v;
   }
 }
 
@@ -158,7 +156,6 @@ void Worker::SubmitCommand(Conn& c, uint32_t slot, const protocol::ClientCommand
   FillEnv(c, m.mutable_env(), s.Find(cmd.identifier));
   s.inflight = call;
   s.inflight_type = cmd.type;
-  s.inflight_identifier = cmd.identifier;
   ++outstanding_calls_;
   shared_.rpc->Submit(call, this);
 }
@@ -250,12 +247,13 @@ void Worker::OnCommandDone(Conn& c, uint32_t slot, rpc::Call& call) {
         call.outcome != rpc::Outcome::kOk ? call.error_message.c_str() : r.error_msg().c_str());
     return;
   }
-  SubState* sub = s.Find(s.inflight_identifier);
+  const std::string& identifier = call.command_request.identifier();
+  SubState* sub = s.Find(identifier);
   switch (s.inflight_type) {
     case CommandType::kSubscribe: {
       if (r.status() == anycable::SUCCESS && !sub) {
         auto fresh = std::make_unique<SubState>();
-        fresh->sub.identifier = s.inflight_identifier;
+        fresh->sub.identifier = identifier;
         fresh->sub.conn_slot = slot;
         fresh->sub.conn_generation = c.gen;
         sub = fresh.get();
@@ -287,7 +285,11 @@ void Worker::ApplyCommandResponse(Conn& c, uint32_t slot, SubState* sub,
       for (const auto& stream : r.stopped_streams()) index_map_.Remove(&sub->sub, stream);
     }
     for (const auto& stream : r.streams()) index_map_.Add(&sub->sub, stream);
-    if (r.has_env()) MergeState(sub->istate, r.env().istate());
+    if (r.has_env() && !r.env().istate().empty()) {
+      if (!sub->istate) sub->istate = std::make_unique<StateMap>();
+      MergeState(*sub->istate, r.env().istate());
+      if (sub->istate->empty()) sub->istate.reset();
+    }
   }
   if (r.has_env()) MergeState(s.cstate, r.env().cstate());
   for (const auto& t : r.transmissions()) EnqueueText(c, slot, t);
@@ -315,8 +317,9 @@ void Worker::QueueDisconnectRpc(Conn& c) {
   for (const auto& [k, v] : s.cstate) (*env->mutable_cstate())[k] = v;
   for (const auto& sub : s.subs) {
     d.add_subscriptions(sub->sub.identifier);
-    if (!sub->istate.empty())
-      (*env->mutable_istate())[sub->sub.identifier] = EncodeStateJson(sub->istate);
+    if (sub->istate && !sub->istate->empty()) {
+      (*env->mutable_istate())[sub->sub.identifier] = EncodeStateJson(*sub->istate);
+    }
   }
   disconnect_queue_.push_back(std::move(call));
   counters_.disconnect_queue_size.Set(static_cast<int64_t>(disconnect_queue_.size()));
