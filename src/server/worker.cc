@@ -359,6 +359,8 @@ void Worker::OnBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
   cur_slot_ = slot;
   c.reader.Feed(std::string_view(data, len), static_cast<size_t>(cfg_.max_message_size), *this);
   cur_conn_ = nullptr;
+  // A close decided inside Feed could not free the slot then (the reader was running).
+  if (c.state == ConnState::kClosing) MaybeFinishClose(c, slot);
 }
 
 void Worker::MarkDirty(Conn& c, uint32_t slot) {
@@ -576,6 +578,7 @@ void Worker::ForceClose(Conn& c, uint32_t slot) {
 
 void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
   if (c.state != ConnState::kClosing) return;
+  if (cur_conn_ == &c) return;  // inside c.reader.Feed(): OnBytes finishes the close afterwards
   if (c.close_after_flush && c.sendq_head < c.sendq.size()) return;  // still flushing
   if (c.close_after_flush) {
     c.close_after_flush = false;
