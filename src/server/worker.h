@@ -212,6 +212,7 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   void RemoveSubscription(Session& s, SubState* sub);
   void FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) const;
   void QueueDisconnectRpc(Conn& c);
+  void QueueOrphanDisconnect(const rpc::Call& connect);
   void ProcessDisconnectQueue();
 
   // broadcasts

@@ -218,7 +218,10 @@ void Worker::StartShutdown() {
 }
 
 bool Worker::ShutdownComplete() const {
-  if (!disconnect_queue_.empty() || outstanding_disconnects_ > 0) return false;
+  // Cancelled calls still come back; a Connect that succeeded anyway owes a Disconnect.
+  if (!disconnect_queue_.empty() || outstanding_disconnects_ > 0 || outstanding_calls_ > 0) {
+    return false;
+  }
   for (const Conn& c : conns_) {
     if (c.state != ConnState::kFree) return false;
   }

@@ -179,8 +179,14 @@ void Worker::ProcessInbox() {
         uint32_t slot = static_cast<uint32_t>(call.owner);
         uint32_t gen = static_cast<uint32_t>(call.owner >> 32);
         Conn* c = Lookup(slot, gen);
-        // A result for a connection that has gone (or moved on) is dropped.
-        if (c && c->session && c->session->inflight.get() == &call) {
+        // A result for a connection that has gone (or moved on) is dropped, except a successful
+        // Connect: the app now believes in that connection, so it gets its Disconnect call.
+        if (!(c && c->session && c->session->inflight.get() == &call)) {
+          if (call.kind == rpc::CallKind::kConnect && call.outcome == rpc::Outcome::kOk &&
+              call.connect_response.status() == anycable::SUCCESS) {
+            QueueOrphanDisconnect(call);
+          }
+        } else {
           c->session->inflight.reset();
           if (call.kind == rpc::CallKind::kConnect) {
             OnConnectDone(*c, slot, call);
@@ -319,6 +325,25 @@ void Worker::QueueDisconnectRpc(Conn& c) {
     d.add_subscriptions(sub->sub.identifier);
     if (sub->istate && !sub->istate->empty()) {
       (*env->mutable_istate())[sub->sub.identifier] = EncodeStateJson(*sub->istate);
+    }
+  }
+  disconnect_queue_.push_back(std::move(call));
+  counters_.disconnect_queue_size.Set(static_cast<int64_t>(disconnect_queue_.size()));
+}
+
+void Worker::QueueOrphanDisconnect(const rpc::Call& connect) {
+  if (cfg_.disconnect_mode == config::DisconnectMode::kNever) return;
+  auto call = std::make_shared<rpc::Call>();
+  call->kind = rpc::CallKind::kDisconnect;
+  call->sid = connect.sid;
+  anycable::DisconnectRequest& d = call->disconnect_request;
+  d.set_identifiers(connect.connect_response.identifiers());
+  anycable::Env* env = d.mutable_env();
+  env->set_url(connect.connect_request.env().url());
+  *env->mutable_headers() = connect.connect_request.env().headers();
+  if (connect.connect_response.has_env()) {
+    for (const auto& [k, v] : connect.connect_response.env().cstate()) {
+      if (!v.empty()) (*env->mutable_cstate())[k] = v;
     }
   }
   disconnect_queue_.push_back(std::move(call));
