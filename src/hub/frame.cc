@@ -55,6 +55,7 @@ void Frame::ReleaseCreator() {
 }
 
 void Frame::Free() {
+  if (free_hook) free_hook(this);
   this->~Frame();
   std::free(this);
 }

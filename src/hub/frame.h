@@ -38,6 +38,10 @@ class Frame {
   // Drops the creator's reference (for shared frames: the atomic one taken at creation).
   void ReleaseCreator();
 
+  // Test hook: called with each frame just before its memory is returned, so tests can check that
+  // every frame is freed exactly once. Set it only while no other thread is freeing frames.
+  static inline void (*free_hook)(const Frame*) = nullptr;
+
  private:
   struct alignas(64) LocalCount {
     uint32_t count;
