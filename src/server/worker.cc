@@ -156,7 +156,10 @@ void Worker::Loop() {
     }
     rearm_.clear();
     if (notify_pending_) NotifyWorkers();
-    if (stopping_ && ShutdownComplete()) break;
+    // Also wait for the accept cancellations: with DEFER_TASKRUN they complete only while this
+    // thread waits on the ring, and until then the pending accept keeps the closed listener alive,
+    // so the kernel keeps queueing (and never serving) new connections on it.
+    if (stopping_ && ShutdownComplete() && !accept_armed_[0] && !accept_armed_[1]) break;
 
     // Sleep only if nothing is waiting: announce the intent, then re-check (Dekker with producers,
     // who publish, fence, then look at sleeping_).
