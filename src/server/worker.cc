@@ -555,7 +555,10 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
     Session& s = *c.session;
     for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
     if (s.inflight) {
-      shared_.rpc->Cancel(s.inflight);
+      // A Connect is left to finish (its deadline bounds it): cancelling it would not undo the
+      // app's side of it, and if the app accepts the connection it is owed a Disconnect, which
+      // ProcessInbox queues for the orphaned result (anycable-go never abandons a Connect).
+      if (s.inflight->kind != rpc::CallKind::kConnect) shared_.rpc->Cancel(s.inflight);
       s.inflight.reset();
     }
     QueueDisconnectRpc(c);
