@@ -1,0 +1,205 @@
+#include "core_fixture.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace cable::itcore {
+
+void Gate::Wait(const std::shared_ptr<std::atomic<bool>>& flag, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!flag->load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+RunOutput RunToExit(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                    const std::map<std::string, std::string>& env) {
+  RunOutput result;
+  int out_pipe[2];
+  int err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return result;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    dup2(err_pipe[1], STDERR_FILENO);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) break;
+    if (poll(fds, 2, static_cast<int>(left)) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return result;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+RawServer::~RawServer() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  if (!log_path_.empty()) unlink(log_path_.c_str());
+}
+
+bool RawServer::Start(const std::vector<std::string>& args,
+                      const std::map<std::string, std::string>& env, int port,
+                      const std::string& probe_path) {
+  char tmpl[] = "/tmp/ringcable-itcore-XXXXXX";
+  int log_fd = mkstemp(tmpl);
+  if (log_fd < 0) return false;
+  log_path_ = tmpl;
+  std::vector<std::string> argv = {cable::test::BinaryPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    if (cable::test::HttpRequest(port, "GET", probe_path).status == 200) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+int RawServer::Stop(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return -1;
+}
+
+std::string RawServer::Log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void CoreTest::SetUp() {
+  rpc_port_ = rpc_.Start("127.0.0.1:0");
+  ASSERT_NE(rpc_port_, 0) << "cannot start the scripted RPC server";
+}
+
+void CoreTest::TearDown() {
+  if (HasFailure() && server_.pid() > 0) {
+    std::cerr << "---- ringcable log ----\n" << server_.Log() << "-----------------------\n";
+  }
+  server_.Kill();
+  rpc_.Stop();
+}
+
+void CoreTest::StartServer(const std::vector<std::string>& extra) {
+  broadcast_port_ = cable::test::FreePort();
+  std::vector<std::string> args = {"--rpc_host", "127.0.0.1:" + std::to_string(rpc_port_),
+                                   "--http_broadcast_port", std::to_string(broadcast_port_)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ASSERT_TRUE(server_.Start(args)) << "ringcable did not start:\n" << server_.Log();
+}
+
+void CoreTest::ConnectWelcome(WsClient& ws, const std::string& sid, const std::string& path,
+                              std::map<std::string, std::string> headers) {
+  headers["X-Request-ID"] = sid;
+  ASSERT_EQ(ws.Connect(server_.port(), path, headers), 101);
+  WsFrame f = ws.NextMessage();
+  ASSERT_EQ(f.opcode, 1) << "no welcome; close=" << ws.last_close().close_code();
+  ASSERT_EQ(f.payload, WelcomeFrame(sid));
+}
+
+void CoreTest::SubscribeConfirmed(WsClient& ws, const std::string& identifier) {
+  ASSERT_TRUE(ws.Subscribe(identifier));
+  WsFrame f = ws.NextMessage();
+  ASSERT_EQ(f.opcode, 1);
+  ASSERT_EQ(f.payload, ConfirmFrame(identifier));
+}
+
+void CoreTest::Barrier(WsClient& ws) {
+  ASSERT_TRUE(ws.SendText(R"({"command":"ping"})"));
+  WsFrame f = ws.NextMessage();
+  ASSERT_EQ(f.opcode, 1);
+  ASSERT_EQ(f.payload, R"({"type":"pong"})");
+}
+
+void CoreTest::Broadcast(const std::string& body) {
+  auto r = cable::test::HttpRequest(broadcast_port_, "POST", "/_broadcast",
+                                    {{"Content-Type", "application/json"}}, body);
+  ASSERT_EQ(r.status, 201) << body;
+}
+
+}  // namespace cable::itcore
