@@ -1,7 +1,11 @@
 // Client commands and their Command RPC round trips through the real binary (spec §1
 // "Subscribe"/"Unsubscribe"/"Perform", "Connection & channel state"; §5 items 6-16).
+
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core_fixture.h"
@@ -528,6 +532,99 @@ TEST_F(CommandsTest, SlowCommandBlocksOnlyItsOwnConnection) {
   release.Open();
   EXPECT_EQ(slow.NextMessage().payload, MessageFrame(id, R"({"action":"echo","x":"hold"})"));
   EXPECT_EQ(slow.NextMessage().payload, R"({"type":"pong"})");
+}
+
+TEST_F(CommandsTest, LargeBacklogBehindSlowCommandIsProcessedInOrder) {
+  // ~150 KiB of frames queue up behind a held command: the server stops reading (backpressure)
+  // and resumes once the backlog drains, losing and reordering nothing.
+  Gate release;
+  rpc_.SetCommandHandler([open = release.flag()](const anycable::CommandMessage& m,
+                                                 const Metadata& meta,
+                                                 anycable::CommandResponse* r) {
+    if (m.data().find("\"hold\"") != std::string::npos) Gate::Wait(open);
+    return ScriptedRpcServer::DemoCommand(m, meta, r);
+  });
+  WsClient ws;
+  ASSERT_NO_FATAL_FAILURE(Open(ws));
+  const std::string id = WsClient::Identifier("EchoChannel");
+  SubscribeConfirmed(ws, id);
+  ASSERT_TRUE(ws.Perform(id, R"({"action":"echo","x":"hold"})"));
+  ASSERT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& s) { return s.commands().size() == 2; }, 5s));
+  constexpr int kFrames = 150;
+  const std::string pad(1000, 'p');
+  std::vector<std::string> sent;
+  for (int i = 0; i < kFrames; ++i) {
+    sent.push_back(R"({"action":"echo","i":)" + std::to_string(i) + R"(,"pad":")" + pad + "\"}");
+  }
+  // Send from another thread: once the server stops reading, our writes block until it resumes.
+  std::thread writer([&] {
+    for (const auto& d : sent) {
+      if (!ws.Perform(id, d)) return;
+    }
+  });
+  release.Open();
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(id, R"({"action":"echo","x":"hold"})"));
+  for (int i = 0; i < kFrames; ++i) {
+    WsFrame f = ws.NextMessage(10s);
+    if (f.payload != MessageFrame(id, sent[i])) {
+      ADD_FAILURE() << "frame " << i << ": " << f.payload.substr(0, 80);
+      shutdown(ws.fd(), SHUT_RDWR);  // unblocks the writer
+      break;
+    }
+  }
+  writer.join();
+  EXPECT_EQ(CommandCount(), static_cast<size_t>(kFrames + 2));
+}
+
+TEST_F(CommandsTest, FragmentedAndBinaryMessagesAreCommandsToo) {
+  WsClient ws;
+  ASSERT_NO_FATAL_FAILURE(Open(ws));
+  ASSERT_TRUE(ws.SendFrame(1, R"({"command")", /*fin=*/false));
+  ASSERT_TRUE(ws.SendFrame(9, "mid"));  // a control frame between fragments is allowed
+  ASSERT_TRUE(ws.SendFrame(0, R"(:"ping"})", /*fin=*/true));
+  // Both replies, in either order: when all three frames arrive in one read the server answers
+  // the ping after the message (gorilla answers it first; clients cannot tell).
+  std::multiset<std::pair<int, std::string>> got;
+  for (int i = 0; i < 2; ++i) {
+    WsFrame f = ws.Next();
+    got.insert({f.opcode, f.payload});
+  }
+  EXPECT_EQ(got,
+            (std::multiset<std::pair<int, std::string>>{{10, "mid"}, {1, R"({"type":"pong"})"}}));
+  ASSERT_TRUE(ws.SendFrame(2, R"({"command":"ping"})"));
+  EXPECT_EQ(ws.NextMessage().payload, R"({"type":"pong"})");
+}
+
+TEST_F(CommandsTest, FramesInTheSamePacketAsTheUpgradeAreProcessedAfterWelcome) {
+  StartServer();
+  // Hand-built: the upgrade request and two masked frames in a single write.
+  auto masked = [](const std::string& payload) {
+    std::string f;
+    f += static_cast<char>(0x81);
+    f += static_cast<char>(0x80 | payload.size());
+    const char key[4] = {0x11, 0x22, 0x33, 0x44};
+    f.append(key, 4);
+    for (size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ key[i % 4]);
+    return f;
+  };
+  const std::string id = WsClient::Identifier("EchoChannel");
+  std::string bytes =
+      "GET /cable HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "X-Request-ID: eager\r\n\r\n";
+  bytes += masked(R"({"command":"subscribe","identifier":)" + JsonString(id) + "}");
+  bytes += masked(R"({"command":"ping"})");
+  // Unmasked server frames are all short here: 2-byte headers.
+  const std::string want =
+      "\x81" + std::string(1, static_cast<char>(WelcomeFrame("eager").size())) +
+      WelcomeFrame("eager") + "\x81" + std::string(1, static_cast<char>(ConfirmFrame(id).size())) +
+      ConfirmFrame(id) + "\x81\x0f" + R"({"type":"pong"})";
+  std::string got = RawExchange(server_.port(), bytes, R"({"type":"pong"})");
+  size_t head_end = got.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << got;
+  EXPECT_EQ(got.rfind("HTTP/1.1 101", 0), 0u) << got;
+  EXPECT_EQ(got.substr(head_end + 4), want);
 }
 
 }  // namespace

@@ -57,6 +57,11 @@ struct RunOutput {
 RunOutput RunToExit(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                     const std::map<std::string, std::string>& env = {});
 
+// Writes `bytes` on a fresh loopback connection to `port` and reads until the received data
+// contains `until` (or EOF / `timeout`); returns everything received.
+std::string RawExchange(int port, const std::string& bytes, const std::string& until,
+                        std::chrono::milliseconds timeout = 5s);
+
 // A ringcable process started with exactly the given arguments and environment (ServerProcess
 // always adds --port and probes /health, which some tests must avoid). Ready once `probe_path`
 // on `port` answers 200. Killed on destruction if still running.

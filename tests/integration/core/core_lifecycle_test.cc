@@ -2,7 +2,6 @@
 // (spec §1 "Ping", "Disconnect RPC & queue"; §5 items 15, 23, 25, 27).
 #include <algorithm>
 #include <ctime>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -30,11 +29,16 @@ std::vector<std::string> DrainPings(WsClient& ws) {
   return pings;
 }
 
-int64_t PingValue(const std::string& ping, int digits) {
-  std::smatch m;
-  std::regex re("\\{\"type\":\"ping\",\"message\":([0-9]{" + std::to_string(digits) + "})\\}");
-  if (!std::regex_match(ping, m, re)) return -1;
-  return std::stoll(m[1].str());
+// The timestamp of {"type":"ping","message":<digits>} if it has exactly `digits` digits, else -1.
+int64_t PingValue(const std::string& ping, size_t digits) {
+  const std::string prefix = R"({"type":"ping","message":)";
+  if (ping.rfind(prefix, 0) != 0 || ping.size() != prefix.size() + digits + 1 || ping.back() != '}')
+    return -1;
+  const std::string num = ping.substr(prefix.size(), digits);
+  for (char ch : num) {
+    if (ch < '0' || ch > '9') return -1;
+  }
+  return std::stoll(num);
 }
 
 // ---- 4. Pings ----
@@ -50,10 +54,12 @@ TEST_F(LifecycleTest, PingsFollowIntervalQueryParamsAndFlag) {
   WsClient fast;     // ?pi=1
   WsClient off;      // ?pi=0
   WsClient millis;   // ?pi=1&ptp=ms
+  WsClient nanos;    // ?pi=1&ptp=ns
   WsClient by_flag;  // default query, server flag 1 s
   ConnectWelcome(fast, "fast", "/cable?pi=1");
   ConnectWelcome(off, "off", "/cable?pi=0");
   ConnectWelcome(millis, "millis", "/cable?pi=1&ptp=ms");
+  ConnectWelcome(nanos, "nanos", "/cable?pi=1&ptp=ns");
   ASSERT_EQ(by_flag.Connect(flagged.port(), "/cable", {{"X-Request-ID", "flag"}}), 101);
   EXPECT_EQ(by_flag.NextMessage().payload, WelcomeFrame("flag"));
 
@@ -61,12 +67,14 @@ TEST_F(LifecycleTest, PingsFollowIntervalQueryParamsAndFlag) {
   std::this_thread::sleep_for(4s);  // observation window, not a latency bound
   std::vector<std::string> fast_pings = DrainPings(fast);
   std::vector<std::string> millis_pings = DrainPings(millis);
+  std::vector<std::string> nanos_pings = DrainPings(nanos);
   std::vector<std::string> flag_pings = DrainPings(by_flag);
   std::vector<std::string> off_pings = DrainPings(off);
   const int64_t after_s = std::time(nullptr);
 
   EXPECT_GE(fast_pings.size(), 2u);
   EXPECT_GE(millis_pings.size(), 2u);
+  EXPECT_GE(nanos_pings.size(), 2u);
   EXPECT_GE(flag_pings.size(), 2u);
   EXPECT_TRUE(off_pings.empty()) << off_pings.size() << " pings with pi=0";
   // Values are Unix time in seconds (10 digits) or milliseconds (13 digits), taken while we
@@ -81,6 +89,11 @@ TEST_F(LifecycleTest, PingsFollowIntervalQueryParamsAndFlag) {
     int64_t v = PingValue(p, 13);
     EXPECT_GE(v, (before_s - 1) * 1000) << p;
     EXPECT_LE(v, (after_s + 1) * 1000) << p;
+  }
+  for (const auto& p : nanos_pings) {
+    int64_t v = PingValue(p, 19);
+    EXPECT_GE(v, (before_s - 1) * 1000000000) << p;
+    EXPECT_LE(v, (after_s + 1) * 1000000000) << p;
   }
   flagged.Kill();
 }
