@@ -1,0 +1,639 @@
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ipc.h"
+#include "ws.h"
+
+namespace cable::load {
+namespace {
+
+constexpr uint64_t kCtrlTag = UINT64_MAX;
+constexpr int64_t kProgressEveryNs = 500'000'000;
+constexpr size_t kReadChunk = 256 * 1024;
+
+// Value of "key" (after optional blanks and the colon), or npos.
+size_t ValueAt(std::string_view text, std::string_view quoted_key, size_t from = 0) {
+  size_t at = text.find(quoted_key, from);
+  if (at == std::string_view::npos) return at;
+  at += quoted_key.size();
+  while (at < text.size() && (text[at] == ' ' || text[at] == ':')) ++at;
+  return at;
+}
+
+// Parses the integer after `name` (which may be wrapped in escaped quotes: the publication can be
+// embedded as a JSON string). false when absent.
+bool IntAfter(std::string_view text, size_t from, std::string_view name, int64_t* out) {
+  size_t at = text.find(name, from);
+  if (at == std::string_view::npos) return false;
+  at += name.size();
+  while (at < text.size() &&
+         (text[at] == '\\' || text[at] == '"' || text[at] == ':' || text[at] == ' ')) {
+    ++at;
+  }
+  if (at >= text.size() || text[at] < '0' || text[at] > '9') return false;
+  int64_t v = 0;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+    v = v * 10 + (text[at] - '0');
+    ++at;
+  }
+  *out = v;
+  return true;
+}
+
+uint32_t SplitMix(uint64_t* state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return static_cast<uint32_t>(z ^ (z >> 31));
+}
+
+std::string Base64Key(uint64_t seed) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  // 16 random bytes -> 22 base64 chars + "==": the last char only carries 2 bits.
+  std::string key;
+  uint64_t s = seed;
+  for (int i = 0; i < 21; ++i) key += kAlphabet[SplitMix(&s) & 63];
+  key += kAlphabet[(SplitMix(&s) & 3) << 4];
+  key += "==";
+  return key;
+}
+
+double CpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+enum class State : uint8_t {
+  kIdle,         // not started
+  kConnecting,   // TCP connect in progress
+  kUpgrading,    // upgrade request sent
+  kWelcome,      // waiting for welcome
+  kSubscribing,  // subscribe sent, waiting for confirm
+  kReady,
+  kDone,  // failed or closed
+};
+
+struct Conn {
+  int fd = -1;
+  State state = State::kIdle;
+  bool measured = false;  // subscribed when the broadcast phase started
+  bool want_write = false;
+  int64_t start_ns = 0;
+  uint64_t max_seq = 0;
+  uint64_t received = 0;
+  std::string head;  // upgrade response bytes until the head is complete
+  std::string out;   // bytes the socket did not take yet
+  FrameReader reader;
+};
+
+class Worker {
+ public:
+  Worker(const Options& o, const WorkerPlan& plan, int ctrl_fd, int report_fd)
+      : o_(o), plan_(plan), ctrl_fd_(ctrl_fd), report_fd_(report_fd), conns_(plan.count) {
+    mask_state_ = 0x5eed0000ULL + static_cast<uint64_t>(plan.index);
+    subscribe_ = R"({"command":"subscribe","identifier":)" + JsonQuote(o.identifier) + "}";
+  }
+
+  int Run();
+
+ private:
+  static std::string JsonQuote(std::string_view s);
+  void StartOne(int i);
+  void OnEvent(int i, uint32_t events);
+  void OnReadable(int i);
+  void HandleFrame(int i, const WsMessage& m);
+  void Fail(int i, Failure why, int err = 0);
+  void CloseReady(int i);
+  void Send(int i, std::string_view data);
+  void SendFrame(int i, Opcode op, std::string_view payload);
+  void Flush(int i);
+  void UpdateEpoll(int i);
+  void Report(MsgType type, std::string_view payload);
+  void ReportProgress() { Report(MsgType::kProgress, EncodeCounters(c_)); }
+  bool HandleCtrl();
+  void StartMeasuring();
+  void AdvanceAck();
+  void Finish(uint64_t sent);
+
+  const Options& o_;
+  WorkerPlan plan_;
+  int ctrl_fd_;
+  int report_fd_;
+  int epfd_ = -1;
+  std::vector<Conn> conns_;
+  Counters c_;
+  Histogram handshake_;
+  Histogram latency_;
+  std::string subscribe_;
+  uint64_t mask_state_;
+  char* buf_ = nullptr;
+  MessageReader ctrl_;
+  bool done_ = false;
+  int exit_code_ = 0;
+  double cpu_base_ = 0;
+  // Broadcast phase: how many live measured connections have each max_seq, and the lowest one.
+  bool measuring_ = false;
+  std::vector<uint32_t> at_seq_;
+  uint64_t min_seq_ = 0;
+  uint64_t acked_ = 0;
+  uint64_t measured_live_ = 0;
+};
+
+std::string Worker::JsonQuote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += static_cast<char>(ch);
+    } else if (ch < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof(b), "\\u%04x", ch);
+      out += b;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out + "\"";
+}
+
+void Worker::Report(MsgType type, std::string_view payload) {
+  std::string msg;
+  AppendMessage(&msg, type, payload);
+  if (!WriteAll(report_fd_, msg)) _exit(1);  // the parent is gone
+}
+
+void Worker::UpdateEpoll(int i) {
+  Conn& c = conns_[i];
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  if (c.want_write) ev.events |= EPOLLOUT;
+  ev.data.u64 = static_cast<uint64_t>(i);
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, c.fd, &ev);
+}
+
+void Worker::StartOne(int i) {
+  Conn& c = conns_[i];
+  ++c_.attempted;
+  c.start_ns = MonotonicNs();
+  if (c_.first_start_ns == 0) c_.first_start_ns = c.start_ns;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    c.state = State::kDone;
+    ++c_.failed;
+    ++c_.failures[static_cast<int>(Failure::kSocket)];
+    if (!c_.first_errno) c_.first_errno = errno;
+    return;
+  }
+  c.fd = fd;
+  c.state = State::kConnecting;
+  ++c_.in_flight;
+  int one = 1;
+  // Pick the port at connect() time, per destination, instead of reserving one per bind().
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr =
+      htonl(INADDR_LOOPBACK + static_cast<uint32_t>((plan_.first_conn + i) % o_.source_ips));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
+    Fail(i, Failure::kSocket, errno);
+    return;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP;
+  ev.data.u64 = static_cast<uint64_t>(i);
+  c.want_write = true;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    Fail(i, Failure::kSocket, errno);
+    return;
+  }
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_addr.s_addr = o_.url.addr;
+  dst.sin_port = htons(o_.url.port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0 && errno != EINPROGRESS) {
+    Fail(i, Failure::kConnect, errno);
+  }
+}
+
+void Worker::Fail(int i, Failure why, int err) {
+  Conn& c = conns_[i];
+  if (c.state == State::kDone) return;
+  if (c.state == State::kReady) {
+    CloseReady(i);
+    return;
+  }
+  if (c.state != State::kIdle) --c_.in_flight;
+  if (c.fd >= 0) close(c.fd);  // also removes it from epoll
+  c.fd = -1;
+  c.state = State::kDone;
+  ++c_.failed;
+  ++c_.failures[static_cast<int>(why)];
+  if (err && !c_.first_errno) c_.first_errno = err;
+  std::string().swap(c.head);
+  std::string().swap(c.out);
+  c.reader = FrameReader();
+}
+
+// A subscribed connection went away (server closed it or sent garbage).
+void Worker::CloseReady(int i) {
+  Conn& c = conns_[i];
+  close(c.fd);
+  c.fd = -1;
+  c.state = State::kDone;
+  --c_.live;
+  ++c_.dropped;
+  if (c.measured && measuring_) {
+    --at_seq_[c.max_seq];
+    --measured_live_;
+  }
+  std::string().swap(c.out);
+  c.reader = FrameReader();
+}
+
+void Worker::Send(int i, std::string_view data) {
+  Conn& c = conns_[i];
+  if (c.out.empty()) {
+    ssize_t n = send(c.fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        Fail(i, Failure::kClosed, errno);
+        return;
+      }
+      n = 0;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+    if (data.empty()) return;
+  }
+  c.out.append(data);
+  if (!c.want_write) {
+    c.want_write = true;
+    UpdateEpoll(i);
+  }
+}
+
+void Worker::SendFrame(int i, Opcode op, std::string_view payload) {
+  std::string frame;
+  AppendClientFrame(&frame, op, payload, SplitMix(&mask_state_));
+  Send(i, frame);
+}
+
+void Worker::Flush(int i) {
+  Conn& c = conns_[i];
+  while (!c.out.empty()) {
+    ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      Fail(i, Failure::kClosed, errno);
+      return;
+    }
+    c.out.erase(0, static_cast<size_t>(n));
+  }
+  c.want_write = false;
+  UpdateEpoll(i);
+}
+
+void Worker::OnEvent(int i, uint32_t events) {
+  Conn& c = conns_[i];
+  if (c.state == State::kConnecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 || (events & (EPOLLERR | EPOLLHUP))) {
+      Fail(i, Failure::kConnect, err ? err : ECONNRESET);
+      return;
+    }
+    c.state = State::kUpgrading;
+    c.want_write = false;
+    UpdateEpoll(i);
+    std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
+    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key));
+    return;
+  }
+  if (c.state == State::kDone) return;
+  if (events & EPOLLOUT) {
+    Flush(i);
+    if (c.state == State::kDone) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable(i);
+}
+
+void Worker::OnReadable(int i) {
+  Conn& c = conns_[i];
+  for (;;) {
+    ssize_t n = recv(c.fd, buf_, kReadChunk, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      Fail(i, Failure::kClosed, errno);
+      return;
+    }
+    if (n == 0) {
+      Fail(i, Failure::kClosed);
+      return;
+    }
+    std::string_view data(buf_, static_cast<size_t>(n));
+    if (c.state == State::kUpgrading) {
+      c.head.append(data);
+      int status = 0;
+      std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
+      auto r = ParseUpgradeResponse(c.head, WebSocketAccept(key), &status);
+      if (!r) {
+        if (!c_.first_status) c_.first_status = status;
+        Fail(i, Failure::kUpgrade);
+        return;
+      }
+      if (r.value() == 0) {
+        if (static_cast<size_t>(n) < kReadChunk) return;
+        continue;
+      }
+      c.state = State::kWelcome;
+      c.reader.Feed(std::string_view(c.head).substr(r.value()));
+      std::string().swap(c.head);
+    } else {
+      c.reader.Feed(data);
+    }
+    WsMessage m;
+    for (;;) {
+      auto next = c.reader.Next(&m);
+      if (!next) {
+        Fail(i, Failure::kProtocol);
+        return;
+      }
+      if (!next.value()) break;
+      HandleFrame(i, m);
+      if (c.state == State::kDone) return;
+    }
+    if (static_cast<size_t>(n) < kReadChunk) return;
+  }
+}
+
+void Worker::HandleFrame(int i, const WsMessage& m) {
+  Conn& c = conns_[i];
+  switch (m.opcode) {
+    case Opcode::kPing:
+      SendFrame(i, Opcode::kPong, m.payload);
+      return;
+    case Opcode::kClose:
+      Fail(i, Failure::kClosed);
+      return;
+    case Opcode::kText:
+    case Opcode::kBinary:
+      break;
+    default:
+      return;
+  }
+  CableEvent e = ClassifyFrame(m.payload);
+  switch (c.state) {
+    case State::kWelcome:
+      if (e.kind == CableKind::kWelcome) {
+        c.state = State::kSubscribing;
+        SendFrame(i, Opcode::kText, subscribe_);
+      } else if (e.kind == CableKind::kDisconnect) {
+        Fail(i, Failure::kRejected);
+      }
+      return;
+    case State::kSubscribing:
+      if (e.kind == CableKind::kConfirm) {
+        int64_t now = MonotonicNs();
+        handshake_.Record(static_cast<uint64_t>(now - c.start_ns));
+        c.state = State::kReady;
+        --c_.in_flight;
+        ++c_.subscribed;
+        ++c_.live;
+        c_.last_ready_ns = now;
+      } else if (e.kind == CableKind::kReject || e.kind == CableKind::kDisconnect) {
+        Fail(i, Failure::kRejected);
+      }
+      return;
+    case State::kReady:
+      if (e.kind == CableKind::kDelivery) {
+        if (!measuring_ || !c.measured) return;
+        int64_t now = RealtimeNs();
+        latency_.Record(e.ts > 0 && now > e.ts ? static_cast<uint64_t>(now - e.ts) : 0);
+        ++c_.deliveries;
+        c_.last_delivery_ns = now;
+        if (e.seq > static_cast<uint64_t>(o_.messages)) return;
+        ++c.received;
+        if (e.seq > c.max_seq) {
+          --at_seq_[c.max_seq];
+          ++at_seq_[e.seq];
+          c.max_seq = e.seq;
+        } else {
+          ++c_.out_of_order;
+        }
+      } else if (e.kind == CableKind::kDisconnect) {
+        CloseReady(i);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+void Worker::StartMeasuring() {
+  measuring_ = true;
+  cpu_base_ = CpuSeconds();
+  at_seq_.assign(static_cast<size_t>(o_.messages) + 1, 0);
+  for (Conn& c : conns_) {
+    if (c.state != State::kReady) continue;
+    c.measured = true;
+    ++measured_live_;
+  }
+  at_seq_[0] = static_cast<uint32_t>(measured_live_);
+  c_.measured = measured_live_;
+  // Tells the parent that deliveries from now on are counted.
+  Report(MsgType::kAck, std::string_view(reinterpret_cast<const char*>(&acked_), 8));
+}
+
+void Worker::AdvanceAck() {
+  if (!measuring_) return;
+  uint64_t last = static_cast<uint64_t>(o_.messages);
+  if (measured_live_ == 0) {
+    min_seq_ = last;
+  } else {
+    while (min_seq_ < last && at_seq_[min_seq_] == 0) ++min_seq_;
+  }
+  if (min_seq_ > acked_) {
+    acked_ = min_seq_;
+    Report(MsgType::kAck, std::string_view(reinterpret_cast<const char*>(&acked_), 8));
+  }
+}
+
+void Worker::Finish(uint64_t sent) {
+  if (measuring_) {
+    for (const Conn& c : conns_) {
+      if (c.measured && c.received < sent) c_.lost += sent - c.received;
+    }
+  }
+  c_.cpu_s = CpuSeconds() - cpu_base_;
+  WorkerResult r;
+  r.counters = c_;
+  r.handshake = handshake_;
+  r.latency = latency_;
+  Report(MsgType::kResult, EncodeResult(r));
+  done_ = true;
+}
+
+bool Worker::HandleCtrl() {
+  char tmp[4096];
+  ssize_t n = read(ctrl_fd_, tmp, sizeof(tmp));
+  if (n < 0 && errno == EINTR) return true;
+  if (n <= 0) return false;  // the parent is gone
+  ctrl_.Feed(std::string_view(tmp, static_cast<size_t>(n)));
+  MsgType type;
+  std::string_view payload;
+  while (ctrl_.Next(&type, &payload)) {
+    if (type == MsgType::kMeasure) {
+      StartMeasuring();
+      AdvanceAck();
+    } else if (type == MsgType::kFinish) {
+      uint64_t sent = 0;
+      if (payload.size() == 8) std::memcpy(&sent, payload.data(), 8);
+      Finish(sent);
+      return true;
+    }
+  }
+  return true;
+}
+
+int Worker::Run() {
+  std::vector<char> buffer(kReadChunk);
+  buf_ = buffer.data();
+  cpu_base_ = CpuSeconds();
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return 1;
+  epoll_event cev{};
+  cev.events = EPOLLIN;
+  cev.data.u64 = kCtrlTag;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, ctrl_fd_, &cev);
+
+  const int64_t start = MonotonicNs();
+  const int64_t deadline = start + static_cast<int64_t>(o_.timeout * 1e9);
+  int64_t next_progress = start;
+  int next = 0;
+  bool phase_done = false;
+  std::vector<epoll_event> events(1024);
+
+  while (!done_) {
+    int64_t now = MonotonicNs();
+    int64_t wake = next_progress;
+    if (!phase_done) {
+      // Start connections the schedule and the in-flight cap allow.
+      while (next < plan_.count && c_.in_flight < static_cast<uint64_t>(plan_.concurrency)) {
+        if (plan_.rate > 0) {
+          int64_t due = start + static_cast<int64_t>(next / plan_.rate * 1e9);
+          if (due > now) {
+            wake = std::min(wake, due);
+            break;
+          }
+        }
+        StartOne(next++);
+      }
+      if (now >= deadline) {
+        for (int i = 0; i < plan_.count; ++i) {
+          if (conns_[i].state == State::kIdle) ++c_.attempted;
+          if (conns_[i].state != State::kReady) Fail(i, Failure::kTimeout);
+        }
+        next = plan_.count;
+      }
+      if (next == plan_.count && c_.in_flight == 0) {
+        phase_done = true;
+        Report(MsgType::kPhaseDone, EncodeCounters(c_));
+      } else {
+        wake = std::min(wake, deadline);
+      }
+    }
+    if (now >= next_progress) {
+      ReportProgress();
+      next_progress = now + kProgressEveryNs;
+      wake = std::min(wake, next_progress);
+    }
+    int timeout_ms = static_cast<int>(std::max<int64_t>(0, (wake - now + 999'999) / 1'000'000));
+    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+    if (n < 0 && errno != EINTR) return 1;
+    for (int k = 0; k < n; ++k) {
+      if (events[k].data.u64 == kCtrlTag) {
+        if (!HandleCtrl()) return 1;
+        if (done_) break;
+        continue;
+      }
+      OnEvent(static_cast<int>(events[k].data.u64), events[k].events);
+    }
+    AdvanceAck();
+  }
+  return exit_code_;
+}
+
+}  // namespace
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+int64_t RealtimeNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+CableEvent ClassifyFrame(std::string_view text) {
+  CableEvent e;
+  size_t msg = ValueAt(text, "\"message\"");
+  if (msg != std::string_view::npos) {
+    int64_t seq = 0, ts = 0;
+    if (IntAfter(text, msg, "\"seq", &seq) && IntAfter(text, msg, "\"ts", &ts)) {
+      e.kind = CableKind::kDelivery;
+      e.seq = static_cast<uint64_t>(seq);
+      e.ts = ts;
+      return e;
+    }
+  }
+  size_t type = ValueAt(text, "\"type\"");
+  if (type == std::string_view::npos || type >= text.size() || text[type] != '"') return e;
+  std::string_view rest = text.substr(type + 1);
+  std::string_view value = rest.substr(0, rest.find('"'));
+  if (value == "ping") {
+    e.kind = CableKind::kPing;
+  } else if (value == "welcome") {
+    e.kind = CableKind::kWelcome;
+  } else if (value == "confirm_subscription") {
+    e.kind = CableKind::kConfirm;
+  } else if (value == "reject_subscription") {
+    e.kind = CableKind::kReject;
+  } else if (value == "disconnect") {
+    e.kind = CableKind::kDisconnect;
+  }
+  return e;
+}
+
+int RunWorker(const Options& options, const WorkerPlan& plan, int ctrl_fd, int report_fd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  signal(SIGPIPE, SIG_IGN);
+  Worker w(options, plan, ctrl_fd, report_fd);
+  return w.Run();
+}
+
+}  // namespace cable::load
