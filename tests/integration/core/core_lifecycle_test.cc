@@ -303,6 +303,36 @@ TEST_F(LifecycleTest, ShutdownClosesListenersAndWaitsForDisconnectCalls) {
   EXPECT_EQ(exit_code, 0);
 }
 
+TEST_F(LifecycleTest, SigtermDuringConnectClosesClientAndStillExitsCleanly) {
+  Gate release;
+  rpc_.SetConnectHandler([open = release.flag()](const anycable::ConnectionRequest& req,
+                                                 const Metadata& meta,
+                                                 anycable::ConnectionResponse* r) {
+    Gate::Wait(open);
+    return ScriptedRpcServer::DemoConnect(req, meta, r);
+  });
+  StartServer();
+  WsClient ws;
+  ASSERT_EQ(ws.Connect(server_.port(), "/cable?user=late", {{"X-Request-ID", "late"}}), 101);
+  ASSERT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& s) { return s.connects().size() == 1; }, 5s));
+  int exit_code = -2;
+  std::thread stopper([&] { exit_code = server_.Stop(20s); });
+  // The client is told right away, while its Connect is still running.
+  WsFrame f = ws.Next();
+  EXPECT_EQ(f.payload, R"({"type":"disconnect","reason":"server_restart","reconnect":true})");
+  f = ws.Next();
+  EXPECT_EQ(f.opcode, 8);
+  EXPECT_EQ(f.close_code(), 1001);
+  release.Open();
+  stopper.join();
+  EXPECT_EQ(exit_code, 0);
+  // The app accepted the connection after all, so it got its Disconnect before the exit.
+  auto ds = rpc_.disconnects();
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].meta.sid, "late");
+}
+
 // ---- 8. WebSocket limits ----
 
 TEST_F(LifecycleTest, OversizedMessageClosesWith1009) {
