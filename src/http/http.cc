@@ -367,7 +367,7 @@ int UpgradeErrorStatus(UpgradeError e) {
     case UpgradeError::kBadMethod:
       return 405;
     case UpgradeError::kBadVersion:
-      return 426;
+      return 400;  // gorilla/websocket answers 400 (with Sec-WebSocket-Version: 13)
     case UpgradeError::kNotUpgrade:
     case UpgradeError::kMissingKey:
       return 400;

@@ -160,7 +160,8 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   if (uerr != http::UpgradeError::kNone) {
     int status = http::UpgradeErrorStatus(uerr);
     std::vector<std::pair<std::string, std::string>> extra;
-    if (status == 426) extra.emplace_back("Sec-WebSocket-Version", "13");
+    // As gorilla/websocket: every refused upgrade names the version we speak.
+    extra.emplace_back("Sec-WebSocket-Version", "13");
     c.keep_alive = false;
     EnqueueRaw(c, slot,
                http::BuildResponse(status, http::StatusText(status), "text/plain; charset=utf-8",

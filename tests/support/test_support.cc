@@ -61,7 +61,7 @@ bool ReadSome(int fd, std::string& buf, Clock::time_point deadline) {
   int rc = poll(&p, 1, static_cast<int>(left));
   if (rc <= 0) return false;
   char tmp[65536];
-  ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+  ssize_t n = read(fd, tmp, sizeof(tmp));  // read(), not recv(): also used on pipes
   if (n <= 0) return false;
   buf.append(tmp, static_cast<size_t>(n));
   return true;
@@ -176,7 +176,10 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
   return resp;
 }
 
-ServerProcess::~ServerProcess() { Kill(); }
+ServerProcess::~ServerProcess() {
+  Kill();
+  if (!log_path_.empty()) unlink(log_path_.c_str());
+}
 
 bool ServerProcess::Start(const std::vector<std::string>& args,
                           std::map<std::string, std::string> env) {

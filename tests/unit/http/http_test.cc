@@ -291,12 +291,12 @@ TEST(Upgrade, Errors) {
        UpgradeWith("GET", "1.1",
                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
-       UpgradeError::kBadVersion, 426},
+       UpgradeError::kBadVersion, 400},
       {"no version",
        UpgradeWith("GET", "1.1",
                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
-       UpgradeError::kBadVersion, 426},
+       UpgradeError::kBadVersion, 400},
       {"no key",
        UpgradeWith("GET", "1.1",
                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"),
