@@ -21,7 +21,11 @@ uint64_t BroadcastLog::MinCursor() const {
 bool BroadcastLog::TryPublish(Message* msg) {
   uint64_t h = head_.load(std::memory_order_relaxed);
   for (;;) {
-    if (h - MinCursor() >= capacity_) return false;
+    // Consumers may have moved past a stale `h` (the producer was preempted after reading it):
+    // then h < min, the log is not full, and the CAS below fails and refreshes h. Without this
+    // check the unsigned difference wraps and reports a spurious "full".
+    uint64_t min = MinCursor();
+    if (h >= min && h - min >= capacity_) return false;
     if (head_.compare_exchange_weak(h, h + 1, std::memory_order_acq_rel,
                                     std::memory_order_relaxed)) {
       break;
