@@ -381,14 +381,17 @@ void Worker::Enqueue(Conn& c, uint32_t slot, hub::Frame* frame) {
   c.sendq.push_back(frame);
   c.pending_bytes += frame->size();
   MarkDirty(c, slot);
-  if (cfg_.ws_max_pending_size > 0 && c.state == ConnState::kOpen &&
+  if (cfg_.ws_max_pending_size > 0 && c.state == ConnState::kOpen && !closing_slow_client_ &&
       c.pending_bytes > static_cast<uint64_t>(cfg_.ws_max_pending_size)) {
     counters_.disconnected_slow_clients_total.Add();
     LOG_DEBUG("sid=%s closing slow client: %llu bytes pending",
               c.session ? c.session->sid.c_str() : "-",
               static_cast<unsigned long long>(c.pending_bytes));
     DropUnsentFrames(c);
+    // The farewell frames themselves are exempt from the limit (else they would re-enter here).
+    closing_slow_client_ = true;
     CloseWithDisconnect(c, slot, "too_slow", true, ws::close_code::kNormal, "");
+    closing_slow_client_ = false;
   }
 }
 

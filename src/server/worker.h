@@ -280,6 +280,7 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   hub::Frame* tick_native_ping_ = nullptr;
 
   bool stopping_ = false;
+  bool closing_slow_client_ = false;
   int64_t stop_deadline_ms_ = 0;
   bool notify_pending_ = false;
   std::vector<bool> wake_targets_;
