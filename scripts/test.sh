@@ -20,3 +20,6 @@ echo "== TSan (hub) =="
 cmake -S . -B build-tsan -DCABLE_WERROR=ON -DCABLE_SANITIZE=thread -DCABLE_BUILD_BENCH=OFF >/dev/null
 cmake --build build-tsan -j"$jobs" --target hub_test
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -R '^hub_test$' --output-on-failure --timeout 600)
+
+echo "== libFuzzer smoke (10 s per target) =="
+scripts/fuzz.sh 10
