@@ -34,7 +34,13 @@ struct Builder {
   bool broadcast_key_none = false;
   std::string http_broadcast_secret;
   bool disable_disconnect = false;
+  bool public_mode = false;
+  std::string jwt_id_key;
+  std::string turbo_rails_key;
+  std::string cable_ready_key;
 };
+
+std::string NoneIsUnset(const std::string& s) { return s == "none" ? std::string() : s; }
 
 using ApplyFn = void (*)(Builder&, const Value&);
 // Returns a full error line, or nothing when the value is acceptable. `origin` is
@@ -222,6 +228,11 @@ std::optional<std::string> CheckPath(std::string_view origin, const Value& v) {
   return std::nullopt;
 }
 
+std::optional<std::string> CheckOptionalPath(std::string_view origin, const Value& v) {
+  if (v.s.empty()) return std::nullopt;
+  return CheckPath(origin, v);
+}
+
 std::optional<std::string> CheckBroadcastAdapters(std::string_view, const Value& v) {
   for (const auto& a : v.list) {
     if (a == "http") continue;
@@ -304,10 +315,12 @@ const std::vector<FlagSpec>& Table() {
              b.broadcast_key_none = v.s == "none";
              b.broadcast_key = b.broadcast_key_none ? std::string() : v.s;
            }},
-      {.name = "noauth", .kind = K::kBool, .default_value = "false",
-       .help = "Accept every connection without authentication"},
-      {.name = "public", .kind = K::kBool, .default_value = "false",
-       .help = "Public mode: noauth + public streams + unauthenticated broadcasting"},
+      {.name = "noauth", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Accept every connection without authentication",
+       .apply = CFG_SET(noauth, v.b)},
+      {.name = "public", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Public mode: noauth + public streams + unauthenticated broadcasting",
+       .apply = [](Builder& b, const Value& v) { b.public_mode = v.b; }},
       {.name = "shutdown_timeout", .kind = K::kInt, .default_value = "30", .supported = true,
        .help = "Graceful shutdown timeout (in seconds)",
        .apply = CFG_SET(shutdown_timeout_s, AsInt(v)), .min = 0, .max = INT_MAX},
@@ -345,8 +358,8 @@ const std::vector<FlagSpec>& Table() {
        .help = "RPC service address (host:port, grpc://, dns:///host:port or grpc-list://h1,h2)",
        .apply = CFG_SET(rpc_host, v.s.starts_with("grpc://") ? v.s.substr(7) : v.s),
        .check = CheckRpcHost},
-      {.name = "norpc", .kind = K::kBool, .default_value = "false",
-       .help = "Disable RPC (standalone mode)"},
+      {.name = "norpc", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Disable RPC (standalone mode)", .apply = CFG_SET(norpc, v.b)},
       {.name = "rpc_concurrency", .kind = K::kInt, .default_value = "28", .supported = true,
        .help = "Max number of concurrent RPC requests (<= 0 means 28)",
        .apply = CFG_SET(rpc_concurrency, AsInt(v)), .min = INT_MIN, .max = INT_MAX},
@@ -520,6 +533,12 @@ const std::vector<FlagSpec>& Table() {
       {.name = "ws_write_timeout", .kind = K::kInt, .default_value = "2", .supported = true,
        .help = "WebSocket write timeout (in seconds)",
        .apply = CFG_SET(ws_write_timeout_s, AsInt(v)), .min = 0, .max = INT_MAX},
+      // ringcable's own (anycable-go has none): drops slowloris clients that never finish the
+      // HTTP request or upgrade. Hidden, like other tuning knobs.
+      {.name = "handshake_timeout", .kind = K::kInt, .default_value = "10", .supported = true,
+       .hidden = true,
+       .help = "Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
+       .apply = CFG_SET(handshake_timeout_s, AsInt(v)), .min = 0, .max = 86400},
       {.name = "ws_max_pending_size", .kind = K::kInt, .default_value = "1048576",
        .supported = true,
        .help = "Max bytes queued for one client before it is disconnected (0 = unlimited)",
@@ -534,38 +553,53 @@ const std::vector<FlagSpec>& Table() {
        .help = "Enable WebSocket per-message compression"},
 
       // --- 2.6 Auth / streams ---
-      {.name = "jwt_secret", .kind = K::kSecret, .default_value = "",
-       .help = "Secret to verify JWT tokens (default: --secret)"},
-      {.name = "jwt_param", .kind = K::kString, .default_value = "jid",
-       .help = "Query param / header (X-<param>) carrying the JWT token"},
-      {.name = "enforce_jwt", .kind = K::kBool, .default_value = "false",
-       .help = "Require a JWT token for every connection"},
-      {.name = "jwt_id_key", .kind = K::kSecret, .default_value = "", .hidden = true,
-       .help = "[DEPRECATED] Same as --jwt_secret"},
-      {.name = "jwt_id_param", .kind = K::kString, .default_value = "", .hidden = true,
-       .help = "[DEPRECATED] Same as --jwt_param", .also_default = {"jid"}},
-      {.name = "jwt_id_enforce", .kind = K::kBool, .default_value = "false", .hidden = true,
-       .help = "[DEPRECATED] Same as --enforce_jwt"},
-      {.name = "streams_secret", .kind = K::kSecret, .default_value = "",
-       .help = "Secret to verify signed streams (default: --secret)"},
-      {.name = "public_streams", .kind = K::kBool, .default_value = "false",
-       .help = "Allow unsigned public streams"},
-      {.name = "streams_whisper", .kind = K::kBool, .default_value = "false",
-       .help = "Enable whispering for signed/public streams"},
+      {.name = "jwt_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "Secret to verify JWT tokens (default: --secret)",
+       .apply = CFG_SET(jwt_secret, NoneIsUnset(v.s))},
+      {.name = "jwt_param", .kind = K::kString, .default_value = "jid", .supported = true,
+       .help = "Query param / header (X-<param>) carrying the JWT token",
+       .apply = CFG_SET(jwt_param, v.s)},
+      {.name = "enforce_jwt", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Require a JWT token for every connection", .apply = CFG_SET(enforce_jwt, v.b)},
+      {.name = "jwt_id_key", .kind = K::kSecret, .default_value = "", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] Same as --jwt_secret",
+       .apply = [](Builder& b, const Value& v) { b.jwt_id_key = NoneIsUnset(v.s); }},
+      {.name = "jwt_id_param", .kind = K::kString, .default_value = "", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] Same as --jwt_param",
+       .apply = [](Builder& b, const Value& v) {
+         if (!v.s.empty()) b.config.jwt_param = v.s;
+       }},
+      {.name = "jwt_id_enforce", .kind = K::kBool, .default_value = "false", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] Same as --enforce_jwt",
+       .apply = [](Builder& b, const Value& v) {
+         if (v.b) b.config.enforce_jwt = true;
+       }},
+      {.name = "streams_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "Secret to verify signed streams (default: --secret)",
+       .apply = CFG_SET(streams_secret, NoneIsUnset(v.s))},
+      {.name = "public_streams", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Allow unsigned public streams", .apply = CFG_SET(public_streams, v.b)},
+      {.name = "streams_whisper", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Enable whispering for signed/public streams",
+       .apply = CFG_SET(streams_whisper, v.b)},
       {.name = "streams_presence", .kind = K::kBool, .default_value = "true",
        .help = "Enable presence for signed/public streams"},
-      {.name = "turbo_streams", .kind = K::kBool, .default_value = "false",
-       .help = "Enable the Turbo Streams fast lane"},
-      {.name = "turbo_streams_secret", .kind = K::kSecret, .default_value = "",
-       .help = "Secret to verify Turbo Streams names"},
-      {.name = "cable_ready", .kind = K::kBool, .default_value = "false",
-       .help = "Enable the CableReady fast lane"},
-      {.name = "cable_ready_secret", .kind = K::kSecret, .default_value = "",
-       .help = "Secret to verify CableReady stream names"},
-      {.name = "turbo_rails_key", .kind = K::kSecret, .default_value = "", .hidden = true,
-       .help = "[DEPRECATED] Enable Turbo Streams with this key"},
-      {.name = "cable_ready_key", .kind = K::kSecret, .default_value = "", .hidden = true,
-       .help = "[DEPRECATED] Enable CableReady with this key"},
+      {.name = "turbo_streams", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Enable the Turbo Streams fast lane", .apply = CFG_SET(turbo_streams, v.b)},
+      {.name = "turbo_streams_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "Secret to verify Turbo Streams names (default: streams secret)",
+       .apply = CFG_SET(turbo_streams_secret, NoneIsUnset(v.s))},
+      {.name = "cable_ready", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Enable the CableReady fast lane", .apply = CFG_SET(cable_ready, v.b)},
+      {.name = "cable_ready_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "Secret to verify CableReady stream names (default: streams secret)",
+       .apply = CFG_SET(cable_ready_secret, NoneIsUnset(v.s))},
+      {.name = "turbo_rails_key", .kind = K::kSecret, .default_value = "", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] Enable Turbo Streams with this key",
+       .apply = [](Builder& b, const Value& v) { b.turbo_rails_key = NoneIsUnset(v.s); }},
+      {.name = "cable_ready_key", .kind = K::kSecret, .default_value = "", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] Enable CableReady with this key",
+       .apply = [](Builder& b, const Value& v) { b.cable_ready_key = NoneIsUnset(v.s); }},
       // Deprecated no-ops in anycable-go.
       {.name = "turbo_rails_cleartext", .kind = K::kBool, .default_value = "false",
        .supported = true, .hidden = true, .help = "[DEPRECATED] No effect"},
@@ -573,18 +607,21 @@ const std::vector<FlagSpec>& Table() {
        .supported = true, .hidden = true, .help = "[DEPRECATED] No effect"},
 
       // --- 2.7 Observability ---
-      {.name = "metrics_http", .kind = K::kString, .default_value = "",
-       .help = "Serve Prometheus metrics at this path"},
-      {.name = "metrics_host", .kind = K::kString, .default_value = "",
-       .help = "Metrics server host"},
-      {.name = "metrics_port", .kind = K::kInt, .default_value = "0",
-       .help = "Metrics server port"},
-      {.name = "metrics_tags", .kind = K::kString, .default_value = "",
-       .help = "Global metrics tags (k:v,k2:v2)"},
-      {.name = "metrics_log", .kind = K::kBool, .default_value = "false",
-       .help = "Log metrics periodically"},
+      {.name = "metrics_http", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Serve Prometheus metrics at this path, e.g. /metrics (empty = off)",
+       .apply = CFG_SET(metrics_http, v.s), .check = CheckOptionalPath},
+      {.name = "metrics_host", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Metrics server host (default: --host)", .apply = CFG_SET(metrics_host, v.s)},
+      {.name = "metrics_port", .kind = K::kInt, .default_value = "0", .supported = true,
+       .help = "Metrics server port (0 = main port)", .apply = CFG_SET(metrics_port, AsInt(v)),
+       .min = 0, .max = 65535},
+      {.name = "metrics_tags", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Global metrics tags (k:v,k2:v2)", .apply = CFG_SET(metrics_tags, v.s)},
+      {.name = "metrics_log", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Log metrics periodically", .apply = CFG_SET(metrics_log, v.b)},
       {.name = "metrics_rotate_interval", .kind = K::kInt, .default_value = "15",
-       .help = "Metrics flush interval (in seconds)"},
+       .supported = true, .help = "Metrics flush interval (in seconds)",
+       .apply = CFG_SET(metrics_rotate_interval_s, AsInt(v)), .min = 1, .max = INT_MAX},
       {.name = "metrics_log_interval", .kind = K::kInt, .default_value = "-1", .hidden = true,
        .help = "[DEPRECATED] Metrics log interval", .also_default = {"0"}},
       {.name = "metrics_log_filter", .kind = K::kString, .default_value = "",
@@ -819,6 +856,25 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
   } else if (!c.secret.empty()) {
     c.broadcast_key = HexHmacSha256(c.secret, "broadcast-cable");
   }
+  // Auth / streams: --secret is used directly (not derived) for JWT and signed streams.
+  if (c.jwt_secret.empty()) c.jwt_secret = builder.jwt_id_key;
+  if (c.jwt_secret.empty()) c.jwt_secret = c.secret;
+  if (c.streams_secret.empty()) c.streams_secret = c.secret;
+  if (!builder.turbo_rails_key.empty()) {
+    c.turbo_streams = true;
+    if (c.turbo_streams_secret.empty()) c.turbo_streams_secret = builder.turbo_rails_key;
+  }
+  if (!builder.cable_ready_key.empty()) {
+    c.cable_ready = true;
+    if (c.cable_ready_secret.empty()) c.cable_ready_secret = builder.cable_ready_key;
+  }
+  if (c.turbo_streams_secret.empty()) c.turbo_streams_secret = c.streams_secret;
+  if (c.cable_ready_secret.empty()) c.cable_ready_secret = c.streams_secret;
+  if (builder.public_mode) {
+    c.noauth = true;
+    c.public_streams = true;
+    c.broadcast_key.clear();  // as anycable-go: public mode makes broadcasting public too
+  }
   return Parsed{Action::kRun, std::move(c), std::string()};
 }
 
@@ -881,6 +937,18 @@ std::string Describe(const Config& c) {
       {"max_conn", i(c.max_conn)},
       {"secret", redact(c.secret)},
       {"broadcast_key", redact(c.broadcast_key)},
+      {"jwt_secret", redact(c.jwt_secret)},
+      {"jwt_param", c.jwt_param},
+      {"enforce_jwt", b(c.enforce_jwt)},
+      {"noauth", b(c.noauth)},
+      {"norpc", b(c.norpc)},
+      {"streams_secret", redact(c.streams_secret)},
+      {"public_streams", b(c.public_streams)},
+      {"streams_whisper", b(c.streams_whisper)},
+      {"turbo_streams", b(c.turbo_streams)},
+      {"turbo_streams_secret", redact(c.turbo_streams_secret)},
+      {"cable_ready", b(c.cable_ready)},
+      {"cable_ready_secret", redact(c.cable_ready_secret)},
       {"shutdown_timeout", i(c.shutdown_timeout_s) + "s"},
       {"shutdown_delay", i(c.shutdown_delay_s) + "s"},
       {"log_level", c.log_level},
@@ -912,6 +980,12 @@ std::string Describe(const Config& c) {
       {"ws_max_pending_size", i(c.ws_max_pending_size)},
       {"read_buffer_size", i(c.read_buffer_size)},
       {"write_buffer_size", i(c.write_buffer_size)},
+      {"metrics_http", c.metrics_http.empty() ? std::string("(off)") : c.metrics_http},
+      {"metrics_host", c.metrics_host},
+      {"metrics_port", i(c.metrics_port)},
+      {"metrics_tags", c.metrics_tags},
+      {"metrics_log", b(c.metrics_log)},
+      {"metrics_rotate_interval", i(c.metrics_rotate_interval_s) + "s"},
   };
   std::string out;
   for (const auto& [name, value] : rows) {

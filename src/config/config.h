@@ -42,6 +42,20 @@ struct Config {
   std::string log_format = "text";  // text|json; --debug forces "text" (as anycable-go does)
   bool debug = false;
 
+  // auth / streams (spec §2.6). Secrets are effective values: empty = unset ("none" = unset too).
+  std::string jwt_secret;  // --jwt_secret, else --secret
+  std::string jwt_param = "jid";
+  bool enforce_jwt = false;
+  bool noauth = false;  // --noauth or --public
+  bool norpc = false;
+  std::string streams_secret;  // --streams_secret, else --secret
+  bool public_streams = false;  // --public_streams or --public
+  bool streams_whisper = false;
+  bool turbo_streams = false;        // also enabled by the deprecated --turbo_rails_key
+  std::string turbo_streams_secret;  // else the streams secret
+  bool cable_ready = false;          // also enabled by the deprecated --cable_ready_key
+  std::string cable_ready_secret;    // else the streams secret
+
   // rpc
   std::string rpc_host = "localhost:50051";    // "grpc://" stripped; dns:/// and grpc-list:// kept
   int rpc_concurrency = 28;                    // a value <= 0 becomes 28
@@ -69,9 +83,18 @@ struct Config {
   bool enable_native_pings = false;
   int max_message_size = 65536;
   int ws_write_timeout_s = 2;
+  int handshake_timeout_s = 10;  // ringcable-only: HTTP request/upgrade deadline, 0 = none
   int64_t ws_max_pending_size = 1048576;  // 0 = unlimited
   int read_buffer_size = 1024;            // accepted for compatibility, no effect
   int write_buffer_size = 1024;           // accepted for compatibility, no effect
+
+  // observability (spec §2.7)
+  std::string metrics_http;   // Prometheus endpoint path; empty = off
+  std::string metrics_host;   // empty = --host (only used with a separate --metrics_port)
+  int metrics_port = 0;       // 0 = served by the workers on the main port
+  std::string metrics_tags;   // raw "k:v,k2:v2"; parsed by metrics::ParseTags
+  bool metrics_log = false;
+  int metrics_rotate_interval_s = 15;
 };
 
 enum class Action { kRun, kHelp, kVersion };

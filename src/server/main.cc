@@ -15,6 +15,8 @@
 
 #include "common/log.h"
 #include "config/config.h"
+#include "metrics/exporter.h"
+#include "metrics/sd_notify.h"
 #include "server/worker.h"
 
 namespace cable::server {
@@ -148,6 +150,16 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
   }
+  auto tags = metrics::ParseTags(cfg.metrics_tags);
+  if (!tags.ok()) return Fail(tags.error());
+  std::unique_ptr<metrics::HttpServer> metrics_server;
+  if (!cfg.metrics_http.empty() && cfg.metrics_port != 0 && cfg.metrics_port != cfg.port) {
+    auto ms = metrics::HttpServer::Start(cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host,
+                                         cfg.metrics_port, cfg.metrics_http,
+                                         [&shared] { return RenderMetrics(shared); });
+    if (!ms.ok()) return Fail(ms.error());
+    metrics_server = std::move(ms.value());
+  }
   for (auto& w : shared.workers) {
     auto r = w->Init(main_addr, main_len, separate_bcast ? &bcast_addr : nullptr, bcast_len);
     if (!r.ok()) return Fail(r.error());
@@ -166,10 +178,25 @@ int Main(int argc, char** argv) {
              cfg.broadcast_key.empty() ? " (no authorization)" : "");
   }
   LOG_DEBUG("io_uring: %s", shared.features.Describe().c_str());
+  if (!cfg.metrics_http.empty()) {
+    LOG_INFO("Prometheus metrics at %s:%d%s",
+             metrics_server ? (cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host).c_str()
+                            : cfg.host.c_str(),
+             metrics_server ? metrics_server->port() : PortOf(main_addr), cfg.metrics_http.c_str());
+  }
+  std::unique_ptr<metrics::LogReporter> metrics_log;
+  if (cfg.metrics_log) {
+    metrics_log = std::make_unique<metrics::LogReporter>(
+        cfg.metrics_rotate_interval_s, [&shared] { return SampleMetrics(shared); });
+  }
+  // Every worker's listener is bound and its ring is running: tell systemd (Type=notify).
+  metrics::SdNotify("READY=1\nSTATUS=Listening on " + cfg.host + ":" +
+                    std::to_string(PortOf(main_addr)));
 
   int sig = 0;
   sigwait(&signals, &sig);
   LOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  metrics::SdNotify("STOPPING=1\nSTATUS=Shutting down");
   if (cfg.shutdown_delay_s > 0)
     std::this_thread::sleep_for(std::chrono::seconds(cfg.shutdown_delay_s));
   for (auto& w : shared.workers) w->RequestShutdown();
@@ -197,6 +224,8 @@ int Main(int argc, char** argv) {
     std::_Exit(0);
   }
   for (auto& w : shared.workers) w->Join();
+  if (metrics_log) metrics_log->Stop();
+  if (metrics_server) metrics_server->Stop();
   shared.rpc->Shutdown(std::chrono::milliseconds(1000));
   LOG_INFO("shutdown complete");
   return 0;

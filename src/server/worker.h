@@ -19,17 +19,20 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "auth/auth.h"
 #include "common/inbox.h"
 #include "common/result.h"
 #include "http/http.h"
 #include "hub/frame.h"
 #include "hub/local_index.h"
 #include "hub/message.h"
+#include "metrics/metrics.h"
 #include "protocol/broadcast.h"
 #include "protocol/command.h"
 #include "protocol/encode.h"
@@ -58,6 +61,7 @@ using StateMap = std::map<std::string, std::string>;
 struct SubState {
   hub::Subscription sub;
   std::unique_ptr<StateMap> istate;
+  bool builtin = false;  // $pubsub / Turbo / CableReady: served without RPC
 };
 
 // Application state of one WebSocket connection (allocated at upgrade).
@@ -77,11 +81,18 @@ struct Session {
   protocol::CommandType inflight_type = protocol::CommandType::kUnknown;
   bool authenticated = false;
   bool needs_disconnect_rpc = false;
+  // Authenticated by JWT or --noauth, and (until a command goes to RPC) only built-in channels:
+  // --disconnect_mode auto then skips the Disconnect RPC.
+  bool rpc_free_auth = false;
+  bool used_rpc = false;
   SubState* Find(const std::string& identifier);
 };
 
 struct HttpState {
   std::string buf;
+  // --handshake_timeout: the connection is dropped unless it upgrades (or completes its next
+  // request) by then; renewed when a request head completes.
+  int64_t deadline_ms = 0;
 };
 
 struct Conn {
@@ -212,6 +223,16 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   void RemoveSubscription(Session& s, SubState* sub);
   void FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) const;
   void QueueDisconnectRpc(Conn& c);
+
+  // RPC-less auth and channels (worker_auth.cc)
+  static std::optional<std::string> ExtractJwt(const config::Config& cfg, const http::Request& req,
+                                               const http::UpgradeRequest& up);
+  // true: the connection was opened or refused here; false: ask the Connect RPC.
+  bool AuthenticateLocally(Conn& c, uint32_t slot, const std::optional<std::string>& token);
+  void OpenLocalSession(Conn& c, uint32_t slot, std::string identifiers);
+  // true: handled here (confirmed, rejected, or rejected because of --norpc).
+  bool HandleBuiltinSubscribe(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd);
+  void HandleWhisper(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd);
   void QueueOrphanDisconnect(const rpc::Call& connect);
   void ProcessDisconnectQueue();
 
@@ -235,6 +256,8 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
 
   Shared& shared_;
   const config::Config& cfg_;
+  const auth::StreamsOptions streams_opts_ = StreamsOptionsFrom(cfg_);
+  static auth::StreamsOptions StreamsOptionsFrom(const config::Config& cfg);
   const int index_;
   ring::Ring ring_;
   ring::BufRing bufs_;
@@ -269,6 +292,18 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   size_t live_conns_ = 0;
   bool AcceptAllowed() const { return max_conns_ == 0 || live_conns_ < max_conns_; }
 
+  // --handshake_timeout (slowloris): HTTP-state connections as a min-heap by deadline. Entries are
+  // {slot, gen}, so one for a connection that upgraded or closed is simply dropped when popped.
+  struct HttpDeadline {
+    int64_t ms;
+    uint32_t slot;
+    uint32_t gen;
+    bool operator>(const HttpDeadline& o) const { return ms > o.ms; }
+  };
+  std::vector<HttpDeadline> http_deadlines_;
+  void WatchHandshake(Conn& c, uint32_t slot);  // sets c.http->deadline_ms and tracks it
+  void ExpireHandshakes();                      // on the tick
+
   // Ping wheel: one bucket per 100 ms tick.
   static constexpr int64_t kTickMs = 100;
   static constexpr uint32_t kWheelSize = 1024;
@@ -295,5 +330,12 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   Conn* cur_conn_ = nullptr;
   uint32_t cur_slot_ = 0;
 };
+
+// Metrics (src/metrics): every worker's counters and the RPC stats, read with relaxed loads from
+// the calling thread (a worker serving a scrape, the metrics server or the log reporter); never
+// blocks a worker. Requires shared.workers and shared.rpc to be set.
+metrics::Snapshot SampleMetrics(const Shared& shared);
+// Prometheus text for GET <metrics_http>, with --metrics_tags as labels (validated by main).
+std::string RenderMetrics(const Shared& shared);
 
 }  // namespace cable::server

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "common/log.h"
 #include "server/worker.h"
@@ -34,6 +35,19 @@ std::string Lower(std::string_view s) {
   return out;
 }
 }  // namespace
+
+metrics::Snapshot SampleMetrics(const Shared& shared) {
+  metrics::Snapshot snap;
+  snap.workers.reserve(shared.workers.size());
+  for (const auto& w : shared.workers) snap.workers.push_back(metrics::Sample(w->counters()));
+  if (shared.rpc) snap.rpc = metrics::Sample(shared.rpc->stats());
+  return snap;
+}
+
+std::string RenderMetrics(const Shared& shared) {
+  auto tags = metrics::ParseTags(shared.cfg.metrics_tags);
+  return metrics::RenderPrometheus(SampleMetrics(shared), tags.ok() ? tags.value() : metrics::Tags{});
+}
 
 void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close) {
   if (close) c.keep_alive = false;
@@ -76,6 +90,11 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
     }
     if (!c.on_broadcast_port && req.path == cfg_.health_path) {
       Respond(c, slot, 200, kHealthBody, !c.keep_alive);
+    } else if (!c.on_broadcast_port && !cfg_.metrics_http.empty() && req.path == cfg_.metrics_http &&
+               (cfg_.metrics_port == 0 || cfg_.metrics_port == cfg_.port)) {
+      EnqueueRaw(c, slot,
+                 http::BuildResponse(200, RenderMetrics(shared_),
+                                     "text/plain; version=0.0.4; charset=utf-8", {}, !c.keep_alive));
     } else {
       Respond(c, slot, 404, "404 page not found\n", !c.keep_alive);
     }
@@ -83,6 +102,7 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
     size_t skip = consumed + (req.content_length ? *req.content_length : 0);
     if (skip > c.http->buf.size()) skip = c.http->buf.size();
     c.http->buf.erase(0, skip);
+    if (c.http->deadline_ms != 0) c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
     if (!c.keep_alive) {
       PauseReading(c, slot);
       return;
@@ -144,6 +164,7 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
     }
   }
   c.http->buf.erase(0, total);
+  if (c.http->deadline_ms != 0) c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
   Respond(c, slot, status, status == 201 ? "" : http::StatusText(status), !c.keep_alive);
   if (!c.keep_alive) PauseReading(c, slot);
   return true;
@@ -207,10 +228,18 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
     if (*ptp == "ns") c.ping_precision = 2;
   }
 
+  // Before c.http goes: req's views point into its buffer.
+  const std::optional<std::string> jwt = ExtractJwt(cfg_, req, up);
   std::string leftover = c.http->buf.substr(req.head_size);
   c.http.reset();
   c.session = std::move(session);
   c.state = ConnState::kConnecting;
+
+  if (AuthenticateLocally(c, slot, jwt)) {
+    // Frames sent before the welcome are processed once open, dropped if refused (spec §5 item 1).
+    if (!leftover.empty() && c.state == ConnState::kOpen) OnBytes(c, slot, leftover.data(), leftover.size());
+    return;
+  }
 
   auto call = std::make_shared<rpc::Call>();
   call->kind = rpc::CallKind::kConnect;
@@ -225,6 +254,33 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
 
   // Frames the client sent right after the handshake wait for the welcome.
   if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
+}
+
+void Worker::WatchHandshake(Conn& c, uint32_t slot) {
+  if (cfg_.handshake_timeout_s <= 0) return;  // 0 = no limit; deadline_ms stays 0
+  c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
+  http_deadlines_.push_back({c.http->deadline_ms, slot, c.gen});
+  std::push_heap(http_deadlines_.begin(), http_deadlines_.end(), std::greater<>());
+}
+
+void Worker::ExpireHandshakes() {
+  while (!http_deadlines_.empty() && http_deadlines_.front().ms <= now_ms_) {
+    std::pop_heap(http_deadlines_.begin(), http_deadlines_.end(), std::greater<>());
+    HttpDeadline d = http_deadlines_.back();
+    http_deadlines_.pop_back();
+    Conn* c = Lookup(d.slot, d.gen);
+    if (!c || c->state != ConnState::kHttp || !c->http) continue;  // upgraded or gone
+    if (c->http->deadline_ms > now_ms_) {
+      // Renewed by a completed keep-alive request: track the new deadline instead.
+      http_deadlines_.push_back({c->http->deadline_ms, d.slot, d.gen});
+      std::push_heap(http_deadlines_.begin(), http_deadlines_.end(), std::greater<>());
+      continue;
+    }
+    // Like Go's ReadHeaderTimeout: no response, the connection is just closed.
+    LOG_DEBUG("handshake timeout (%d s): closing connection", cfg_.handshake_timeout_s);
+    BeginClosing(*c, d.slot);
+    ForceClose(*c, d.slot);
+  }
 }
 
 }  // namespace cable::server

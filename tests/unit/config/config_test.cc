@@ -452,8 +452,8 @@ TEST(ConfigUnsupported, SpotChecks) {
             "flag --jwt_secret is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--turbo_streams"}),
             "flag --turbo_streams is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--metrics_http=/metrics"}),
-            "flag --metrics_http is not supported by ringcable yet");
+  EXPECT_EQ(ParseError({"--statsd_host=localhost:8125"}),
+            "flag --statsd_host is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--ssl_cert=/c.pem"}), "flag --ssl_cert is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--pong_timeout=5"}),
             "flag --pong_timeout is not supported by ringcable yet");

@@ -1,0 +1,252 @@
+#include "metrics/metrics.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+namespace cable::metrics {
+namespace {
+
+enum class Type { kCounter, kGauge };
+
+// A global series: summed over workers (or taken from the RPC sample).
+struct Def {
+  std::string_view name;
+  Type type;
+  std::string_view help;
+  int64_t (*get)(const Snapshot&);
+};
+
+template <typename F>
+int64_t SumWorkers(const Snapshot& s, F f) {
+  int64_t total = 0;
+  for (const auto& w : s.workers) total += static_cast<int64_t>(f(w));
+  return total;
+}
+
+#define SUM(field) \
+  [](const Snapshot& s) { return SumWorkers(s, [](const WorkerSample& w) { return w.field; }); }
+#define RPC(field) [](const Snapshot& s) { return static_cast<int64_t>(s.rpc.field); }
+
+// Sorted by name within each type; counters first, then gauges (as anycable-go renders them).
+const std::vector<Def>& Defs() {
+  static const std::vector<Def> kDefs = {
+      // Every publication accepted by any worker reaches every worker through the BroadcastLog, so
+      // the node-level count (anycable-go counts each message the node handles) is the sum of
+      // the ingress counts, not of per-worker deliveries.
+      {"broadcast_msg_total", Type::kCounter,
+       "The total number of messages received through PubSub (for broadcast)",
+       SUM(publications_total)},
+      {"client_msg_total", Type::kCounter, "The total number of received messages from clients",
+       SUM(client_msg_total)},
+      {"data_rcvd_total", Type::kCounter, "The total amount of bytes received from clients",
+       SUM(data_rcvd_total)},
+      {"data_sent_total", Type::kCounter, "The total amount of bytes sent to clients",
+       SUM(data_sent_total)},
+      {"disconnected_slow_clients_total", Type::kCounter,
+       "The total number of slow clients disconnected", SUM(disconnected_slow_clients_total)},
+      {"failed_auths_total", Type::kCounter, "The total number of failed authentication attempts",
+       SUM(failed_auths_total)},
+      {"failed_broadcast_msg_total", Type::kCounter,
+       "The total number of unrecognized messages received through PubSub",
+       SUM(failed_broadcast_msg_total)},
+      {"failed_client_msg_total", Type::kCounter,
+       "The total number of unrecognized messages received from clients",
+       SUM(failed_client_msg_total)},
+      {"publications_total", Type::kCounter,
+       "The total number of publications accepted by the broadcaster", SUM(publications_total)},
+      {"remote_commands_total", Type::kCounter, "The total number of remote commands received",
+       SUM(remote_commands_total)},
+      {"rpc_call_total", Type::kCounter, "The total number of RPC calls", RPC(calls)},
+      {"rpc_canceled_total", Type::kCounter, "The total number of canceled RPC calls",
+       RPC(canceled)},
+      {"rpc_error_total", Type::kCounter, "The total number of failed RPC calls", RPC(errors)},
+      {"rpc_retries_total", Type::kCounter, "The total number of RPC call retries", RPC(retries)},
+      {"rpc_timeout_total", Type::kCounter, "The total number of RPC calls that timed out",
+       RPC(timeouts)},
+      {"broadcast_streams_num", Type::kGauge, "The number of active broadcasting streams",
+       SUM(streams_num)},
+      // Uniqueness by connection identifiers is not tracked; equals clients_num.
+      {"clients_num", Type::kGauge, "The number of active clients", SUM(clients_num)},
+      {"clients_uniq_num", Type::kGauge,
+       "The number of unique clients (with respect to connection identifiers)", SUM(clients_num)},
+      {"disconnect_queue_size", Type::kGauge, "The size of delayed disconnect",
+       SUM(disconnect_queue_size)},
+      {"rpc_pending_num", Type::kGauge, "The number of pending RPC calls", RPC(pending)},
+  };
+  return kDefs;
+}
+
+// ringcable's own, one series per worker.
+struct WorkerDef {
+  std::string_view name;
+  Type type;
+  std::string_view help;
+  int64_t (*get)(const WorkerSample&);
+};
+
+#define W(field) [](const WorkerSample& w) { return static_cast<int64_t>(w.field); }
+
+const std::vector<WorkerDef>& WorkerDefs() {
+  static const std::vector<WorkerDef> kDefs = {
+      {"ringcable_worker_broadcast_msg_total", Type::kCounter,
+       "Publications that had at least one subscriber on the worker", W(broadcast_msg_total)},
+      {"ringcable_worker_disconnect_dropped_total", Type::kCounter,
+       "Disconnect calls dropped because the worker's backlog was full",
+       W(disconnect_dropped_total)},
+      {"ringcable_worker_io_uring_submissions_total", Type::kCounter,
+       "io_uring_submit calls made by the worker", W(submissions_total)},
+      {"ringcable_worker_wakeups_total", Type::kCounter,
+       "Event loop wake-ups of the worker (submissions per wake-up = submissions / wakeups)",
+       W(wakeups_total)},
+      {"ringcable_worker_broadcast_streams_num", Type::kGauge,
+       "Streams with at least one subscriber on the worker", W(streams_num)},
+      {"ringcable_worker_clients_num", Type::kGauge, "Clients connected to the worker",
+       W(clients_num)},
+      {"ringcable_worker_disconnect_queue_size", Type::kGauge,
+       "Disconnect calls waiting in the worker's queue", W(disconnect_queue_size)},
+  };
+  return kDefs;
+}
+
+std::string EscapeLabel(std::string_view v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\')
+      out += "\\\\";
+    else if (ch == '"')
+      out += "\\\"";
+    else if (ch == '\n')
+      out += "\\n";
+    else
+      out += ch;
+  }
+  return out;
+}
+
+std::string Labels(const Tags& tags, const std::string* worker) {
+  if (tags.empty() && !worker) return "";
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [k, v] : tags) {
+    if (!first) out += ',';
+    first = false;
+    out.append(k).append("=\"").append(EscapeLabel(v)).append("\"");
+  }
+  if (worker) {
+    if (!first) out += ',';
+    out.append("worker=\"").append(*worker).append("\"");
+  }
+  out += '}';
+  return out;
+}
+
+void Header(std::string& out, std::string_view name, Type type, std::string_view help) {
+  out.append("\n# HELP ").append(name).append(" ").append(help).append("\n# TYPE ");
+  out.append(name).append(type == Type::kCounter ? " counter\n" : " gauge\n");
+}
+
+bool ValidName(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](unsigned char ch) { return std::isalnum(ch) || ch == '_'; });
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+}  // namespace
+
+WorkerSample Sample(const server::Counters& c) {
+  WorkerSample w;
+  w.client_msg_total = c.client_msg_total.Get();
+  w.failed_client_msg_total = c.failed_client_msg_total.Get();
+  w.failed_auths_total = c.failed_auths_total.Get();
+  w.broadcast_msg_total = c.broadcast_msg_total.Get();
+  w.publications_total = c.publications_total.Get();
+  w.failed_broadcast_msg_total = c.failed_broadcast_msg_total.Get();
+  w.remote_commands_total = c.remote_commands_total.Get();
+  w.disconnected_slow_clients_total = c.disconnected_slow_clients_total.Get();
+  w.data_sent_total = c.data_sent_total.Get();
+  w.data_rcvd_total = c.data_rcvd_total.Get();
+  w.disconnect_dropped_total = c.disconnect_dropped_total.Get();
+  w.submissions_total = c.submissions_total.Get();
+  w.wakeups_total = c.wakeups_total.Get();
+  w.clients_num = c.clients_num.Get();
+  w.streams_num = c.streams_num.Get();
+  w.disconnect_queue_size = c.disconnect_queue_size.Get();
+  return w;
+}
+
+RpcSample Sample(const rpc::Stats& s) {
+  RpcSample r;
+  r.calls = s.calls.load(std::memory_order_relaxed);
+  r.retries = s.retries.load(std::memory_order_relaxed);
+  r.errors = s.errors.load(std::memory_order_relaxed);
+  r.timeouts = s.timeouts.load(std::memory_order_relaxed);
+  r.canceled = s.canceled.load(std::memory_order_relaxed);
+  r.pending = s.pending.load(std::memory_order_relaxed);
+  return r;
+}
+
+cable::Result<Tags, std::string> ParseTags(std::string_view text) {
+  Tags tags;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string item = Trim(text.substr(0, comma));
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    if (item.empty()) continue;
+    size_t colon = item.find(':');
+    if (colon == std::string::npos) {
+      return cable::MakeError("invalid metrics tag \"" + item + "\": expected key:value");
+    }
+    std::string key = Trim(std::string_view(item).substr(0, colon));
+    std::string value = Trim(std::string_view(item).substr(colon + 1));
+    if (!ValidName(key)) {
+      return cable::MakeError("invalid metrics tag name \"" + key +
+                              "\": must match [a-zA-Z_][a-zA-Z0-9_]*");
+    }
+    tags.emplace_back(std::move(key), std::move(value));
+  }
+  return tags;
+}
+
+std::string RenderPrometheus(const Snapshot& snap, const Tags& tags) {
+  std::string out;
+  out.reserve(4096);
+  const std::string labels = Labels(tags, nullptr);
+  for (const auto& d : Defs()) {
+    std::string name = "anycable_go_" + std::string(d.name);
+    Header(out, name, d.type, d.help);
+    out.append(name).append(labels).append(" ").append(std::to_string(d.get(snap))).append("\n");
+  }
+  for (const auto& d : WorkerDefs()) {
+    Header(out, d.name, d.type, d.help);
+    for (size_t i = 0; i < snap.workers.size(); ++i) {
+      std::string idx = std::to_string(i);
+      out.append(d.name).append(Labels(tags, &idx)).append(" ");
+      out.append(std::to_string(d.get(snap.workers[i]))).append("\n");
+    }
+  }
+  return out;
+}
+
+std::string RenderLog(const Snapshot& snap, const Snapshot* prev) {
+  std::map<std::string_view, int64_t> values;
+  for (const auto& d : Defs()) {
+    int64_t v = d.get(snap);
+    if (d.type == Type::kCounter && prev) v -= d.get(*prev);
+    values[d.name] = v;
+  }
+  std::string out;
+  for (const auto& [k, v] : values) {
+    if (!out.empty()) out += ' ';
+    out.append(k).append("=").append(std::to_string(v));
+  }
+  return out;
+}
+
+}  // namespace cable::metrics

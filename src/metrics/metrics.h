@@ -1,0 +1,69 @@
+// metrics: anycable-go's metrics (spec Appendix E) rendered from ringcable's per-worker counters.
+// Sampling reads the single-writer counters (server/counters.h) and the RPC client's Stats with
+// relaxed loads, so a scrape never blocks or slows a worker; values are summed at scrape time.
+// Rendering and tag parsing are pure functions (any thread). A Snapshot is a plain value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "rpc/client.h"
+#include "server/counters.h"
+
+namespace cable::metrics {
+
+// One worker's counters and gauges at one instant, in Appendix E names where one exists.
+struct WorkerSample {
+  uint64_t client_msg_total = 0;
+  uint64_t failed_client_msg_total = 0;
+  uint64_t failed_auths_total = 0;
+  uint64_t broadcast_msg_total = 0;
+  uint64_t publications_total = 0;
+  uint64_t failed_broadcast_msg_total = 0;
+  uint64_t remote_commands_total = 0;
+  uint64_t disconnected_slow_clients_total = 0;
+  uint64_t data_sent_total = 0;
+  uint64_t data_rcvd_total = 0;
+  uint64_t disconnect_dropped_total = 0;
+  uint64_t submissions_total = 0;
+  uint64_t wakeups_total = 0;
+  int64_t clients_num = 0;
+  int64_t streams_num = 0;
+  int64_t disconnect_queue_size = 0;
+};
+
+struct RpcSample {
+  uint64_t calls = 0, retries = 0, errors = 0, timeouts = 0, canceled = 0;
+  int64_t pending = 0;
+};
+
+struct Snapshot {
+  std::vector<WorkerSample> workers;  // index = worker number
+  RpcSample rpc;
+};
+
+WorkerSample Sample(const server::Counters& c);
+RpcSample Sample(const rpc::Stats& s);
+
+using Tags = std::vector<std::pair<std::string, std::string>>;
+
+// "k:v,k2:v2" → {{k,v},{k2,v2}} (spaces around items trimmed; empty input = no tags). Errors:
+// `invalid metrics tag "x": expected key:value`, `invalid metrics tag name "1a": must match
+// [a-zA-Z_][a-zA-Z0-9_]*`.
+cable::Result<Tags, std::string> ParseTags(std::string_view text);
+
+// Prometheus text exposition format 0.0.4, as anycable-go writes it: for every metric a blank
+// line, "# HELP", "# TYPE", then the sample; counters first, then gauges; names prefixed
+// "anycable_go_", global tags as labels. Followed by ringcable's own per-worker series
+// (prefix "ringcable_", label worker="<n>").
+std::string RenderPrometheus(const Snapshot& snap, const Tags& tags);
+
+// One log line's payload: "name=value" pairs sorted by name, separated by spaces; counters are
+// deltas since `prev` (absolute when prev is null), gauges absolute.
+std::string RenderLog(const Snapshot& snap, const Snapshot* prev);
+
+}  // namespace cable::metrics
