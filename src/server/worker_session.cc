@@ -114,16 +114,26 @@ void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
         LOG_DEBUG("sid=%s already subscribed to %s", s.sid.c_str(), cmd.identifier.c_str());
         return;
       }
+      if (HandleBuiltinSubscribe(c, slot, cmd)) return;
       SubmitCommand(c, slot, cmd);
       return;
+    case CommandType::kWhisper:
+      HandleWhisper(c, slot, cmd);
+      return;
     case CommandType::kUnsubscribe:
-    case CommandType::kMessage:
-      if (!s.Find(cmd.identifier)) {
+    case CommandType::kMessage: {
+      SubState* sub = s.Find(cmd.identifier);
+      if (!sub) {
         LOG_DEBUG("sid=%s unknown subscription %s", s.sid.c_str(), cmd.identifier.c_str());
+        return;
+      }
+      if (cmd.type == CommandType::kUnsubscribe && sub->builtin) {
+        RemoveSubscription(s, sub);  // built-in channels unsubscribe locally, without a reply
         return;
       }
       SubmitCommand(c, slot, cmd);
       return;
+    }
     default:
       // Unknown commands and extended-protocol commands this build does not serve.
       counters_.failed_client_msg_total.Add();
@@ -144,6 +154,8 @@ void Worker::FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) con
 
 void Worker::SubmitCommand(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd) {
   Session& s = *c.session;
+  if (cfg_.norpc) return;  // standalone: subscribes were rejected already, the rest is ignored
+  s.used_rpc = true;
   auto call = std::make_shared<rpc::Call>();
   call->kind = rpc::CallKind::kCommand;
   call->sid = s.sid;
@@ -306,6 +318,9 @@ void Worker::QueueDisconnectRpc(Conn& c) {
   Session& s = *c.session;
   if (!s.authenticated || !s.needs_disconnect_rpc) return;
   s.needs_disconnect_rpc = false;
+  if (cfg_.disconnect_mode == config::DisconnectMode::kAuto && s.rpc_free_auth && !s.used_rpc) {
+    return;  // JWT/noauth session that only used built-in channels: the app has nothing to undo
+  }
   if (disconnect_queue_.size() >= static_cast<size_t>(cfg_.disconnect_backlog_size) && !stopping_) {
     counters_.disconnect_dropped_total.Add();
     LOG_WARN("sid=%s disconnect queue full (%d); Disconnect RPC dropped", s.sid.c_str(),
