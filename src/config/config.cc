@@ -539,6 +539,12 @@ const std::vector<FlagSpec>& Table() {
        .hidden = true,
        .help = "Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
        .apply = CFG_SET(handshake_timeout_s, AsInt(v)), .min = 0, .max = 86400},
+      // ringcable's own (anycable-go has none): drops slowloris clients that never finish the
+      // HTTP request or upgrade. Hidden, like other tuning knobs.
+      {.name = "handshake_timeout", .kind = K::kInt, .default_value = "10", .supported = true,
+       .hidden = true,
+       .help = "Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
+       .apply = CFG_SET(handshake_timeout_s, AsInt(v)), .min = 0, .max = 86400},
       {.name = "ws_max_pending_size", .kind = K::kInt, .default_value = "1048576",
        .supported = true,
        .help = "Max bytes queued for one client before it is disconnected (0 = unlimited)",

@@ -272,6 +272,7 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
   c.state = ConnState::kHttp;
   c.on_broadcast_port = listener == 1;
   c.http = std::make_unique<HttpState>();
+  WatchHandshake(c, slot);
   ArmRecv(c, slot);
   if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
 }

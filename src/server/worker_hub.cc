@@ -181,6 +181,7 @@ void Worker::ProcessTicks() {
     if (c.close_after_flush && now_ms_ >= c.close_deadline_ms) ForceClose(c, slot);
     ++i;
   }
+  ExpireHandshakes();
   if (accept_retry_ms_ != 0 && now_ms_ >= accept_retry_ms_ && !stopping_) {
     accept_retry_ms_ = 0;
     for (int l = 0; l < 2; ++l) ArmAccept(l);
