@@ -91,7 +91,7 @@ struct Session {
 struct HttpState {
   std::string buf;
   // --handshake_timeout: the connection is dropped unless it upgrades (or completes its next
-  // request) by then; renewed when a request head completes.
+  // request) by then; renewed each time a request is answered.
   int64_t deadline_ms = 0;
 };
 

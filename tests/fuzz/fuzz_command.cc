@@ -17,9 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (first.ok()) {
     const auto& a = first.value();
     const auto& b = second.value();
-    if (a.type != b.type || a.name != b.name || a.identifier != b.identifier ||
-        a.data != b.data || a.has_data != b.has_data || a.history != b.history ||
-        a.presence != b.presence) {
+    if (a.type != b.type || a.name != b.name || a.identifier != b.identifier || a.data != b.data ||
+        a.has_data != b.has_data || a.history != b.history || a.presence != b.presence) {
       std::abort();
     }
     if (a.type != cable::protocol::CommandTypeFromName(a.name)) std::abort();

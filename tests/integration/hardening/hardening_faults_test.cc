@@ -38,9 +38,9 @@ TEST(FaultsTest, RpcServerKilledMidCommandThenBack) {
   ASSERT_TRUE(rpc.WaitOutput("listening on")) << rpc.Output();
 
   ServerProcess server;
-  ASSERT_TRUE(server.Start({"--rpc_host", rpc_addr, "--http_broadcast_port",
-                            std::to_string(cable::test::FreePort()), "--rpc_command_timeout",
-                            "1000"}))
+  ASSERT_TRUE(
+      server.Start({"--rpc_host", rpc_addr, "--http_broadcast_port",
+                    std::to_string(cable::test::FreePort()), "--rpc_command_timeout", "1000"}))
       << server.Log();
   WsClient a, b;
   ASSERT_EQ(a.Connect(server.port(), "/cable?user=a", {{"X-Request-ID", "a"}}), 101);

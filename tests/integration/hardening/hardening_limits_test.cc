@@ -102,11 +102,11 @@ TEST_F(LimitsTest, OutOfFileDescriptorsIsLoggedDoesNotSpinAndRecovers) {
   const int port = cable::test::FreePort();
   broadcast_port_ = cable::test::FreePort();
   Child server;
-  ASSERT_TRUE(server.Spawn({cable::test::BinaryPath(), "--host", "127.0.0.1", "--port",
-                            std::to_string(port), "--rpc_host",
-                            "127.0.0.1:" + std::to_string(rpc_port_), "--http_broadcast_port",
-                            std::to_string(broadcast_port_), "--workers", "1"},
-                           64));
+  ASSERT_TRUE(
+      server.Spawn({cable::test::BinaryPath(), "--host", "127.0.0.1", "--port",
+                    std::to_string(port), "--rpc_host", "127.0.0.1:" + std::to_string(rpc_port_),
+                    "--http_broadcast_port", std::to_string(broadcast_port_), "--workers", "1"},
+                   64));
   bool up = false;
   for (int i = 0; i < 500 && !up; ++i) {
     up = cable::test::HttpRequest(port, "GET", "/health").status == 200;
