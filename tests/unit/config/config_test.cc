@@ -436,7 +436,7 @@ TEST(ConfigUnsupported, EveryUnsupportedFlagAcceptsItsDefaultAndRejectsOthers) {
       EXPECT_EQ(ParseError({}, {{env_name, NonDefault(f)}}), error) << env_name;
     }
   }
-  EXPECT_GT(unsupported, 90);
+  EXPECT_GT(unsupported, 60);
 }
 
 TEST(ConfigUnsupported, SpotChecks) {
@@ -447,11 +447,8 @@ TEST(ConfigUnsupported, SpotChecks) {
   EXPECT_EQ(ParseError({"--sse"}), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--broker=memory"}), "flag --broker is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--pubsub", "redis"}), "flag --pubsub is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--noauth"}), "flag --noauth is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--jwt_secret=abc"}),
-            "flag --jwt_secret is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--turbo_streams"}),
-            "flag --turbo_streams is not supported by ringcable yet");
+  EXPECT_EQ(ParseError({"--streams_presence=false"}),
+            "flag --streams_presence is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--statsd_host=localhost:8125"}),
             "flag --statsd_host is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--ssl_cert=/c.pem"}), "flag --ssl_cert is not supported by ringcable yet");
@@ -577,7 +574,8 @@ TEST(ConfigDescribe, OneLinePerSettingSecretsRedacted) {
   EXPECT_THAT(d, HasSubstr("disconnect_mode: auto\n"));
   EXPECT_THAT(d, Not(HasSubstr("s3cr3t")));
   EXPECT_THAT(d, Not(HasSubstr(kBroadcastKeyForS3cr3t)));
-  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 39);
+  EXPECT_THAT(d, HasSubstr("jwt_secret: (set)\n"));  // falls back to --secret
+  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 57);
 }
 
 TEST(ConfigTable, NamesAndEnvNamesAreUnique) {
@@ -600,6 +598,78 @@ TEST(ConfigEnviron, ReadsProcessEnvironment) {
   auto it = env.find("RINGCABLE_CONFIG_TEST_VAR");
   ASSERT_NE(it, env.end());
   EXPECT_EQ(it->second, "a=b");
+}
+
+TEST(ConfigAuth, DefaultsAreOff) {
+  const Config c = MustParse({});
+  EXPECT_EQ(c.jwt_secret, "");
+  EXPECT_EQ(c.jwt_param, "jid");
+  EXPECT_FALSE(c.enforce_jwt);
+  EXPECT_FALSE(c.noauth);
+  EXPECT_FALSE(c.norpc);
+  EXPECT_EQ(c.streams_secret, "");
+  EXPECT_FALSE(c.public_streams);
+  EXPECT_FALSE(c.streams_whisper);
+  EXPECT_FALSE(c.turbo_streams);
+  EXPECT_FALSE(c.cable_ready);
+}
+
+TEST(ConfigAuth, SecretIsUsedDirectlyAsFallback) {
+  const Config c = MustParse({"--secret=s3cr3t"});
+  EXPECT_EQ(c.jwt_secret, "s3cr3t");
+  EXPECT_EQ(c.streams_secret, "s3cr3t");
+  EXPECT_EQ(c.turbo_streams_secret, "s3cr3t");
+  EXPECT_EQ(c.cable_ready_secret, "s3cr3t");
+  const Config own = MustParse(
+      {"--secret=s3cr3t", "--jwt_secret=j", "--streams_secret=st", "--turbo_streams_secret=t"});
+  EXPECT_EQ(own.jwt_secret, "j");
+  EXPECT_EQ(own.streams_secret, "st");
+  EXPECT_EQ(own.turbo_streams_secret, "t");
+  EXPECT_EQ(own.cable_ready_secret, "st");  // ← streams secret
+}
+
+TEST(ConfigAuth, NoneMeansUnset) {
+  const Config c = MustParse({"--secret=s3cr3t", "--jwt_secret=none", "--streams_secret=none"});
+  EXPECT_EQ(c.jwt_secret, "s3cr3t");
+  EXPECT_EQ(c.streams_secret, "s3cr3t");
+}
+
+TEST(ConfigAuth, PublicImpliesNoauthPublicStreamsAndOpenBroadcasting) {
+  const Config c = MustParse({"--public", "--secret=s3cr3t"});
+  EXPECT_TRUE(c.noauth);
+  EXPECT_TRUE(c.public_streams);
+  EXPECT_EQ(c.broadcast_key, "");
+  EXPECT_EQ(c.jwt_secret, "s3cr3t");
+}
+
+TEST(ConfigAuth, FlagsAndEnv) {
+  const Config c = MustParse({"--jwt_param=token", "--enforce_jwt", "--noauth", "--norpc",
+                              "--public_streams", "--streams_whisper", "--turbo_streams",
+                              "--cable_ready", "--cable_ready_secret=cr"});
+  EXPECT_EQ(c.jwt_param, "token");
+  EXPECT_TRUE(c.enforce_jwt);
+  EXPECT_TRUE(c.noauth);
+  EXPECT_TRUE(c.norpc);
+  EXPECT_TRUE(c.public_streams);
+  EXPECT_TRUE(c.streams_whisper);
+  EXPECT_TRUE(c.turbo_streams);
+  EXPECT_TRUE(c.cable_ready);
+  EXPECT_EQ(c.cable_ready_secret, "cr");
+  const Config e = MustParse({}, {{"ANYCABLE_JWT_SECRET", "k"}, {"ANYCABLE_NORPC", "true"}});
+  EXPECT_EQ(e.jwt_secret, "k");
+  EXPECT_TRUE(e.norpc);
+}
+
+TEST(ConfigAuth, DeprecatedAliases) {
+  const Config c = MustParse({"--jwt_id_key=k", "--jwt_id_param=t", "--jwt_id_enforce",
+                              "--turbo_rails_key=tk", "--cable_ready_key=ck"});
+  EXPECT_EQ(c.jwt_secret, "k");
+  EXPECT_EQ(c.jwt_param, "t");
+  EXPECT_TRUE(c.enforce_jwt);
+  EXPECT_TRUE(c.turbo_streams);
+  EXPECT_EQ(c.turbo_streams_secret, "tk");
+  EXPECT_TRUE(c.cable_ready);
+  EXPECT_EQ(c.cable_ready_secret, "ck");
 }
 
 }  // namespace
