@@ -4,10 +4,18 @@
 #include <openssl/hmac.h>
 
 #include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <utility>
+
+// Header-only and exception-free: parse errors come back as values.
+#define TOML_HEADER_ONLY 1
+#define TOML_EXCEPTIONS 0
+#include <toml++/toml.h>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -335,12 +343,14 @@ const std::vector<FlagSpec>& Table() {
        .help = "Node identifier (random by default)"},
       {.name = "ssl_cert", .kind = K::kString, .default_value = "", .help = "SSL certificate path"},
       {.name = "ssl_key", .kind = K::kString, .default_value = "", .help = "SSL private key path"},
-      {.name = "config-path", .kind = K::kString, .default_value = "",
-       .help = "Path to a TOML configuration file"},
+      // Read by Parse() itself (pass 1); no setter.
+      {.name = "config-path", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Path to a TOML configuration file (default: ./anycable.toml, then "
+               "/etc/anycable/anycable.toml)"},
       {.name = "ignore-config-path", .kind = K::kBool, .default_value = "false",
-       .help = "Do not read a TOML configuration file"},
-      {.name = "print-config", .kind = K::kBool, .default_value = "false",
-       .help = "Print the configuration and exit"},
+       .supported = true, .help = "Do not read a TOML configuration file"},
+      {.name = "print-config", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Print the effective configuration and exit"},
       {.name = "presets", .kind = K::kString, .default_value = "",
        .help = "Configuration presets (none, fly, heroku, broker)", .also_default = {"none"}},
       {.name = "log_level", .kind = K::kString, .default_value = "info", .supported = true,
@@ -533,12 +543,6 @@ const std::vector<FlagSpec>& Table() {
       {.name = "ws_write_timeout", .kind = K::kInt, .default_value = "2", .supported = true,
        .help = "WebSocket write timeout (in seconds)",
        .apply = CFG_SET(ws_write_timeout_s, AsInt(v)), .min = 0, .max = INT_MAX},
-      // ringcable's own (anycable-go has none): drops slowloris clients that never finish the
-      // HTTP request or upgrade. Hidden, like other tuning knobs.
-      {.name = "handshake_timeout", .kind = K::kInt, .default_value = "10", .supported = true,
-       .hidden = true,
-       .help = "Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
-       .apply = CFG_SET(handshake_timeout_s, AsInt(v)), .min = 0, .max = 86400},
       // ringcable's own (anycable-go has none): drops slowloris clients that never finish the
       // HTTP request or upgrade. Hidden, like other tuning knobs.
       {.name = "handshake_timeout", .kind = K::kInt, .default_value = "10", .supported = true,
@@ -768,6 +772,83 @@ struct CliItem {
   std::string raw;
 };
 
+// The TOML file as (flag, raw value, origin) in file order. A key is a flag name at the top level;
+// inside [section] it means "<section>_<key>" if that flag exists, else "<key>" ([logging] also
+// tries "log_<key>"). Arrays become comma lists; strings, integers and booleans their text.
+struct FileItem {
+  const FlagSpec* spec;
+  std::string raw;
+  std::string origin;
+};
+
+cable::Result<std::vector<FileItem>, std::string> ReadTomlFile(const std::string& path) {
+  auto parsed = toml::parse_file(path);
+  if (!parsed) {
+    const auto& err = parsed.error();
+    return cable::MakeError("config file " + path + ": " + std::string(err.description()) +
+                            " (line " + std::to_string(err.source().begin.line) + ", column " +
+                            std::to_string(err.source().begin.column) + ")");
+  }
+  std::vector<FileItem> out;
+  std::optional<std::string> error;
+  auto scalar = [](const toml::node& n) -> std::optional<std::string> {
+    if (auto v = n.value<std::string>()) return *v;
+    if (n.is_integer()) return std::to_string(*n.value<int64_t>());
+    if (n.is_boolean()) return std::string(*n.value<bool>() ? "true" : "false");
+    return std::nullopt;
+  };
+  auto add = [&](const std::string& key, const std::vector<std::string>& names,
+                 const toml::node& n) {
+    if (error) return;
+    const std::string origin = "key \"" + key + "\" in config file " + path;
+    const FlagSpec* spec = nullptr;
+    for (const auto& name : names) {
+      if ((spec = FindFlag(name))) break;
+    }
+    if (!spec) {
+      error = "unknown key \"" + key + "\" in config file " + path;
+      return;
+    }
+    std::string raw;
+    if (auto v = scalar(n)) {
+      raw = *v;
+    } else if (const toml::array* arr = n.as_array()) {
+      for (const auto& el : *arr) {
+        auto v = scalar(el);
+        if (!v) {
+          error = "invalid value for " + origin + ": array items must be strings or integers";
+          return;
+        }
+        if (!raw.empty()) raw += ',';
+        raw += *v;
+      }
+    } else {
+      error = "invalid value for " + origin + ": expected a string, integer, boolean or array";
+      return;
+    }
+    out.push_back({spec, std::move(raw), origin});
+  };
+  for (const auto& [k, node] : parsed.table()) {
+    const std::string key(k.str());
+    if (const toml::table* section = node.as_table()) {
+      for (const auto& [k2, node2] : *section) {
+        const std::string sub(k2.str());
+        std::vector<std::string> names{key + "_" + sub, sub};
+        if (key == "logging") names.insert(names.begin() + 1, "log_" + sub);
+        if (node2.is_table()) {
+          error = "unknown key \"" + key + "." + sub + "\" in config file " + path;
+          break;
+        }
+        add(key + "." + sub, names, node2);
+      }
+    } else {
+      add(key, {key}, node);
+    }
+    if (error) return cable::MakeError(*error);
+  }
+  return out;
+}
+
 }  // namespace
 
 cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
@@ -823,6 +904,37 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
   if (version) return Parsed{Action::kVersion, Config{}, std::string(kVersionText)};
 
   Builder builder;
+  // Pass 1.5: the TOML file, lowest precedence after the defaults.
+  std::string config_path;
+  bool ignore_config = false;
+  bool print_config = false;
+  for (const auto& item : items) {
+    auto b = ParseBool(item.raw);
+    if (item.spec->name == "config-path") config_path = item.raw;
+    if (item.spec->name == "ignore-config-path" && b) ignore_config = *b;
+    if (item.spec->name == "print-config" && b) print_config = *b;
+  }
+  if (!ignore_config) {
+    if (config_path.empty()) {
+      for (const char* candidate : {"./anycable.toml", "/etc/anycable/anycable.toml"}) {
+        if (access(candidate, F_OK) == 0) {
+          config_path = candidate;
+          break;
+        }
+      }
+    } else if (access(config_path.c_str(), R_OK) != 0) {
+      return cable::MakeError("cannot read config file " + config_path + ": " + strerror(errno));
+    }
+  }
+  if (!ignore_config && !config_path.empty()) {
+    auto file = ReadTomlFile(config_path);
+    if (!file.ok()) return cable::MakeError(file.error());
+    for (const auto& item : file.value()) {
+      if (auto err = ApplyOne(builder, *item.spec, item.origin, item.raw)) {
+        return cable::MakeError(*err);
+      }
+    }
+  }
   // Pass 2: environment. The first env name present wins (ANYCABLE_PORT before PORT); as in
   // urfave/cli, an empty value leaves an int or bool flag at its default.
   for (const auto& spec : Table()) {
@@ -881,6 +993,7 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     c.public_streams = true;
     c.broadcast_key.clear();  // as anycable-go: public mode makes broadcasting public too
   }
+  if (print_config) return Parsed{Action::kPrintConfig, c, Describe(c)};
   return Parsed{Action::kRun, std::move(c), std::string()};
 }
 

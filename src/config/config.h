@@ -48,7 +48,7 @@ struct Config {
   bool enforce_jwt = false;
   bool noauth = false;  // --noauth or --public
   bool norpc = false;
-  std::string streams_secret;  // --streams_secret, else --secret
+  std::string streams_secret;   // --streams_secret, else --secret
   bool public_streams = false;  // --public_streams or --public
   bool streams_whisper = false;
   bool turbo_streams = false;        // also enabled by the deprecated --turbo_rails_key
@@ -84,21 +84,20 @@ struct Config {
   int max_message_size = 65536;
   int ws_write_timeout_s = 2;
   int handshake_timeout_s = 10;           // ringcable-only: HTTP request/upgrade deadline, 0 = none
-  int handshake_timeout_s = 10;  // ringcable-only: HTTP request/upgrade deadline, 0 = none
   int64_t ws_max_pending_size = 1048576;  // 0 = unlimited
   int read_buffer_size = 1024;            // accepted for compatibility, no effect
   int write_buffer_size = 1024;           // accepted for compatibility, no effect
 
   // observability (spec §2.7)
-  std::string metrics_http;   // Prometheus endpoint path; empty = off
-  std::string metrics_host;   // empty = --host (only used with a separate --metrics_port)
-  int metrics_port = 0;       // 0 = served by the workers on the main port
-  std::string metrics_tags;   // raw "k:v,k2:v2"; parsed by metrics::ParseTags
+  std::string metrics_http;  // Prometheus endpoint path; empty = off
+  std::string metrics_host;  // empty = --host (only used with a separate --metrics_port)
+  int metrics_port = 0;      // 0 = served by the workers on the main port
+  std::string metrics_tags;  // raw "k:v,k2:v2"; parsed by metrics::ParseTags
   bool metrics_log = false;
   int metrics_rotate_interval_s = 15;
 };
 
-enum class Action { kRun, kHelp, kVersion };
+enum class Action { kRun, kHelp, kVersion, kPrintConfig };  // kPrintConfig: text = Describe()
 
 struct Parsed {
   Action action = Action::kRun;
@@ -107,8 +106,11 @@ struct Parsed {
 };
 
 // args = argv without the program name; env = the process environment as name -> value.
-// Precedence: default < env < command line. Error: one human-readable line, e.g.
-// "unknown flag: --foo" or "invalid value \"abc\" for flag --port: not an integer".
+// Precedence: default < TOML file < env < command line. The file is --config-path, else
+// ./anycable.toml, else /etc/anycable/anycable.toml (none with --ignore-config-path); its keys are
+// flag names (top level, or `[section] key` meaning section_key, e.g. [rpc] host = rpc_host) and go
+// through the same setters. File errors name the key and the file. Error: one human-readable line,
+// e.g. "unknown flag: --foo" or "invalid value \"abc\" for flag --port: not an integer".
 cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
                                          const std::map<std::string, std::string>& env);
 

@@ -94,6 +94,7 @@ int Main(int argc, char** argv) {
                                            : log::Level::kInfo);
   log::SetJsonFormat(cfg.log_format == "json");
   shared.ping_interval_ms = static_cast<int64_t>(cfg.ping_interval_s) * 1000;
+  if (auto tags = metrics::ParseTags(cfg.metrics_tags); !tags.ok()) return Fail(tags.error());
 
   auto features = ring::ProbeFeatures();
   if (!features.ok()) return Fail(features.error());
@@ -150,8 +151,6 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
   }
-  auto tags = metrics::ParseTags(cfg.metrics_tags);
-  if (!tags.ok()) return Fail(tags.error());
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!cfg.metrics_http.empty() && cfg.metrics_port != 0 && cfg.metrics_port != cfg.port) {
     auto ms = metrics::HttpServer::Start(cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host,

@@ -459,10 +459,9 @@ TEST(ConfigUnsupported, SpotChecks) {
   EXPECT_EQ(ParseError({"--embed_nats"}), "flag --embed_nats is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--presets=fly"}), "flag --presets is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--config_path=/etc/a.toml"}),
-            "flag --config-path is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--print-config"}),
-            "flag --print-config is not supported by ringcable yet");
+  // TOML config (--config-path, --print-config) is covered end to end in tests/integration/ops.
+  EXPECT_EQ(ParseError({"--config_path=/nonexistent/a.toml"}),
+            "cannot read config file /nonexistent/a.toml: No such file or directory");
   EXPECT_EQ(ParseError({"--streams_presence=false"}),
             "flag --streams_presence is not supported by ringcable yet");
   // Type errors are still reported for unsupported flags.
