@@ -3,7 +3,8 @@
 # (default 10) starting from its committed seed corpus. Exits non-zero on the first crash, leak,
 # sanitizer report or timeout; the reproducer is left in build-fuzz/artifacts/<target>/.
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
-# Long runs and minimisation: see docs/security.md.
+# Long runs and minimisation: see docs/security.md. Warnings are not errors here: the -Werror
+# gcc build in scripts/test.sh is the warnings gate; this one is about crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -17,7 +18,7 @@ build=${FUZZ_BUILD_DIR:-build-fuzz}
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCABLE_BUILD_FUZZ=ON -DCABLE_BUILD_TESTS=ON \
-  -DCABLE_BUILD_BENCH=OFF -DCABLE_SANITIZE=address,undefined -DCABLE_WERROR=ON >/dev/null
+  -DCABLE_BUILD_BENCH=OFF -DCABLE_SANITIZE=address,undefined -DCABLE_WERROR=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 fi
 
