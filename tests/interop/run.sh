@@ -6,7 +6,7 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SCENARIOS=(actioncable.test.mjs anycable.test.mjs)
+SCENARIOS=(actioncable.test.mjs anycable.test.mjs turbo.test.mjs)
 # Bounds (seconds); together they stay within the ctest TIMEOUT of 300.
 NPM_TIMEOUT=90          # npm ci
 STARTUP_TIMEOUT=15      # each server process becoming ready
@@ -106,8 +106,12 @@ done
 read -r CABLE_PORT BROADCAST_PORT < <(free_ports 2)
 [[ -n "${BROADCAST_PORT:-}" ]] || die "could not find free ports"
 
+# RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays unauthenticated).
+TURBO_SECRET="interop-turbo-secret"
+STREAMS_SECRET="interop-streams-secret"
 "$RINGCABLE_BIN" --host 127.0.0.1 --port "$CABLE_PORT" --http_broadcast_port "$BROADCAST_PORT" \
-  --rpc_host "127.0.0.1:$RPC_PORT" >"$WORK/ringcable.log" 2>&1 &
+  --rpc_host "127.0.0.1:$RPC_PORT" --turbo_streams --turbo_streams_secret "$TURBO_SECRET" \
+  --streams_secret "$STREAMS_SECRET" >"$WORK/ringcable.log" 2>&1 &
 CABLE_PID=$!
 
 health_ok() {
@@ -130,6 +134,7 @@ echo "interop: ringcable pid $CABLE_PID on 127.0.0.1:$CABLE_PORT (broadcast :$BR
 # --- scenarios --------------------------------------------------------------------------------
 cd "$HERE" || die "cannot cd to $HERE"
 RINGCABLE_INTEROP_PORT="$CABLE_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$BROADCAST_PORT" \
+  RINGCABLE_INTEROP_TURBO_SECRET="$TURBO_SECRET" RINGCABLE_INTEROP_STREAMS_SECRET="$STREAMS_SECRET" \
   timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test "${SCENARIOS[@]}" &
 NODE_PID=$!
 wait "$NODE_PID"   # in the background so INT/TERM traps run at once
