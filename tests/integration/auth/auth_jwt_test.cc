@@ -64,6 +64,23 @@ TEST_F(JwtTest, ValidTokenInHeaderAndSubprotocolWithSecretFallback) {
   EXPECT_TRUE(rpc_.connects().empty());
 }
 
+TEST_F(JwtTest, HeaderWinsOverSubprotocolAndQuery) {
+  StartServer({"--jwt_secret", kKey});
+  const std::string bad = Jwt(R"({"alg":"HS256"})", ValidPayload(), "other-key");
+  WsClient ws;
+  ASSERT_EQ(ws.Connect(server_.port(), "/cable?jid=" + bad,
+                       {{"X-Request-ID", "sid-order"}, {"X-JID", ValidToken()}},
+                       {"actioncable-v1-json", "anycable-token." + bad}),
+            101);
+  EXPECT_EQ(ws.NextMessage().payload, WelcomeFrame("sid-order"));
+  // Subprotocol before query: a bad token offered as subprotocol refuses a good query token.
+  WsClient second;
+  ASSERT_EQ(second.Connect(server_.port(), "/cable?jid=" + ValidToken(), {},
+                           {"actioncable-v1-json", "anycable-token." + bad}),
+            101);
+  EXPECT_EQ(second.NextMessage().payload, kUnauthorized);
+}
+
 TEST_F(JwtTest, Hs512Accepted) {
   StartServer({"--jwt_secret", kKey});
   WsClient ws;
@@ -108,7 +125,8 @@ TEST_F(JwtTest, ExpiredTokenGetsTokenExpired) {
 
 TEST_F(JwtTest, MissingOrNonStringExtClosesWith1011) {
   StartServer({"--jwt_secret", kKey});
-  for (const std::string& payload : {std::string(R"({"sub":"42"})"), std::string(R"({"ext":42})")}) {
+  for (const std::string& payload :
+       {std::string(R"({"sub":"42"})"), std::string(R"({"ext":42})")}) {
     WsClient ws;
     ASSERT_EQ(ws.Connect(server_.port(), "/cable?jid=" + Jwt(R"({"alg":"HS256"})", payload, kKey)),
               101);
