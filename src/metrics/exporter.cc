@@ -146,12 +146,16 @@ void LogReporter::Stop() {
 }
 
 void LogReporter::Run() {
-  Snapshot prev = snapshot_();
+  // Counters start at zero with the process, so the first interval reports everything since start
+  // (a baseline sampled here would hide whatever was counted before this thread got to run).
+  Snapshot prev;
+  bool first = true;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::seconds(interval_s_), [this] { return stop_; })) {
     Snapshot cur = snapshot_();
-    LOG_INFO("metrics %s", RenderLog(cur, &prev).c_str());
+    LOG_INFO("metrics %s", RenderLog(cur, first ? nullptr : &prev).c_str());
     prev = std::move(cur);
+    first = false;
   }
 }
 

@@ -105,6 +105,9 @@ const std::vector<WorkerDef>& WorkerDefs() {
        W(clients_num)},
       {"ringcable_worker_disconnect_queue_size", Type::kGauge,
        "Disconnect calls waiting in the worker's queue", W(disconnect_queue_size)},
+      {"ringcable_worker_send_queue_bytes", Type::kGauge,
+       "Bytes queued for sending on the worker's sockets (sampled every 100 ms)",
+       W(send_queue_bytes)},
   };
   return kDefs;
 }
@@ -178,6 +181,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.clients_num = c.clients_num.Get();
   w.streams_num = c.streams_num.Get();
   w.disconnect_queue_size = c.disconnect_queue_size.Get();
+  w.send_queue_bytes = c.send_queue_bytes.Get();
   return w;
 }
 

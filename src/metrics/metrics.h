@@ -34,6 +34,7 @@ struct WorkerSample {
   int64_t clients_num = 0;
   int64_t streams_num = 0;
   int64_t disconnect_queue_size = 0;
+  int64_t send_queue_bytes = 0;
 };
 
 struct RpcSample {

@@ -40,6 +40,7 @@ struct Counters {
   Gauge clients_num;
   Gauge streams_num;
   Gauge disconnect_queue_size;
+  Gauge send_queue_bytes;  // bytes queued on this worker's sockets, published every tick
 };
 
 }  // namespace cable::server

@@ -381,6 +381,7 @@ void Worker::Enqueue(Conn& c, uint32_t slot, hub::Frame* frame) {
   frame->Acquire(index_);
   c.sendq.push_back(frame);
   c.pending_bytes += frame->size();
+  queued_bytes_ += frame->size();
   MarkDirty(c, slot);
   if (cfg_.ws_max_pending_size > 0 && c.state == ConnState::kOpen && !closing_slow_client_ &&
       c.pending_bytes > static_cast<uint64_t>(cfg_.ws_max_pending_size)) {
@@ -418,6 +419,7 @@ void Worker::DropUnsentFrames(Conn& c) {
   size_t keep = c.sendq_head + (c.send_inflight ? send_ops_[c.send_op]->frames : 0);
   for (size_t i = keep; i < c.sendq.size(); ++i) {
     c.pending_bytes -= c.sendq[i]->size();
+    queued_bytes_ -= c.sendq[i]->size();
     c.sendq[i]->Release(index_);
   }
   c.sendq.resize(keep);
@@ -484,6 +486,7 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
   size_t sent = static_cast<size_t>(cqe->res);
   counters_.data_sent_total.Add(sent);
   c.pending_bytes -= sent;
+  queued_bytes_ -= sent;
   while (sent > 0 && c.sendq_head < c.sendq.size()) {
     hub::Frame* f = c.sendq[c.sendq_head];
     size_t left = f->size() - c.head_offset;
@@ -599,6 +602,7 @@ void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
 }
 
 void Worker::FreeSlot(Conn& c, uint32_t slot) {
+  queued_bytes_ -= c.pending_bytes;
   if (c.fd >= 0) close(c.fd);
   for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
   uint32_t gen = c.gen + 1;

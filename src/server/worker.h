@@ -290,6 +290,7 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
   // --max-conn: this worker's share; 0 = unlimited. Excess connections wait in the listen backlog.
   size_t max_conns_ = 0;
   size_t live_conns_ = 0;
+  uint64_t queued_bytes_ = 0;  // sum of every connection's pending_bytes
   bool AcceptAllowed() const { return max_conns_ == 0 || live_conns_ < max_conns_; }
 
   // --handshake_timeout (slowloris): HTTP-state connections as a min-heap by deadline. Entries are

@@ -187,6 +187,7 @@ void Worker::ProcessTicks() {
     for (int l = 0; l < 2; ++l) ArmAccept(l);
   }
   counters_.streams_num.Set(static_cast<int64_t>(index_map_.streams()));
+  counters_.send_queue_bytes.Set(static_cast<int64_t>(queued_bytes_));
 }
 
 void Worker::StartShutdown() {

@@ -153,6 +153,9 @@ TEST_F(OpsTest, ScrapeMatchesClientsAndBroadcast) {
             3);
   EXPECT_EQ(m.count("ringcable_worker_clients_num{env=\"test\",dc=\"eu\",worker=\"2\"}"), 0u);
   EXPECT_GT(m["ringcable_worker_wakeups_total{env=\"test\",dc=\"eu\",worker=\"0\"}"], 0);
+  // Send-queue depth per worker (sampled every tick; its value depends on timing, its presence not).
+  EXPECT_EQ(m.count("ringcable_worker_send_queue_bytes{env=\"test\",dc=\"eu\",worker=\"0\"}"), 1u);
+  EXPECT_EQ(m.count("ringcable_worker_send_queue_bytes{env=\"test\",dc=\"eu\",worker=\"1\"}"), 1u);
 
   // A second publication and a closed client show up in the next scrape.
   c.Close();
