@@ -77,5 +77,60 @@ TEST_F(ScaleTest, FiveThousandSubscribersGetEveryPublicationOnce) {
   }
 }
 
+// SIGTERM under load (issue #7): 3,000 subscribers while publications keep flowing. Every client
+// gets server_restart then close 1001, every Disconnect call is made, and the process exits 0.
+TEST_F(ScaleTest, SigtermUnderLoadSaysServerRestartToEveryClient) {
+  constexpr size_t kClients = 3000;
+  StartServer({"--log_level", "warn"});
+  const std::string id = StreamId("busy");
+  Swarm swarm;
+  const std::string subscribe = MaskedText(SubscribeCommand(id));
+  for (size_t i = 0; i < kClients; ++i) {
+    ASSERT_GE(swarm.Add(server_.port(), "/cable", subscribe), 0) << "client " << i;
+  }
+  const std::string restart =
+      "{\"type\":\"disconnect\",\"reason\":\"server_restart\",\"reconnect\":true}";
+  size_t confirmed = 0, deliveries = 0;
+  std::vector<int> restarts(kClients, 0);
+  auto on_text = [&](size_t c, std::string_view text) {
+    if (text.find("confirm_subscription") != std::string_view::npos) ++confirmed;
+    if (text.find("\"message\":") != std::string_view::npos && text.find("\"identifier\"") == 1) {
+      ++deliveries;
+    }
+    if (text == restart) ++restarts[c];
+  };
+  ASSERT_TRUE(swarm.Pump(
+      on_text, [&] { return confirmed == kClients; }, 120s))
+      << confirmed << " of " << kClients << " subscribed";
+
+  std::atomic<bool> stop_publishing{false};
+  std::thread publisher([&] {
+    for (int n = 0; n < 100000 && !stop_publishing.load(); ++n)
+      Publish(Pub("busy", std::to_string(n)));
+  });
+  // Load first: wait until publications are reaching the clients.
+  ASSERT_TRUE(swarm.Pump(
+      on_text, [&] { return deliveries >= kClients * 3; }, 60s));
+
+  int exit_code = -2;
+  std::thread stopper([&] { exit_code = server_.Stop(90s); });
+  bool all_closed = swarm.Pump(
+      on_text, [&] { return swarm.closed() == kClients; }, 90s);
+  stopper.join();
+  stop_publishing.store(true);
+  publisher.join();
+
+  ASSERT_TRUE(all_closed) << swarm.closed() << " of " << kClients << " closed";
+  EXPECT_EQ(exit_code, 0);
+  size_t without_restart = 0, wrong_code = 0;
+  for (size_t c = 0; c < kClients; ++c) {
+    if (restarts[c] != 1) ++without_restart;
+    if (swarm.client(c).close_code != 1001) ++wrong_code;
+  }
+  EXPECT_EQ(without_restart, 0u);
+  EXPECT_EQ(wrong_code, 0u);
+  EXPECT_EQ(rpc_.disconnects().size(), kClients);
+}
+
 }  // namespace
 }  // namespace cable::ithub
