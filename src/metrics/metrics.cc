@@ -97,7 +97,8 @@ const std::vector<WorkerDef>& WorkerDefs() {
       {"ringcable_worker_io_uring_submissions_total", Type::kCounter,
        "io_uring_submit calls made by the worker", W(submissions_total)},
       {"ringcable_worker_wakeups_total", Type::kCounter,
-       "Event loop wake-ups of the worker (submissions per wake-up = submissions / wakeups)",
+       "Times another thread rang the sleeping worker's doorbell (RPC replies, publications, "
+       "cross-worker messages)",
        W(wakeups_total)},
       {"ringcable_worker_broadcast_streams_num", Type::kGauge,
        "Streams with at least one subscriber on the worker", W(streams_num)},
