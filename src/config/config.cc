@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -243,13 +244,40 @@ std::optional<std::string> CheckOptionalPath(std::string_view origin, const Valu
 
 std::optional<std::string> CheckBroadcastAdapters(std::string_view, const Value& v) {
   for (const auto& a : v.list) {
-    if (a == "http") continue;
-    if (a == "redis" || a == "redisx" || a == "nats") {
-      return "broadcast adapter \"" + a + "\" is not supported yet (supported: http)";
-    }
-    return "unknown broadcast adapter \"" + a + "\" (supported: http)";
+    if (a == "http" || a == "redis" || a == "redisx" || a == "nats") continue;
+    return "unknown broadcast adapter \"" + a + "\" (supported: http, redis, redisx, nats)";
   }
   return std::nullopt;
+}
+
+std::optional<std::string> CheckNotEmpty(std::string_view origin, const Value& v) {
+  if (Trim(v.s).empty()) return InvalidValue(origin, v.s, "must not be empty");
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckPubsub(std::string_view origin, const Value& v) {
+  std::string p = Lower(Trim(v.s));
+  if (p.empty() || p == "none" || p == "redis" || p == "nats") return std::nullopt;
+  return InvalidValue(origin, v.s, "must be one of none, redis, nats");
+}
+
+// "scheme://user:secret@host" → "scheme://user:***@host", for every URL of a comma list.
+std::string RedactUrl(std::string s) {
+  size_t from = 0;
+  while (true) {
+    size_t scheme = s.find("://", from);
+    if (scheme == std::string::npos) break;
+    size_t start = scheme + 3;
+    size_t end = s.find_first_of(",/", start);
+    if (end == std::string::npos) end = s.size();
+    size_t at = s.rfind('@', end);
+    if (at != std::string::npos && at >= start) {
+      size_t colon = s.find(':', start);
+      if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
+    }
+    from = start;
+  }
+  return s;
 }
 
 bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
@@ -429,8 +457,9 @@ const std::vector<FlagSpec>& Table() {
        .hidden = true, .help = "[DEPRECATED] No effect"},
 
       // --- 2.4 Broadcasting / pub-sub / broker ---
-      {.name = "broadcast_adapter", .kind = K::kList, .default_value = "http", .supported = true,
-       .help = "Broadcasting adapters, comma-separated (supported: http)",
+      {.name = "broadcast_adapter", .kind = K::kList, .default_value = "http,redis",
+       .supported = true,
+       .help = "Broadcasting adapters, comma-separated (http, redis, redisx, nats)",
        .apply = CFG_SET(broadcast_adapters, Dedup(v.list)), .check = CheckBroadcastAdapters},
       {.name = "http_broadcast_port", .kind = K::kInt, .default_value = "0", .supported = true,
        .help = "HTTP broadcast server port (0 = main port when a broadcast key is set, else 8090)",
@@ -446,39 +475,56 @@ const std::vector<FlagSpec>& Table() {
              b.http_broadcast_secret = v.s == "none" ? std::string() : v.s;
            }},
       {.name = "redis_url", .kind = K::kString, .default_value = "redis://localhost:6379",
-       .help = "Redis URL", .env_aliases = {"REDIS_URL"}},
+       .supported = true, .help = "Redis URL (redis://, rediss:// for TLS)",
+       // An empty value (an env file's "unset") keeps the default.
+       .apply = CFG_SET(redis_url, Trim(v.s).empty() ? "redis://localhost:6379" : Trim(v.s)),
+       .env_aliases = {"REDIS_URL"}},
       {.name = "redis_channel", .kind = K::kString, .default_value = "__anycable__",
-       .help = "Redis channel for broadcasts"},
-      {.name = "redis_sentinels", .kind = K::kString, .default_value = "",
-       .help = "Comma-separated list of Redis sentinels"},
+       .supported = true, .help = "Redis channel for broadcasts",
+       .apply = CFG_SET(redis_channel, v.s), .check = CheckNotEmpty},
+      {.name = "redis_sentinels", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Comma-separated list of Redis sentinels ([:password@]host:port,...)",
+       .apply = CFG_SET(redis_sentinels, Trim(v.s))},
       {.name = "redis_sentinel_discovery_interval", .kind = K::kInt, .default_value = "30",
        .hidden = true, .help = "Interval to rediscover sentinels (in seconds)"},
-      {.name = "redis_keepalive_interval", .kind = K::kInt, .default_value = "30", .hidden = true,
-       .help = "Interval to ping Redis (in seconds)"},
-      {.name = "redis_tls_verify", .kind = K::kBool, .default_value = "false", .hidden = true,
-       .help = "Verify the Redis server TLS certificate"},
-      {.name = "redis_tls_ca_cert_path", .kind = K::kString, .default_value = "",
-       .help = "Redis TLS CA certificate path"},
+      {.name = "redis_keepalive_interval", .kind = K::kInt, .default_value = "30", .supported = true,
+       .hidden = true, .help = "Interval to ping Redis (in seconds)",
+       .apply = CFG_SET(redis_keepalive_interval_s, AsInt(v)), .min = 1, .max = 86400},
+      {.name = "redis_tls_verify", .kind = K::kBool, .default_value = "false", .supported = true,
+       .hidden = true, .help = "Verify the Redis server TLS certificate",
+       .apply = CFG_SET(redis_tls_verify, v.b)},
+      {.name = "redis_tls_ca_cert_path", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Redis TLS CA certificate path", .apply = CFG_SET(redis_tls_ca_cert_path, v.s)},
       {.name = "redis_tls_client_cert_path", .kind = K::kString, .default_value = "",
-       .help = "Redis TLS client certificate path"},
+       .supported = true, .help = "Redis TLS client certificate path",
+       .apply = CFG_SET(redis_tls_client_cert_path, v.s)},
       {.name = "redis_tls_client_key_path", .kind = K::kString, .default_value = "",
-       .help = "Redis TLS client key path"},
+       .supported = true, .help = "Redis TLS client key path",
+       .apply = CFG_SET(redis_tls_client_key_path, v.s)},
       {.name = "redis_disable_cache", .kind = K::kBool, .default_value = "false", .hidden = true,
        .help = "Disable Redis client-side caching"},
       {.name = "redisx_stream", .kind = K::kString, .default_value = "__anycable__",
-       .help = "Redis stream for broadcasts (redisx)"},
-      {.name = "redisx_group", .kind = K::kString, .default_value = "bx", .hidden = true,
-       .help = "Redis stream consumer group"},
+       .supported = true, .help = "Redis stream for broadcasts (redisx)",
+       .apply = CFG_SET(redisx_stream, v.s), .check = CheckNotEmpty},
+      {.name = "redisx_group", .kind = K::kString, .default_value = "bx", .supported = true,
+       .hidden = true, .help = "Redis stream consumer group", .apply = CFG_SET(redisx_group, v.s),
+       .check = CheckNotEmpty},
       {.name = "redisx_read_block_milliseconds", .kind = K::kInt, .default_value = "2000",
-       .hidden = true, .help = "Redis stream read block time (in ms)"},
+       .supported = true, .hidden = true, .help = "Redis stream read block time (in ms)",
+       .apply = CFG_SET(redisx_read_block_ms, AsInt(v)), .min = 1, .max = 600000},
       {.name = "nats_servers", .kind = K::kString, .default_value = "nats://127.0.0.1:4222",
-       .help = "Comma-separated list of NATS servers"},
+       .supported = true, .help = "Comma-separated list of NATS servers",
+       .apply = CFG_SET(nats_servers, v.s), .check = CheckNotEmpty},
       {.name = "nats_channel", .kind = K::kString, .default_value = "__anycable__",
-       .help = "NATS channel for broadcasts"},
+       .supported = true, .help = "NATS subject for broadcasts",
+       .apply = CFG_SET(nats_channel, v.s), .check = CheckNotEmpty},
       {.name = "nats_dont_randomize_servers", .kind = K::kBool, .default_value = "false",
-       .hidden = true, .help = "Disable NATS servers randomization"},
-      {.name = "pubsub", .kind = K::kString, .default_value = "",
-       .help = "Pub/sub adapter (redis, nats)", .also_default = {"none"}},
+       .supported = true, .hidden = true, .help = "Disable NATS servers randomization",
+       .apply = CFG_SET(nats_dont_randomize_servers, v.b)},
+      {.name = "pubsub", .kind = K::kString, .default_value = "none", .supported = true,
+       .help = "Pub/sub adapter for node-to-node broadcasts (none, redis, nats)",
+       .apply = CFG_SET(pubsub, Lower(Trim(v.s)) == "none" ? std::string() : Lower(Trim(v.s))),
+       .check = CheckPubsub},
       {.name = "broker", .kind = K::kString, .default_value = "",
        .help = "Broker adapter (memory, nats)", .also_default = {"none"}},
       {.name = "history_limit", .kind = K::kInt, .default_value = "100",
@@ -988,6 +1034,13 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
   }
   if (c.turbo_streams_secret.empty()) c.turbo_streams_secret = c.streams_secret;
   if (c.cable_ready_secret.empty()) c.cable_ready_secret = c.streams_secret;
+  // As anycable-go: Redis pub/sub comes on by itself with redisx (which needs it to reach every
+  // node) or when the user pointed us at a Redis of their own.
+  if (c.pubsub.empty()) {
+    bool redisx = std::find(c.broadcast_adapters.begin(), c.broadcast_adapters.end(), "redisx") !=
+                  c.broadcast_adapters.end();
+    if (redisx || c.redis_url != "redis://localhost:6379") c.pubsub = "redis";
+  }
   if (builder.public_mode) {
     c.noauth = true;
     c.public_streams = true;
@@ -1091,6 +1144,13 @@ std::string Describe(const Config& c) {
       {"http_broadcast_port",
        c.http_broadcast_port == 0 ? std::string("0 (auto)") : i(c.http_broadcast_port)},
       {"http_broadcast_path", c.http_broadcast_path},
+      {"pubsub", c.pubsub.empty() ? std::string("none") : c.pubsub},
+      {"redis_url", RedactUrl(c.redis_url)},
+      {"redis_channel", c.redis_channel},
+      {"redis_sentinels", c.redis_sentinels.empty() ? std::string("(none)") : "(set)"},
+      {"redisx_stream", c.redisx_stream},
+      {"nats_servers", RedactUrl(c.nats_servers)},
+      {"nats_channel", c.nats_channel},
       {"ping_interval", i(c.ping_interval_s) + "s"},
       {"ping_timestamp_precision", precision},
       {"enable_native_pings", b(c.enable_native_pings)},

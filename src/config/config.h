@@ -73,9 +73,26 @@ struct Config {
   int disconnect_backlog_size = 4096;
 
   // broadcasting
-  std::vector<std::string> broadcast_adapters{"http"};  // only "http" is supported so far
+  std::vector<std::string> broadcast_adapters{"http", "redis"};  // http, redis, redisx, nats
   int http_broadcast_port = 0;  // 0 = main port when a broadcast key is set, else 8090
   std::string http_broadcast_path = "/_broadcast";
+
+  // clusters: Redis / NATS broadcasting and node-to-node pub/sub (spec §2.4)
+  std::string pubsub;  // "" (none), "redis" or "nats"; "redis" implied by redisx / a custom URL
+  std::string redis_url = "redis://localhost:6379";
+  std::string redis_channel = "__anycable__";
+  std::string redis_sentinels;  // "[:password@]host:port,..."
+  int redis_keepalive_interval_s = 30;
+  bool redis_tls_verify = false;
+  std::string redis_tls_ca_cert_path;
+  std::string redis_tls_client_cert_path;
+  std::string redis_tls_client_key_path;
+  std::string redisx_stream = "__anycable__";
+  std::string redisx_group = "bx";
+  int redisx_read_block_ms = 2000;
+  std::string nats_servers = "nats://127.0.0.1:4222";
+  std::string nats_channel = "__anycable__";
+  bool nats_dont_randomize_servers = false;
 
   // ping / websocket
   int ping_interval_s = 3;

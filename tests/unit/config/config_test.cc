@@ -60,7 +60,15 @@ TEST(ConfigDefaults, MatchAnycableGo) {
   EXPECT_EQ(c.disconnect_mode, DisconnectMode::kAuto);
   EXPECT_EQ(c.disconnect_rate, 100);
   EXPECT_EQ(c.disconnect_backlog_size, 4096);
-  EXPECT_THAT(c.broadcast_adapters, ElementsAre("http"));
+  EXPECT_THAT(c.broadcast_adapters, ElementsAre("http", "redis"));  // anycable-go's default list
+  EXPECT_EQ(c.pubsub, "");
+  EXPECT_EQ(c.redis_url, "redis://localhost:6379");
+  EXPECT_EQ(c.redis_channel, "__anycable__");
+  EXPECT_EQ(c.redisx_stream, "__anycable__");
+  EXPECT_EQ(c.redisx_group, "bx");
+  EXPECT_EQ(c.redisx_read_block_ms, 2000);
+  EXPECT_EQ(c.nats_servers, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c.nats_channel, "__anycable__");
   EXPECT_EQ(c.http_broadcast_port, 0);
   EXPECT_EQ(c.http_broadcast_path, "/_broadcast");
   EXPECT_EQ(c.ping_interval_s, 3);
@@ -348,13 +356,12 @@ TEST(ConfigValidation, ExactMessages) {
        "invalid value \"xml\" for flag --log_format: must be one of text, json"},
       {{"--ping_timestamp_precision=us"},
        "invalid value \"us\" for flag --ping_timestamp_precision: must be one of s, ms, ns"},
-      {{"--broadcast_adapter=redis"},
-       "broadcast adapter \"redis\" is not supported yet (supported: http)"},
-      {{"--broadcast_adapter=http,redisx"},
-       "broadcast adapter \"redisx\" is not supported yet (supported: http)"},
-      {{"--broadcast_adapter=nats"},
-       "broadcast adapter \"nats\" is not supported yet (supported: http)"},
-      {{"--broadcast_adapter=http,kafka"}, "unknown broadcast adapter \"kafka\" (supported: http)"},
+      {{"--broadcast_adapter=http,kafka"},
+       "unknown broadcast adapter \"kafka\" (supported: http, redis, redisx, nats)"},
+      {{"--pubsub=kafka"},
+       "invalid value \"kafka\" for flag --pubsub: must be one of none, redis, nats"},
+      {{"--redis_channel="}, "invalid value \"\" for flag --redis_channel: must not be empty"},
+      {{"--nats_servers="}, "invalid value \"\" for flag --nats_servers: must not be empty"},
       {{"--path=/cable,ws"},
        "invalid value \"/cable,ws\" for flag --path: path \"ws\" must start with '/'"},
       {{"--health-path=health"},
@@ -375,8 +382,8 @@ TEST(ConfigValidation, ExactMessages) {
 }
 
 TEST(ConfigValidation, EnvValuesAreValidatedToo) {
-  EXPECT_EQ(ParseError({}, {{"ANYCABLE_BROADCAST_ADAPTER", "http,redis"}}),
-            "broadcast adapter \"redis\" is not supported yet (supported: http)");
+  EXPECT_EQ(ParseError({}, {{"ANYCABLE_BROADCAST_ADAPTER", "http,rabbit"}}),
+            "unknown broadcast adapter \"rabbit\" (supported: http, redis, redisx, nats)");
   EXPECT_EQ(ParseError({}, {{"ANYCABLE_RPC_HOST", "https://app/_anycable"}}),
             "HTTP RPC (--rpc_host=http://...) is not supported yet");
   EXPECT_EQ(ParseError({}, {{"ANYCABLE_LOG_LEVEL", "trace"}}),
@@ -436,7 +443,7 @@ TEST(ConfigUnsupported, EveryUnsupportedFlagAcceptsItsDefaultAndRejectsOthers) {
       EXPECT_EQ(ParseError({}, {{env_name, NonDefault(f)}}), error) << env_name;
     }
   }
-  EXPECT_GT(unsupported, 60);
+  EXPECT_GT(unsupported, 45);
 }
 
 TEST(ConfigUnsupported, SpotChecks) {
@@ -446,7 +453,6 @@ TEST(ConfigUnsupported, SpotChecks) {
              "--jwt_id_param=jid", "--metrics_log_interval=0", "--config-path="});
   EXPECT_EQ(ParseError({"--sse"}), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--broker=memory"}), "flag --broker is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--pubsub", "redis"}), "flag --pubsub is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--streams_presence=false"}),
             "flag --streams_presence is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--statsd_host=localhost:8125"}),
@@ -469,13 +475,30 @@ TEST(ConfigUnsupported, SpotChecks) {
             "invalid value \"soon\" for flag --pong_timeout: not an integer");
 }
 
-TEST(ConfigUnsupported, RedisUrlAlias) {
-  MustParse({}, {{"REDIS_URL", "redis://localhost:6379"}});
-  EXPECT_EQ(ParseError({}, {{"REDIS_URL", "redis://cache:6379/1"}}),
-            "flag --redis_url is not supported by ringcable yet");
+TEST(ConfigClusters, RedisUrlAliasAndAutoPubsub) {
+  EXPECT_EQ(MustParse({}, {{"REDIS_URL", "redis://localhost:6379"}}).pubsub, "");
+  // A Redis of the user's own turns Redis pub/sub on (anycable-go does the same).
+  Config c = MustParse({}, {{"REDIS_URL", "redis://cache:6379/1"}});
+  EXPECT_EQ(c.redis_url, "redis://cache:6379/1");
+  EXPECT_EQ(c.pubsub, "redis");
   // ANYCABLE_REDIS_URL wins over REDIS_URL.
-  MustParse({}, {{"REDIS_URL", "redis://cache:6379/1"},
-                 {"ANYCABLE_REDIS_URL", "redis://localhost:6379"}});
+  c = MustParse({}, {{"REDIS_URL", "redis://cache:6379/1"},
+                     {"ANYCABLE_REDIS_URL", "redis://localhost:6379"}});
+  EXPECT_EQ(c.redis_url, "redis://localhost:6379");
+  EXPECT_EQ(c.pubsub, "");
+  // redisx needs pub/sub to reach every node.
+  EXPECT_EQ(MustParse({"--broadcast_adapter=http,redisx"}).pubsub, "redis");
+  // An explicit choice wins.
+  EXPECT_EQ(MustParse({"--broadcast_adapter=redisx", "--pubsub=nats"}).pubsub, "nats");
+  EXPECT_EQ(MustParse({"--pubsub=NATS"}).pubsub, "nats");
+  EXPECT_EQ(MustParse({"--pubsub=none"}).pubsub, "");
+  c = MustParse({"--broadcast_adapter=nats,http", "--nats_servers=nats://a:1,nats://b:2",
+                 "--nats_channel=bc", "--redis_channel=rc", "--redisx_stream=xs"});
+  EXPECT_THAT(c.broadcast_adapters, ElementsAre("nats", "http"));
+  EXPECT_EQ(c.nats_servers, "nats://a:1,nats://b:2");
+  EXPECT_EQ(c.nats_channel, "bc");
+  EXPECT_EQ(c.redis_channel, "rc");
+  EXPECT_EQ(c.redisx_stream, "xs");
 }
 
 TEST(ConfigUnsupported, EmptyStringsCountAsDefault) {
@@ -538,7 +561,7 @@ TEST(ConfigHelp, ListsSupportedFlagsWithEnvAndDefault) {
     // Hidden and unsupported flags are not listed.
     EXPECT_THAT(r->text, Not(HasSubstr("--max_message_size")));
     EXPECT_THAT(r->text, Not(HasSubstr("--pong_timeout")));
-    EXPECT_THAT(r->text, Not(HasSubstr("--redis_url")));
+    EXPECT_THAT(r->text, Not(HasSubstr("--redisx_group")));
   }
   for (const FlagInfo& f : FlagTable()) {
     if (!f.supported || f.hidden) continue;
@@ -574,7 +597,13 @@ TEST(ConfigDescribe, OneLinePerSettingSecretsRedacted) {
   EXPECT_THAT(d, Not(HasSubstr("s3cr3t")));
   EXPECT_THAT(d, Not(HasSubstr(kBroadcastKeyForS3cr3t)));
   EXPECT_THAT(d, HasSubstr("jwt_secret: (set)\n"));  // falls back to --secret
-  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 57);
+  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 64);
+  // Broker URLs keep their shape but never their passwords.
+  const std::string d2 = Describe(MustParse(
+      {"--redis_url=redis://u:pw1@cache:6379/2", "--nats_servers=nats://a:pw2@n1:4222,nats://n2"}));
+  EXPECT_THAT(d2, HasSubstr("redis_url: redis://u:***@cache:6379/2\n"));
+  EXPECT_THAT(d2, HasSubstr("nats_servers: nats://a:***@n1:4222,nats://n2\n"));
+  EXPECT_THAT(d2, HasSubstr("pubsub: redis\n"));
 }
 
 TEST(ConfigTable, NamesAndEnvNamesAreUnique) {
