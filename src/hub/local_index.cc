@@ -13,7 +13,10 @@ void LocalIndex::Add(Subscription* sub, const std::string& stream) {
   if (Has(sub, stream)) return;
   auto [it, inserted] = map_.try_emplace(stream);
   Bucket& b = it->second;
-  if (inserted) b.name = &it->first;
+  if (inserted) {
+    b.name = &it->first;
+    if (observer_) observer_->OnStreamChange(stream, true);
+  }
   b.entries.push_back({sub, static_cast<uint32_t>(sub->links.size())});
   sub->links.push_back({&b, static_cast<uint32_t>(b.entries.size() - 1)});
 }
@@ -40,6 +43,7 @@ void LocalIndex::RemoveLink(Subscription* sub, uint32_t link_pos) {
   if (b->entries.empty()) {
     // Erase by iterator: the key that b->name points to dies with the node.
     auto it = map_.find(*b->name);
+    if (observer_) observer_->OnStreamChange(it->first, false);
     map_.erase(it);
   }
 }

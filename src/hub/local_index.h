@@ -39,6 +39,16 @@ struct Bucket {
 
 class LocalIndex {
  public:
+  // Told when a stream gets its first subscription on this worker (up = true) and when its last
+  // one leaves (up = false); the cluster subscribes the node to streams it has subscribers for.
+  // Called on the owning worker's thread, from inside Add/Remove/RemoveAll.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    virtual void OnStreamChange(const std::string& stream, bool up) = 0;
+  };
+  void SetObserver(Observer* observer) { observer_ = observer; }
+
   // Adds `stream` to the subscription; no-op if it already streams from it (one frame per
   // identifier).
   void Add(Subscription* sub, const std::string& stream);
@@ -53,6 +63,7 @@ class LocalIndex {
  private:
   void RemoveLink(Subscription* sub, uint32_t link_pos);
   std::unordered_map<std::string, Bucket> map_;
+  Observer* observer_ = nullptr;
 };
 
 }  // namespace cable::hub

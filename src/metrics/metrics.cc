@@ -113,6 +113,37 @@ const std::vector<WorkerDef>& WorkerDefs() {
   return kDefs;
 }
 
+struct ClusterDef {
+  std::string_view name;
+  Type type;
+  std::string_view help;
+  int64_t (*get)(const ClusterSample&);
+};
+#define CL(field) [](const ClusterSample& c) { return static_cast<int64_t>(c.field); }
+
+const std::vector<ClusterDef>& ClusterDefs() {
+  static const std::vector<ClusterDef> kDefs = {
+      {"ringcable_cluster_invalid_total", Type::kCounter,
+       "Messages from Redis/NATS that were not publications or commands", CL(invalid_total)},
+      {"ringcable_cluster_publish_failed_total", Type::kCounter,
+       "Publications the pub/sub broker could not take (link down or error); answered 501",
+       CL(publish_failed_total)},
+      {"ringcable_cluster_published_total", Type::kCounter,
+       "Publications this node handed to the pub/sub broker", CL(published_total)},
+      {"ringcable_cluster_received_total", Type::kCounter,
+       "Messages received from Redis/NATS (broadcast channels and pub/sub)", CL(received_total)},
+      {"ringcable_redisx_consumed_total", Type::kCounter,
+       "Redis Streams entries consumed by this node (redisx)", CL(redisx_consumed_total)},
+      {"ringcable_cluster_subscribed_streams", Type::kGauge,
+       "Streams this node is subscribed to in pub/sub (streams with local subscribers)",
+       CL(subscribed_streams)},
+      {"ringcable_nats_connected", Type::kGauge, "1 while the NATS link is up", CL(nats_connected)},
+      {"ringcable_redis_connected", Type::kGauge, "1 while every Redis connection is ready",
+       CL(redis_connected)},
+  };
+  return kDefs;
+}
+
 std::string EscapeLabel(std::string_view v) {
   std::string out;
   for (char ch : v) {
@@ -186,6 +217,20 @@ WorkerSample Sample(const server::Counters& c) {
   return w;
 }
 
+ClusterSample Sample(const cluster::Counters& c) {
+  ClusterSample s;
+  s.present = true;
+  s.received_total = c.received_total.load(std::memory_order_relaxed);
+  s.published_total = c.published_total.load(std::memory_order_relaxed);
+  s.publish_failed_total = c.publish_failed_total.load(std::memory_order_relaxed);
+  s.redisx_consumed_total = c.redisx_consumed_total.load(std::memory_order_relaxed);
+  s.invalid_total = c.invalid_total.load(std::memory_order_relaxed);
+  s.redis_connected = c.redis_connected.load(std::memory_order_relaxed);
+  s.nats_connected = c.nats_connected.load(std::memory_order_relaxed);
+  s.subscribed_streams = static_cast<int64_t>(c.subscribed_streams.load(std::memory_order_relaxed));
+  return s;
+}
+
 RpcSample Sample(const rpc::Stats& s) {
   RpcSample r;
   r.calls = s.calls.load(std::memory_order_relaxed);
@@ -236,6 +281,13 @@ std::string RenderPrometheus(const Snapshot& snap, const Tags& tags) {
       out.append(std::to_string(d.get(snap.workers[i]))).append("\n");
     }
   }
+  if (snap.cluster.present) {
+    for (const auto& d : ClusterDefs()) {
+      Header(out, d.name, d.type, d.help);
+      out.append(d.name).append(labels).append(" ");
+      out.append(std::to_string(d.get(snap.cluster))).append("\n");
+    }
+  }
   return out;
 }
 
@@ -245,6 +297,13 @@ std::string RenderLog(const Snapshot& snap, const Snapshot* prev) {
     int64_t v = d.get(snap);
     if (d.type == Type::kCounter && prev) v -= d.get(*prev);
     values[d.name] = v;
+  }
+  if (snap.cluster.present) {
+    for (const auto& d : ClusterDefs()) {
+      int64_t v = d.get(snap.cluster);
+      if (d.type == Type::kCounter && prev) v -= d.get(prev->cluster);
+      values[d.name] = v;
+    }
   }
   std::string out;
   for (const auto& [k, v] : values) {

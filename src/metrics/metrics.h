@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/cluster.h"
 #include "common/result.h"
 #include "rpc/client.h"
 #include "server/counters.h"
@@ -42,13 +43,23 @@ struct RpcSample {
   int64_t pending = 0;
 };
 
+// Redis / NATS links (cluster::Counters); absent when no cluster adapter runs.
+struct ClusterSample {
+  bool present = false;
+  uint64_t received_total = 0, published_total = 0, publish_failed_total = 0;
+  uint64_t redisx_consumed_total = 0, invalid_total = 0;
+  int64_t redis_connected = 0, nats_connected = 0, subscribed_streams = 0;
+};
+
 struct Snapshot {
   std::vector<WorkerSample> workers;  // index = worker number
   RpcSample rpc;
+  ClusterSample cluster;
 };
 
 WorkerSample Sample(const server::Counters& c);
 RpcSample Sample(const rpc::Stats& s);
+ClusterSample Sample(const cluster::Counters& c);
 
 using Tags = std::vector<std::pair<std::string, std::string>>;
 

@@ -70,6 +70,29 @@ int PortOf(const sockaddr_storage& addr) {
   return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
 }
 
+// The cluster's way into the workers: the broadcast log, then a doorbell for sleeping workers.
+class LogSink : public cluster::Sink {
+ public:
+  explicit LogSink(Shared& shared) : shared_(shared) {}
+  bool TryDeliver(hub::Message* msg) override {
+    if (!shared_.log->TryPublish(msg)) return false;
+    for (auto& w : shared_.workers) w->WakeIfSleeping();
+    return true;
+  }
+  int workers() const override { return static_cast<int>(shared_.workers.size()); }
+
+ private:
+  Shared& shared_;
+};
+
+// Stops the cluster thread before the sink and the workers it talks to go away, on every return.
+struct ClusterStopper {
+  Shared& shared;
+  ~ClusterStopper() {
+    if (shared.cluster) shared.cluster->Stop();
+  }
+};
+
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "ringcable: %s\n", msg.c_str());
   return 1;
@@ -151,6 +174,12 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
   }
+  // Messages from Redis / NATS enter the same broadcast log as HTTP publications.
+  LogSink cluster_sink(shared);
+  auto cluster = cluster::Cluster::Start(cfg, &cluster_sink);
+  if (!cluster.ok()) return Fail(cluster.error());
+  shared.cluster = std::move(cluster.value());
+  ClusterStopper cluster_stopper{shared};
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!cfg.metrics_http.empty() && cfg.metrics_port != 0 && cfg.metrics_port != cfg.port) {
     auto ms = metrics::HttpServer::Start(cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host,
@@ -223,6 +252,7 @@ int Main(int argc, char** argv) {
     std::_Exit(0);
   }
   for (auto& w : shared.workers) w->Join();
+  if (shared.cluster) shared.cluster->Stop();
   if (metrics_log) metrics_log->Stop();
   if (metrics_server) metrics_server->Stop();
   shared.rpc->Shutdown(std::chrono::milliseconds(1000));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/cluster.h"
 #include "config/config.h"
 #include "hub/broadcast_log.h"
 #include "ring/ring.h"
@@ -22,6 +23,9 @@ struct Shared {
   std::string version = "1.6.16-ringcable-0.1.0";
   std::unique_ptr<rpc::Client> rpc;
   std::unique_ptr<hub::BroadcastLog> log;
+  // Redis / NATS broadcasting and pub/sub; null when no adapter needs it. Started before the
+  // workers, stopped after them.
+  std::unique_ptr<cluster::Cluster> cluster;
   std::vector<std::unique_ptr<Worker>> workers;
   // Broadcast endpoint placement (spec: main port when a key is configured, else 8090).
   bool broadcast_on_main_port = false;

@@ -70,6 +70,8 @@ Worker::~Worker() {
 cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr, socklen_t main_len,
                                               const sockaddr_storage* bcast_addr,
                                               socklen_t bcast_len) {
+  // With pub/sub, the node subscribes to the streams its workers have subscribers for.
+  if (shared_.cluster && shared_.cluster->pubsub()) index_map_.SetObserver(this);
   std::string err;
   listen_fds_[0] = MakeListener(main_addr, main_len, &err);
   if (listen_fds_[0] < 0)
@@ -623,6 +625,23 @@ void Worker::OnRpcDone(rpc::CallPtr call) {
   inbox_.Push(item);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) Wake();
+}
+
+void Worker::OnClusterAck(uint64_t token, bool ok) {
+  InboxItem* item = new InboxItem();
+  item->kind = InboxItem::Kind::kClusterAck;
+  item->token = token;
+  item->ok = ok;
+  inbox_.Push(item);
+  WakeIfSleeping();
+}
+
+void Worker::OnStreamChange(const std::string& stream, bool up) {
+  if (up) {
+    shared_.cluster->StreamUp(stream);
+  } else {
+    shared_.cluster->StreamDown(stream);
+  }
 }
 
 void Worker::RequestShutdown() {

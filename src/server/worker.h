@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "auth/auth.h"
+#include "cluster/cluster.h"
 #include "common/inbox.h"
 #include "common/result.h"
 #include "http/http.h"
@@ -93,6 +94,9 @@ struct HttpState {
   // --handshake_timeout: the connection is dropped unless it upgrades (or completes its next
   // request) by then; renewed each time a request is answered.
   int64_t deadline_ms = 0;
+  // A broadcast waits for the cluster's answer (pub/sub): its response (201/501) is written when
+  // the ack arrives, and pipelined requests behind it wait.
+  bool awaiting_cluster = false;
 };
 
 struct Conn {
@@ -128,13 +132,18 @@ struct Conn {
 };
 
 struct InboxItem {
-  enum class Kind : uint8_t { kRpcDone, kShutdown };
+  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
   rpc::CallPtr call;
+  uint64_t token = 0;  // kClusterAck: {generation:32, slot:32} of the HTTP connection
+  bool ok = false;     // kClusterAck: the broker took every publication
 };
 
-class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
+class Worker : public rpc::CompletionSink,
+               public cluster::AckSink,
+               private ws::FrameReader::Handler,
+               private hub::LocalIndex::Observer {
  public:
   Worker(Shared& shared, int index);
   ~Worker() override;
@@ -149,7 +158,13 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
 
   // Any thread.
   void OnRpcDone(rpc::CallPtr call) override;
+  void OnClusterAck(uint64_t token, bool ok) override;
   void RequestShutdown();
+  // Wakes the worker if it announced it is going to sleep (after a push to something it reads).
+  void WakeIfSleeping() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) Wake();
+  }
   void Wake();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   const Counters& counters() const { return counters_; }
@@ -167,6 +182,8 @@ class Worker : public rpc::CompletionSink, private ws::FrameReader::Handler {
 
   void Run();
   void Loop();
+  void OnStreamChange(const std::string& stream, bool up) override;  // LocalIndex::Observer
+  void OnClusterAckItem(uint64_t token, bool ok);
   void Dispatch(io_uring_cqe* cqe);
   int64_t NowMs() const { return now_ms_; }
   void UpdateClock();

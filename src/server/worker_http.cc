@@ -41,12 +41,14 @@ metrics::Snapshot SampleMetrics(const Shared& shared) {
   snap.workers.reserve(shared.workers.size());
   for (const auto& w : shared.workers) snap.workers.push_back(metrics::Sample(w->counters()));
   if (shared.rpc) snap.rpc = metrics::Sample(shared.rpc->stats());
+  if (shared.cluster) snap.cluster = metrics::Sample(shared.cluster->counters());
   return snap;
 }
 
 std::string RenderMetrics(const Shared& shared) {
   auto tags = metrics::ParseTags(shared.cfg.metrics_tags);
-  return metrics::RenderPrometheus(SampleMetrics(shared), tags.ok() ? tags.value() : metrics::Tags{});
+  return metrics::RenderPrometheus(SampleMetrics(shared),
+                                   tags.ok() ? tags.value() : metrics::Tags{});
 }
 
 void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close) {
@@ -55,7 +57,8 @@ void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, 
 }
 
 void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
-  while (c.state == ConnState::kHttp && c.http && !c.http->buf.empty()) {
+  while (c.state == ConnState::kHttp && c.http && !c.http->buf.empty() &&
+         !c.http->awaiting_cluster) {
     http::Request req;
     http::ParseError perr = http::ParseError::kNone;
     http::ParseStatus st = http::ParseRequestHead(c.http->buf, kMaxHeadBytes, &req, &perr);
@@ -90,11 +93,13 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
     }
     if (!c.on_broadcast_port && req.path == cfg_.health_path) {
       Respond(c, slot, 200, kHealthBody, !c.keep_alive);
-    } else if (!c.on_broadcast_port && !cfg_.metrics_http.empty() && req.path == cfg_.metrics_http &&
+    } else if (!c.on_broadcast_port && !cfg_.metrics_http.empty() &&
+               req.path == cfg_.metrics_http &&
                (cfg_.metrics_port == 0 || cfg_.metrics_port == cfg_.port)) {
-      EnqueueRaw(c, slot,
-                 http::BuildResponse(200, RenderMetrics(shared_),
-                                     "text/plain; version=0.0.4; charset=utf-8", {}, !c.keep_alive));
+      EnqueueRaw(
+          c, slot,
+          http::BuildResponse(200, RenderMetrics(shared_),
+                              "text/plain; version=0.0.4; charset=utf-8", {}, !c.keep_alive));
     } else {
       Respond(c, slot, 404, "404 page not found\n", !c.keep_alive);
     }
@@ -149,6 +154,26 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
     if (!parsed.ok()) {
       counters_.failed_broadcast_msg_total.Add();
       LOG_DEBUG("broadcast: invalid payload (%s)", body.substr(0, 200).c_str());
+    } else if (shared_.cluster && shared_.cluster->pubsub()) {
+      // Every node (this one included) delivers it from pub/sub; answer once the broker took it,
+      // so 201 means "published" and a broker outage is a 501, not a silent loss.
+      std::vector<cluster::Outgoing> batch;
+      for (auto& item : parsed.value()) {
+        if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+          counters_.publications_total.Add();
+          batch.push_back({pub->stream, cluster::EncodePublication(*pub)});
+        } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
+          counters_.remote_commands_total.Add();
+          batch.push_back({std::string(), cluster::EncodeRemoteDisconnect(*cmd)});
+        }
+      }
+      if (!batch.empty()) {
+        c.http->buf.erase(0, total);
+        c.http->awaiting_cluster = true;
+        uint64_t token = (static_cast<uint64_t>(c.gen) << 32) | slot;
+        shared_.cluster->Publish(std::move(batch), this, token);
+        return true;
+      }
     } else {
       const int workers = static_cast<int>(shared_.workers.size());
       for (auto& item : parsed.value()) {
@@ -168,6 +193,22 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
   Respond(c, slot, status, status == 201 ? "" : http::StatusText(status), !c.keep_alive);
   if (!c.keep_alive) PauseReading(c, slot);
   return true;
+}
+
+void Worker::OnClusterAckItem(uint64_t token, bool ok) {
+  uint32_t slot = static_cast<uint32_t>(token);
+  Conn* c = Lookup(slot, static_cast<uint32_t>(token >> 32));
+  if (!c || c->state != ConnState::kHttp || !c->http || !c->http->awaiting_cluster) return;
+  c->http->awaiting_cluster = false;
+  if (!ok) counters_.failed_broadcast_msg_total.Add();
+  if (c->http->deadline_ms != 0) c->http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
+  const int status = ok ? 201 : 501;
+  Respond(*c, slot, status, ok ? "" : http::StatusText(status), !c->keep_alive);
+  if (!c->keep_alive) {
+    PauseReading(*c, slot);
+    return;
+  }
+  OnHttpBytes(*c, slot);  // requests pipelined behind this one
 }
 
 void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
@@ -237,7 +278,8 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
 
   if (AuthenticateLocally(c, slot, jwt)) {
     // Frames sent before the welcome are processed once open, dropped if refused (spec §5 item 1).
-    if (!leftover.empty() && c.state == ConnState::kOpen) OnBytes(c, slot, leftover.data(), leftover.size());
+    if (!leftover.empty() && c.state == ConnState::kOpen)
+      OnBytes(c, slot, leftover.data(), leftover.size());
     return;
   }
 

@@ -178,6 +178,8 @@ void Worker::ProcessInbox() {
     InboxItem* next = item->next;
     if (item->kind == InboxItem::Kind::kShutdown) {
       StartShutdown();
+    } else if (item->kind == InboxItem::Kind::kClusterAck) {
+      OnClusterAckItem(item->token, item->ok);
     } else {
       rpc::Call& call = *item->call;
       if (call.kind == rpc::CallKind::kDisconnect) {

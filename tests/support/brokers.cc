@@ -62,7 +62,9 @@ bool Ready(BrokerProcess::Kind kind, int port) {
   std::string got;
   bool ok;
   if (kind == BrokerProcess::Kind::kRedis) {
-    ok = SendAll(fd, "PING\r\n") && ReadUntil(fd, "\r\n", &got) && got.rfind("+PONG", 0) == 0;
+    // With --requirepass the answer is -NOAUTH, which still means the server is up.
+    ok = SendAll(fd, "PING\r\n") && ReadUntil(fd, "\r\n", &got) &&
+         (got.rfind("+PONG", 0) == 0 || got.rfind("-NOAUTH", 0) == 0);
   } else {
     ok = ReadUntil(fd, "\r\n", &got) && got.rfind("INFO", 0) == 0;
   }
@@ -158,8 +160,8 @@ void BrokerProcess::Stop() {
 }
 
 std::string BrokerProcess::url() const {
-  return std::string(kind_ == Kind::kRedis ? "redis" : "nats") + "://127.0.0.1:" +
-         std::to_string(port_);
+  return std::string(kind_ == Kind::kRedis ? "redis" : "nats") +
+         "://127.0.0.1:" + std::to_string(port_);
 }
 
 std::string BrokerProcess::Log() const {
@@ -170,8 +172,8 @@ std::string BrokerProcess::Log() const {
 }
 
 std::string RedisCli(int port, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"redis-cli", "--raw", "-h", "127.0.0.1", "-p",
-                                   std::to_string(port)};
+  std::vector<std::string> argv = {"redis-cli", "--raw", "-h",
+                                   "127.0.0.1", "-p",    std::to_string(port)};
   argv.insert(argv.end(), args.begin(), args.end());
   for (const char* dir : {"/usr/bin/", "/usr/local/bin/"}) {
     std::string p = std::string(dir) + "redis-cli";

@@ -1,0 +1,762 @@
+#include "cluster/cluster.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "common/inbox.h"
+#include "common/log.h"
+#include "nats/nats_link.h"
+#include "protocol/encode.h"
+#include "redis/redis.h"
+
+namespace cable::cluster {
+namespace {
+
+constexpr const char kInternalChannel[] = "__anycable_internal__";
+constexpr size_t kSubscribeBatch = 256;  // channels per SUBSCRIBE on (re)connect, as anycable-go
+constexpr int kRedisxCount = 64;         // entries per XREADGROUP / XAUTOCLAIM
+
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool Has(const std::vector<std::string>& v, const char* s) {
+  for (const auto& x : v) {
+    if (x == s) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string EncodePublication(const protocol::Publication& pub) {
+  std::string out = "{\"stream\":";
+  protocol::AppendJsonString(out, pub.stream);
+  out += ",\"data\":";
+  protocol::AppendJsonString(out, pub.data);
+  if (!pub.exclude_socket.empty() || pub.transient || !pub.broadcast_type.empty()) {
+    out += ",\"meta\":{";
+    bool first = true;
+    auto sep = [&] {
+      if (!first) out += ',';
+      first = false;
+    };
+    if (!pub.exclude_socket.empty()) {
+      sep();
+      out += "\"exclude_socket\":";
+      protocol::AppendJsonString(out, pub.exclude_socket);
+    }
+    if (!pub.broadcast_type.empty()) {
+      sep();
+      out += "\"broadcast_type\":";
+      protocol::AppendJsonString(out, pub.broadcast_type);
+    }
+    if (pub.transient) {
+      sep();
+      out += "\"transient\":true";
+    }
+    out += '}';
+  }
+  out += '}';
+  return out;
+}
+
+std::string EncodeRemoteDisconnect(const protocol::RemoteDisconnect& cmd) {
+  std::string out = "{\"command\":\"disconnect\",\"payload\":{\"identifier\":";
+  protocol::AppendJsonString(out, cmd.identifier);
+  out += cmd.reconnect ? ",\"reconnect\":true}}" : ",\"reconnect\":false}}";
+  return out;
+}
+
+namespace {
+
+// Work handed to the cluster thread.
+struct Item {
+  enum class Kind : uint8_t { kPublish, kStreamUp, kStreamDown, kNatsMessage, kNatsState, kStop };
+  Item* next = nullptr;
+  Kind kind = Kind::kPublish;
+  std::vector<Outgoing> batch;
+  AckSink* ack = nullptr;
+  uint64_t token = 0;
+  std::string a;  // stream / subject
+  std::string b;  // payload / detail
+  bool flag = false;
+};
+
+// Completion of one batch published through pub/sub: acked once every item has an answer.
+struct PendingBatch {
+  size_t remaining = 0;
+  bool ok = true;
+  std::function<void(bool)> done;
+};
+
+// One Redis connection with its reconnect schedule and epoll registration.
+struct RedisSlot {
+  std::unique_ptr<redis::Connection> conn;
+  bool ready = false;
+  int attempt = 0;
+  int64_t reconnect_at_ms = 0;  // 0 = not scheduled
+  int64_t last_heard_ms = 0;
+  int64_t ping_sent_ms = 0;
+  int registered_fd = -1;
+  uint32_t registered_events = 0;
+};
+
+}  // namespace
+
+struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
+  Impl(Cluster& owner, const config::Config& cfg, Sink* sink)
+      : owner(owner), cfg(cfg), sink(sink), rng(std::random_device{}()) {}
+
+  Cluster& owner;
+  config::Config cfg;
+  Sink* sink;
+  Counters& counters() { return owner.counters_; }
+
+  // Wiring decided at start.
+  bool redis_broadcast = false;  // legacy `redis` adapter
+  bool redisx = false;
+  bool nats_broadcast = false;
+  std::string pubsub;  // "", "redis", "nats"
+  std::string internal_channel = kInternalChannel;
+  redis::Options redis_options;
+
+  int epoll_fd = -1;
+  int event_fd = -1;
+  std::thread thread;
+  std::atomic<bool> stopped{false};
+  Inbox<Item> inbox;
+  std::mt19937_64 rng;
+
+  // Cluster-thread state.
+  RedisSlot sub;  // subscribe mode: broadcast channel, internal channel, streams
+  RedisSlot cmd;  // PUBLISH, XACK, XDEL, XAUTOCLAIM, XGROUP
+  RedisSlot rx;   // XREADGROUP (blocks for --redisx_read_block_milliseconds)
+  std::vector<RedisSlot*> slots;
+  bool redis_link_up = false;
+  bool redis_link_reported = false;                  // a state was logged at least once
+  std::unordered_map<std::string, int> stream_refs;  // stream -> workers with subscribers
+  std::unique_ptr<nats::Link> nats_link;
+  bool nats_up = false;
+  bool rx_reading = false;
+  int64_t next_autoclaim_ms = 0;
+  int64_t next_keepalive_ms = 0;
+  std::string consumer_name;
+  protocol::BroadcastParser parser;
+  protocol::MessageEncoder encoder;
+  std::deque<hub::Message*> pending_delivery;
+
+  // ---------------------------------------------------------------------------------------------
+  // Start / stop
+
+  cable::Result<bool, std::string> Init() {
+    redis_broadcast = Has(cfg.broadcast_adapters, "redis");
+    redisx = Has(cfg.broadcast_adapters, "redisx");
+    nats_broadcast = Has(cfg.broadcast_adapters, "nats");
+    pubsub = cfg.pubsub;
+    // The internal channel must not collide with the legacy broadcast channel (anycable-go
+    // renames).
+    if ((pubsub == "redis" && internal_channel == cfg.redis_channel) ||
+        (pubsub == "nats" && internal_channel == cfg.nats_channel)) {
+      internal_channel += "-int";
+    }
+    bool need_redis = redis_broadcast || redisx || pubsub == "redis";
+    bool need_nats = nats_broadcast || pubsub == "nats";
+    if (need_redis) {
+      auto parsed = redis::ParseUrl(cfg.redis_url, cfg.redis_sentinels);
+      if (!parsed.ok()) return cable::MakeError(parsed.error());
+      redis_options = parsed.value();
+      redis_options.tls_verify = cfg.redis_tls_verify;
+      redis_options.tls_ca_cert_path = cfg.redis_tls_ca_cert_path;
+      redis_options.tls_client_cert_path = cfg.redis_tls_client_cert_path;
+      redis_options.tls_client_key_path = cfg.redis_tls_client_key_path;
+    }
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd < 0 || event_fd < 0) {
+      return cable::MakeError(std::string("cluster: cannot create epoll/eventfd: ") +
+                              std::strerror(errno));
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;  // nullptr = the eventfd
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, event_fd, &ev);
+
+    char host[128] = {0};
+    gethostname(host, sizeof host - 1);
+    consumer_name =
+        std::string(host) + "-" + std::to_string(getpid()) + "-" + std::to_string(rng() % 100000);
+    if (redis_broadcast || pubsub == "redis") {
+      sub.conn = std::make_unique<redis::Connection>(redis_options, this, "sub");
+      slots.push_back(&sub);
+    }
+    if (redisx || pubsub == "redis") {
+      cmd.conn = std::make_unique<redis::Connection>(redis_options, this, "cmd");
+      slots.push_back(&cmd);
+    }
+    if (redisx) {
+      rx.conn = std::make_unique<redis::Connection>(redis_options, this, "redisx");
+      slots.push_back(&rx);
+    }
+    if (need_nats) {
+      auto opts = nats::ParseServers(cfg.nats_servers);
+      if (!opts.ok()) return cable::MakeError(opts.error());
+      opts->dont_randomize = cfg.nats_dont_randomize_servers;
+      auto link = nats::Link::Start(opts.value(), this);
+      if (!link.ok()) return cable::MakeError(link.error());
+      nats_link = std::move(link.value());
+      if (nats_broadcast) nats_link->Subscribe(cfg.nats_channel);
+      if (pubsub == "nats") nats_link->Subscribe(internal_channel);
+    }
+    if (!slots.empty()) {
+      LOG_INFO("redis: connecting to %s (%s%s%s)", redis_options.Describe().c_str(),
+               redis_broadcast ? "broadcast channel " : "",
+               redis_broadcast ? cfg.redis_channel.c_str() : "",
+               redisx ? (" redisx stream " + cfg.redisx_stream).c_str() : "");
+    }
+    if (pubsub == "redis") LOG_INFO("pub/sub: redis (%s)", redis_options.Describe().c_str());
+    if (pubsub == "nats") LOG_INFO("pub/sub: nats (%s)", cfg.nats_servers.c_str());
+    thread = std::thread([this] { Run(); });
+    return true;
+  }
+
+  void Push(Item* item) {
+    if (inbox.Push(item)) eventfd_write(event_fd, 1);
+  }
+
+  void Stop() {
+    if (stopped.exchange(true)) return;
+    Item* item = new Item();
+    item->kind = Item::Kind::kStop;
+    Push(item);
+    if (thread.joinable()) thread.join();
+    // libnats delivers on its own threads until Close returns; after that, nothing comes.
+    if (nats_link) nats_link->Close();
+    for (Item* it = inbox.TakeAll(); it;) {
+      Item* next = it->next;
+      if (it->kind == Item::Kind::kPublish && it->ack) it->ack->OnClusterAck(it->token, false);
+      delete it;
+      it = next;
+    }
+    for (hub::Message* m : pending_delivery) m->Release();
+    pending_delivery.clear();
+    if (event_fd >= 0) close(event_fd);
+    if (epoll_fd >= 0) close(epoll_fd);
+    event_fd = epoll_fd = -1;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The loop
+
+  void Run() {
+    int64_t now = MonoMs();
+    for (RedisSlot* s : slots) s->reconnect_at_ms = now;  // connect on the first tick
+    next_keepalive_ms = now + cfg.redis_keepalive_interval_s * 1000LL;
+    next_autoclaim_ms = now + cfg.redisx_read_block_ms;
+    bool running = true;
+    epoll_event events[32];
+    while (running) {
+      Tick(MonoMs());
+      SyncEpoll();
+      int timeout = pending_delivery.empty() ? 100 : 1;
+      int n = epoll_wait(epoll_fd, events, 32, timeout);
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.ptr == nullptr) {
+          eventfd_t v;
+          eventfd_read(event_fd, &v);
+          continue;
+        }
+        RedisSlot* slot = static_cast<RedisSlot*>(events[i].data.ptr);
+        if (slot->conn) slot->conn->OnEvents(events[i].events);
+      }
+      running = DrainInbox();
+      FlushDeliveries();
+    }
+    for (RedisSlot* s : slots) {
+      if (s->conn) s->conn->Close();  // pending callbacks fail: acks go out as failed
+    }
+  }
+
+  void SyncEpoll(bool force = false) {
+    for (RedisSlot* s : slots) {
+      int fd = s->conn->fd();
+      uint32_t ev = fd >= 0 ? s->conn->events() : 0;
+      if (!force && fd == s->registered_fd && ev == s->registered_events) continue;
+      if (s->registered_fd >= 0 && fd != s->registered_fd) {
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s->registered_fd, nullptr);  // may already be gone
+      }
+      if (fd >= 0) {
+        epoll_event e{};
+        e.events = ev;
+        e.data.ptr = s;
+        // A socket closed and reopened under the same number left epoll on close: MOD then ADD.
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &e) != 0 && errno == ENOENT) {
+          epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &e);
+        }
+      }
+      s->registered_fd = fd;
+      s->registered_events = ev;
+    }
+  }
+
+  void Tick(int64_t now) {
+    for (RedisSlot* s : slots) {
+      s->conn->Tick(now);
+      if (s->reconnect_at_ms != 0 && now >= s->reconnect_at_ms) {
+        s->reconnect_at_ms = 0;
+        s->conn->Connect();
+      }
+    }
+    // Keepalive: a PING on every ready connection; one that stays silent for two intervals is
+    // treated as lost (a broker that vanished without a FIN).
+    const int64_t interval = cfg.redis_keepalive_interval_s * 1000LL;
+    if (now >= next_keepalive_ms) {
+      next_keepalive_ms = now + interval;
+      for (RedisSlot* s : slots) {
+        if (!s->ready || s == &rx) continue;  // rx answers every block interval anyway
+        s->ping_sent_ms = now;
+        RedisSlot* slot = s;
+        if (s == &sub) {
+          s->conn->Command({"PING"});
+        } else {
+          s->conn->Command({"PING"},
+                           [this, slot](redis::Reply&&) { slot->last_heard_ms = MonoMs(); });
+        }
+      }
+    }
+    for (RedisSlot* s : slots) {
+      int64_t limit = s == &rx ? cfg.redisx_read_block_ms + interval : 2 * interval;
+      if (s->ready && s->last_heard_ms != 0 && now - s->last_heard_ms > limit) {
+        s->conn->Close();
+        OnClosed(*s->conn, "no reply to keepalive");
+      }
+    }
+    if (redisx && now >= next_autoclaim_ms) {
+      next_autoclaim_ms = now + cfg.redisx_read_block_ms;
+      AutoClaim();
+    }
+    if (redisx && !rx_reading) StartRedisxRead();
+    if (++tick_count % 50 == 0) SyncEpoll(true);  // belt and braces for reused descriptors
+  }
+  uint64_t tick_count = 0;
+
+  bool DrainInbox() {
+    bool running = true;
+    for (Item* it = inbox.TakeAll(); it;) {
+      Item* next = it->next;
+      switch (it->kind) {
+        case Item::Kind::kPublish:
+          PublishBatch(std::move(it->batch), [ack = it->ack, token = it->token](bool ok) {
+            if (ack) ack->OnClusterAck(token, ok);
+          });
+          break;
+        case Item::Kind::kStreamUp:
+          if (stream_refs[it->a]++ == 0) SubscribeStream(it->a);
+          break;
+        case Item::Kind::kStreamDown: {
+          auto found = stream_refs.find(it->a);
+          if (found != stream_refs.end() && --found->second <= 0) {
+            stream_refs.erase(found);
+            UnsubscribeStream(it->a);
+          }
+          break;
+        }
+        case Item::Kind::kNatsMessage:
+          counters().received_total.fetch_add(1, std::memory_order_relaxed);
+          DeliverLocally(it->b);
+          break;
+        case Item::Kind::kNatsState:
+          if (it->flag != nats_up) {
+            nats_up = it->flag;
+            counters().nats_connected.store(nats_up ? 1 : 0, std::memory_order_relaxed);
+            if (nats_up) {
+              LOG_INFO("nats: link up: %s", it->b.c_str());
+            } else {
+              LOG_WARN("nats: link down: %s", it->b.c_str());
+            }
+          }
+          break;
+        case Item::Kind::kStop:
+          running = false;
+          break;
+      }
+      delete it;
+      it = next;
+    }
+    return running;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Delivery to this node's workers
+
+  void DeliverLocally(const std::string& payload) {
+    auto parsed = parser.Parse(payload);
+    if (!parsed.ok()) {
+      counters().invalid_total.fetch_add(1, std::memory_order_relaxed);
+      LOG_WARN("cluster: ignoring a message that is not a publication (%s): %.200s",
+               protocol::BroadcastErrorName(parsed.error()), payload.c_str());
+      return;
+    }
+    const int workers = sink->workers();
+    for (auto& item : parsed.value()) {
+      if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+        pending_delivery.push_back(hub::Message::NewPublication(
+            pub->stream, encoder.MessageJson(pub->data), pub->exclude_socket, workers));
+      } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
+        pending_delivery.push_back(
+            hub::Message::NewRemoteDisconnect(cmd->identifier, cmd->reconnect, workers));
+      }
+    }
+    FlushDeliveries();
+  }
+
+  void FlushDeliveries() {
+    while (!pending_delivery.empty() && sink->TryDeliver(pending_delivery.front())) {
+      pending_delivery.pop_front();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Pub/sub
+
+  const std::string& ChannelOf(const Outgoing& o) const {
+    return o.stream.empty() ? internal_channel : o.stream;
+  }
+
+  void PublishBatch(std::vector<Outgoing> batch, std::function<void(bool)> done) {
+    const size_t n = batch.size();
+    if (n == 0) {
+      done(true);
+      return;
+    }
+    if (pubsub == "nats") {
+      bool ok = nats_link && nats_link->connected();
+      for (const auto& o : batch) {
+        if (ok && !nats_link->Publish(ChannelOf(o), o.payload)) ok = false;
+      }
+      (ok ? counters().published_total : counters().publish_failed_total)
+          .fetch_add(n, std::memory_order_relaxed);
+      if (!ok) LOG_DEBUG("nats: %zu publication(s) not sent: link down", n);
+      done(ok);
+      return;
+    }
+    if (pubsub != "redis" || !cmd.ready) {
+      counters().publish_failed_total.fetch_add(n, std::memory_order_relaxed);
+      LOG_DEBUG("redis: %zu publication(s) not sent: link down", n);
+      done(false);
+      return;
+    }
+    auto pending = std::make_shared<PendingBatch>();
+    pending->remaining = n;
+    pending->done = std::move(done);
+    for (auto& o : batch) {
+      const std::string& channel = ChannelOf(o);
+      cmd.conn->Command({"PUBLISH", channel, std::move(o.payload)},
+                        [this, pending](redis::Reply&& r) {
+                          cmd.last_heard_ms = MonoMs();
+                          if (r.is_error()) {
+                            pending->ok = false;
+                            counters().publish_failed_total.fetch_add(1, std::memory_order_relaxed);
+                          } else {
+                            counters().published_total.fetch_add(1, std::memory_order_relaxed);
+                          }
+                          if (--pending->remaining == 0) pending->done(pending->ok);
+                        });
+    }
+  }
+
+  void SubscribeStream(const std::string& stream) {
+    counters().subscribed_streams.store(stream_refs.size(), std::memory_order_relaxed);
+    if (pubsub == "redis") {
+      if (sub.ready) sub.conn->Command({"SUBSCRIBE", stream});
+      // Otherwise the (re)connect subscribes to everything in stream_refs.
+    } else if (pubsub == "nats" && nats_link) {
+      nats_link->Subscribe(stream);
+    }
+  }
+
+  void UnsubscribeStream(const std::string& stream) {
+    counters().subscribed_streams.store(stream_refs.size(), std::memory_order_relaxed);
+    if (pubsub == "redis") {
+      if (sub.ready) sub.conn->Command({"UNSUBSCRIBE", stream});
+    } else if (pubsub == "nats" && nats_link) {
+      nats_link->Unsubscribe(stream);
+    }
+  }
+
+  void SubscribeAll() {
+    std::vector<std::string> channels;
+    if (redis_broadcast) channels.push_back(cfg.redis_channel);
+    if (pubsub == "redis") {
+      channels.push_back(internal_channel);
+      for (const auto& [stream, refs] : stream_refs) channels.push_back(stream);
+    }
+    for (size_t i = 0; i < channels.size(); i += kSubscribeBatch) {
+      std::vector<std::string> args{"SUBSCRIBE"};
+      for (size_t j = i; j < channels.size() && j < i + kSubscribeBatch; ++j)
+        args.push_back(channels[j]);
+      sub.conn->Command(std::move(args));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Redis Streams (redisx)
+
+  void StartRedisxRead() {
+    if (!rx.ready || rx_reading) return;
+    // Entries wait in Redis while pub/sub cannot take them: nothing is read just to be dropped.
+    if (pubsub == "redis" && !cmd.ready) return;
+    if (pubsub == "nats" && !nats_up) return;
+    rx_reading = true;
+    rx.conn->Command({"XREADGROUP", "GROUP", cfg.redisx_group, consumer_name, "COUNT",
+                      std::to_string(kRedisxCount), "BLOCK",
+                      std::to_string(cfg.redisx_read_block_ms), "STREAMS", cfg.redisx_stream, ">"},
+                     [this](redis::Reply&& r) {
+                       rx_reading = false;
+                       rx.last_heard_ms = MonoMs();
+                       if (r.is_error()) {
+                         if (r.str.rfind("NOGROUP", 0) == 0)
+                           CreateGroup();  // stream was deleted
+                         else if (r.str.rfind("connection lost", 0) != 0)
+                           LOG_WARN("redis: XREADGROUP failed: %s", r.str.c_str());
+                         return;
+                       }
+                       // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
+                       if (r.type == redis::Reply::Type::kArray) {
+                         for (auto& stream : r.elements) {
+                           if (stream.elements.size() == 2) ConsumeEntries(stream.elements[1]);
+                         }
+                       }
+                       StartRedisxRead();
+                     });
+  }
+
+  void CreateGroup() {
+    rx.conn->Command({"XGROUP", "CREATE", cfg.redisx_stream, cfg.redisx_group, "$", "MKSTREAM"},
+                     [this](redis::Reply&& r) {
+                       if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0 &&
+                           r.str.rfind("connection lost", 0) != 0) {
+                         LOG_WARN("redis: XGROUP CREATE %s %s failed: %s",
+                                  cfg.redisx_stream.c_str(), cfg.redisx_group.c_str(),
+                                  r.str.c_str());
+                       }
+                     });
+  }
+
+  void AutoClaim() {
+    if (!cmd.ready || (pubsub == "redis" && !cmd.ready) || (pubsub == "nats" && !nats_up)) return;
+    cmd.conn->Command(
+        {"XAUTOCLAIM", cfg.redisx_stream, cfg.redisx_group, consumer_name,
+         std::to_string(cfg.redisx_read_block_ms), "0-0", "COUNT", std::to_string(kRedisxCount)},
+        [this](redis::Reply&& r) {
+          // [next-id, [[id, [field, value...]], ...], (7.0+) [deleted ids]]
+          if (r.type == redis::Reply::Type::kArray && r.elements.size() >= 2) {
+            ConsumeEntries(r.elements[1]);
+          }
+        });
+  }
+
+  void ConsumeEntries(const redis::Reply& entries) {
+    for (const auto& entry : entries.elements) {
+      if (entry.elements.size() != 2) continue;
+      const std::string& id = entry.elements[0].str;
+      const auto& fields = entry.elements[1].elements;
+      std::string payload;
+      bool found = false;
+      for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i].str == "payload") {
+          payload = fields[i + 1].str;
+          found = true;
+        }
+      }
+      if (id.empty()) continue;  // a claimed entry that was deleted meanwhile
+      counters().redisx_consumed_total.fetch_add(1, std::memory_order_relaxed);
+      if (!found) {
+        counters().invalid_total.fetch_add(1, std::memory_order_relaxed);
+        LOG_WARN("redis: stream entry %s has no payload field; dropped", id.c_str());
+        AckEntry(id);
+        continue;
+      }
+      if (pubsub.empty()) {
+        DeliverLocally(payload);
+        AckEntry(id);
+        continue;
+      }
+      auto parsed = parser.Parse(payload);
+      if (!parsed.ok()) {
+        counters().invalid_total.fetch_add(1, std::memory_order_relaxed);
+        LOG_WARN("redis: stream entry %s is not a publication (%s); dropped", id.c_str(),
+                 protocol::BroadcastErrorName(parsed.error()));
+        AckEntry(id);
+        continue;
+      }
+      std::vector<Outgoing> batch;
+      for (auto& item : parsed.value()) {
+        if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+          batch.push_back({pub->stream, EncodePublication(*pub)});
+        } else if (auto* c = std::get_if<protocol::RemoteDisconnect>(&item)) {
+          batch.push_back({std::string(), EncodeRemoteDisconnect(*c)});
+        }
+      }
+      // Acknowledge only once pub/sub took it; otherwise it stays pending and is claimed again.
+      PublishBatch(std::move(batch), [this, id](bool ok) {
+        if (ok) AckEntry(id);
+      });
+    }
+  }
+
+  void AckEntry(const std::string& id) {
+    if (!cmd.ready) return;
+    cmd.conn->Command({"XACK", cfg.redisx_stream, cfg.redisx_group, id});
+    cmd.conn->Command({"XDEL", cfg.redisx_stream, id});
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // redis::Connection::Handler
+
+  RedisSlot* SlotOf(redis::Connection& c) {
+    for (RedisSlot* s : slots) {
+      if (s->conn.get() == &c) return s;
+    }
+    return nullptr;
+  }
+
+  void OnReady(redis::Connection& c) override {
+    RedisSlot* s = SlotOf(c);
+    if (!s) return;
+    s->ready = true;
+    s->attempt = 0;
+    s->last_heard_ms = MonoMs();
+    if (s == &sub) {
+      c.SetSubscribeMode();
+      SubscribeAll();
+    } else if (s == &rx) {
+      CreateGroup();
+      rx_reading = false;
+      StartRedisxRead();
+    }
+    UpdateRedisLink("");
+  }
+
+  void OnPush(redis::Connection& c, redis::Reply&& r) override {
+    RedisSlot* s = SlotOf(c);
+    if (s) s->last_heard_ms = MonoMs();
+    if (r.type != redis::Reply::Type::kArray || r.elements.size() < 3) return;
+    if (r.elements[0].str != "message") return;  // subscribe confirmations, pong
+    counters().received_total.fetch_add(1, std::memory_order_relaxed);
+    DeliverLocally(r.elements[2].str);
+  }
+
+  void OnClosed(redis::Connection& c, const std::string& reason) override {
+    RedisSlot* s = SlotOf(c);
+    if (!s) return;
+    s->ready = false;
+    s->last_heard_ms = 0;
+    if (s == &rx) rx_reading = false;
+    // Backoff: 250 ms, 500 ms, 1 s, 2 s, then 2–5 s with jitter; forever.
+    int64_t delay =
+        s->attempt < 4 ? 250LL << s->attempt : 2000 + static_cast<int64_t>(rng() % 3000);
+    ++s->attempt;
+    s->reconnect_at_ms = MonoMs() + delay;
+    LOG_DEBUG("redis %s: %s; reconnecting in %lld ms", c.name().c_str(), reason.c_str(),
+              static_cast<long long>(delay));
+    UpdateRedisLink(reason);
+  }
+
+  void UpdateRedisLink(const std::string& reason) {
+    bool up = true;
+    for (RedisSlot* s : slots) up = up && s->ready;
+    counters().redis_connected.store(up ? 1 : 0, std::memory_order_relaxed);
+    if (up == redis_link_up && redis_link_reported) return;
+    if (!up && !reason.empty() && redis_link_up == false && redis_link_reported) return;
+    if (up) {
+      LOG_INFO("redis: link up: %s", redis_options.Describe().c_str());
+    } else if (!reason.empty()) {
+      LOG_WARN("redis: link down: %s (reconnecting with backoff; this node keeps serving)",
+               reason.c_str());
+    } else {
+      return;  // partly connected at start: say nothing until up or a failure
+    }
+    redis_link_up = up;
+    redis_link_reported = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // nats::Link::Handler (libnats threads: hand over and return)
+
+  void OnNatsMessage(std::string subject, std::string payload) override {
+    Item* item = new Item();
+    item->kind = Item::Kind::kNatsMessage;
+    item->a = std::move(subject);
+    item->b = std::move(payload);
+    Push(item);
+  }
+
+  void OnNatsState(bool connected, const std::string& detail) override {
+    Item* item = new Item();
+    item->kind = Item::Kind::kNatsState;
+    item->flag = connected;
+    item->b = detail;
+    Push(item);
+  }
+};
+
+cable::Result<std::unique_ptr<Cluster>, std::string> Cluster::Start(const config::Config& cfg,
+                                                                    Sink* sink) {
+  const auto& a = cfg.broadcast_adapters;
+  bool needed = Has(a, "redis") || Has(a, "redisx") || Has(a, "nats") || !cfg.pubsub.empty();
+  if (!needed) return std::unique_ptr<Cluster>();
+  std::unique_ptr<Cluster> cluster(new Cluster());
+  cluster->pubsub_ = !cfg.pubsub.empty();
+  cluster->impl_ = std::make_unique<Impl>(*cluster, cfg, sink);
+  auto r = cluster->impl_->Init();
+  if (!r.ok()) return cable::MakeError(r.error());
+  return cluster;
+}
+
+Cluster::~Cluster() { Stop(); }
+
+void Cluster::Stop() {
+  if (impl_) impl_->Stop();
+}
+
+void Cluster::Publish(std::vector<Outgoing> batch, AckSink* ack, uint64_t token) {
+  if (impl_->stopped.load(std::memory_order_acquire)) {
+    counters_.publish_failed_total.fetch_add(batch.size(), std::memory_order_relaxed);
+    if (ack) ack->OnClusterAck(token, false);
+    return;
+  }
+  Item* item = new Item();
+  item->kind = Item::Kind::kPublish;
+  item->batch = std::move(batch);
+  item->ack = ack;
+  item->token = token;
+  impl_->Push(item);
+}
+
+void Cluster::StreamUp(const std::string& stream) {
+  Item* item = new Item();
+  item->kind = Item::Kind::kStreamUp;
+  item->a = stream;
+  impl_->Push(item);
+}
+
+void Cluster::StreamDown(const std::string& stream) {
+  Item* item = new Item();
+  item->kind = Item::Kind::kStreamDown;
+  item->a = stream;
+  impl_->Push(item);
+}
+
+}  // namespace cable::cluster
