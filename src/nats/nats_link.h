@@ -9,7 +9,23 @@
 //
 // Threads: Start/Subscribe/Unsubscribe/Publish/Close are called from one owner thread (the cluster
 // thread). Handler callbacks run on libnats threads: they must only hand work over (push to a
-// queue, wake the owner) and return.
+// queue, wake the owner) and return — Close waits for a running callback, so one that blocks on
+// the owner thread deadlocks. The first OnNatsState(true) may also come from Start itself (when
+// the first connect succeeds at once). Messages of all subscriptions of a link are delivered by
+// one libnats delivery thread, in the order the server sent them.
+//
+// Ownership and lifetime: the Handler must outlive Close (or the Link). libnats threads may still
+// run after Close, but they never reach the handler or the Link again. libnats' process-wide state
+// is opened on first use and never closed by a Link (tests call nats_CloseAndWait at exit).
+//
+// Subjects: NATS subjects are dot-separated tokens of non-whitespace bytes. Publish refuses empty
+// subjects, empty tokens ("a..b", ".a", "a."), whitespace or control bytes, and the wildcard
+// tokens "*" and ">"; Subscribe accepts wildcards but refuses the rest (logged). So a stream name
+// with spaces or tabs cannot be carried over NATS as a subject; callers must map or reject it.
+//
+// Not buffering: libnats cannot turn its reconnect buffer off (0 means 8 MB), so it is set to
+// 1 byte and Publish does not call libnats unless the connection is up. A publication that races
+// the disconnect itself may still be sent once the connection is back.
 #pragma once
 
 #include <atomic>
