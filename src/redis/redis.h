@@ -8,7 +8,16 @@
 //
 // Threads and ownership: a Connection belongs to the thread that created it; every method is
 // called on that thread. Handler callbacks run inside Connect/OnEvents/Tick/Close on that thread.
-// A handler must not destroy the Connection from inside a callback (mark it and do it later).
+// A handler must not destroy the Connection from inside a callback (mark it and do it later);
+// Close(), Connect() and Command() from inside a callback are fine. The destructor drops pending
+// callbacks without calling them.
+//
+// Event-loop contract: watch fd() for events() level-triggered, and re-read both after every call
+// into the connection: the socket changes on reconnect and from a sentinel to the master (the
+// new fd may reuse the old number), and Command() only appends to the output buffer (it never
+// writes; events() then asks for EPOLLOUT). Reads are bounded per OnEvents call, so an
+// edge-triggered watch could miss data. Sentinels are spoken to over plain TCP; TLS (rediss://)
+// applies to the master.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +42,7 @@ struct Options {
   std::string username;  // ACL user (redis://user:pass@host), may be empty
   std::string password;
   int db = 0;
-  bool tls = false;  // rediss://
+  bool tls = false;         // rediss://
   bool tls_verify = false;  // --redis_tls_verify (anycable-go default: false)
   std::string tls_ca_cert_path, tls_client_cert_path, tls_client_key_path;
   std::vector<Endpoint> sentinels;  // --redis_sentinels; non-empty = Sentinel mode
@@ -118,6 +127,23 @@ class Connection {
 
  private:
   struct Impl;
+  // The connection state machine (redis.cc). Functions returning bool return false when the
+  // socket was torn down meanwhile (failure, or Close()/Connect() from a callback).
+  void StartAttempt(const Endpoint& target, bool sentinel);
+  void TryNextAddress();
+  void OnTcpConnected();
+  bool StartTls();
+  void ContinueTlsHandshake();
+  void BeginHandshake();
+  void BecomeReady();
+  bool HandleHandshakeReply(Reply&& reply);
+  void FailAttempt(const std::string& reason);
+  void Shutdown(const std::string& reason, bool notify);
+  void TearDownSocket();
+  bool ReadInput();
+  bool DispatchReplies();
+  bool FlushOutput();
+
   Options options_;
   Handler* handler_;
   std::string name_;
