@@ -108,8 +108,14 @@ class Recorder : public Link::Handler {
 
   void OnNatsMessage(std::string subject, std::string payload) override {
     if (closed_.load()) calls_after_close_++;
-    std::lock_guard lock(mu_);
-    messages_.push_back({std::move(subject), std::move(payload)});
+    {
+      std::lock_guard lock(mu_);
+      messages_.push_back({std::move(subject), std::move(payload)});
+    }
+    // A slow handler makes a call likely to be running while Close is called; a call that
+    // finishes after Close returned is as wrong as one that starts then.
+    if (slow_) std::this_thread::sleep_for(100us);
+    if (closed_.load()) calls_after_close_++;
   }
   void OnNatsState(bool connected, const std::string& detail) override {
     if (closed_.load()) calls_after_close_++;
@@ -145,6 +151,7 @@ class Recorder : public Link::Handler {
     return states_;
   }
   void MarkClosed() { closed_.store(true); }
+  void SetSlow() { slow_ = true; }
   int calls_after_close() const { return calls_after_close_.load(); }
 
  private:
@@ -157,6 +164,7 @@ class Recorder : public Link::Handler {
   std::mutex mu_;
   std::vector<Message> messages_;
   std::vector<bool> states_;
+  bool slow_ = false;
   std::atomic<bool> closed_{false};
   std::atomic<int> calls_after_close_{0};
 };
@@ -250,6 +258,9 @@ TEST_F(NatsLinkTest, PublishRejectsInvalidSubjects) {
   link->Subscribe("a b");
   link->Subscribe("");
   EXPECT_TRUE(link->Publish("ok.subject-1_x", "x"));
+  // Over the server's max_payload (1 MiB by default): refused, and the connection stays up.
+  EXPECT_FALSE(link->Publish("ok.big", std::string(2 << 20, 'x')));
+  EXPECT_TRUE(link->connected());
   ASSERT_TRUE(Sync(*link, recorder));
 }
 
@@ -344,8 +355,9 @@ TEST_F(NatsLinkTest, CloseWhileMessagesFlowEndsHandlerCalls) {
   ASSERT_TRUE(publisher);
   ASSERT_TRUE(publisher_recorder.WaitForStates(1));
 
-  for (int round = 0; round < 3; round++) {
+  for (int round = 0; round < 5; round++) {
     Recorder recorder;
+    recorder.SetSlow();
     auto link = StartLink(&recorder);
     ASSERT_TRUE(link);
     ASSERT_TRUE(recorder.WaitForStates(1));
