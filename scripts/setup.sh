@@ -6,6 +6,7 @@ packages=(build-essential cmake pkg-config git curl ca-certificates
   libsimdjson-dev libmimalloc-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   libtomlplusplus-dev prometheus
   libhiredis-dev redis-server libnats-dev nats-server  # clusters (tests start their own brokers)
+  iproute2  # the half-open connection test takes its own loopback down
   clang libclang-rt-14-dev)  # clang + libFuzzer runtime: scripts/fuzz.sh
 # The interop tests run the official JS clients under Node.js; use the machine's Node if it has one.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

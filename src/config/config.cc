@@ -595,6 +595,11 @@ const std::vector<FlagSpec>& Table() {
        .hidden = true,
        .help = "Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
        .apply = CFG_SET(handshake_timeout_s, AsInt(v)), .min = 0, .max = 86400},
+      {.name = "tcp_user_timeout", .kind = K::kInt, .default_value = "30", .supported = true,
+       .hidden = true,
+       .help = "Seconds sent data may stay unacknowledged before the connection is dropped "
+               "(half-open peers; 0 = kernel default)",
+       .apply = CFG_SET(tcp_user_timeout_s, AsInt(v)), .min = 0, .max = 86400},
       {.name = "ws_max_pending_size", .kind = K::kInt, .default_value = "1048576",
        .supported = true,
        .help = "Max bytes queued for one client before it is disconnected (0 = unlimited)",

@@ -100,7 +100,8 @@ struct Config {
   bool enable_native_pings = false;
   int max_message_size = 65536;
   int ws_write_timeout_s = 2;
-  int handshake_timeout_s = 10;           // ringcable-only: HTTP request/upgrade deadline, 0 = none
+  int handshake_timeout_s = 10;  // ringcable-only: HTTP request/upgrade deadline, 0 = none
+  int tcp_user_timeout_s = 30;   // ringcable-only: TCP_USER_TIMEOUT (vanished peers), 0 = kernel's
   int64_t ws_max_pending_size = 1048576;  // 0 = unlimited
   int read_buffer_size = 1024;            // accepted for compatibility, no effect
   int write_buffer_size = 1024;           // accepted for compatibility, no effect

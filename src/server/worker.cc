@@ -24,7 +24,8 @@ constexpr size_t kMaxPendingInput = 64 * 1024;
 constexpr uint32_t kRecvBuffers = 2048;
 constexpr uint32_t kRecvBufferSize = 4096;
 
-int MakeListener(const sockaddr_storage& addr, socklen_t len, std::string* err) {
+int MakeListener(const sockaddr_storage& addr, socklen_t len, int user_timeout_s,
+                 std::string* err) {
   int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *err = std::string("socket: ") + strerror(errno);
@@ -34,6 +35,14 @@ int MakeListener(const sockaddr_storage& addr, socklen_t len, std::string* err) 
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   // One listener per worker: the kernel spreads new connections over the workers.
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  // Accepted sockets inherit these, which saves a setsockopt per connection. TCP_USER_TIMEOUT drops
+  // a peer that vanished without a FIN (half-open): once a ping stays unacknowledged that long, the
+  // kernel errors the socket and the pending receive completes with ETIMEDOUT.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (user_timeout_s > 0) {
+    unsigned timeout_ms = static_cast<unsigned>(user_timeout_s) * 1000u;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof(timeout_ms));
+  }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 || listen(fd, 4096) != 0) {
     *err = strerror(errno);
     close(fd);
@@ -73,11 +82,11 @@ cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr,
   // With pub/sub, the node subscribes to the streams its workers have subscribers for.
   if (shared_.cluster && shared_.cluster->pubsub()) index_map_.SetObserver(this);
   std::string err;
-  listen_fds_[0] = MakeListener(main_addr, main_len, &err);
+  listen_fds_[0] = MakeListener(main_addr, main_len, cfg_.tcp_user_timeout_s, &err);
   if (listen_fds_[0] < 0)
     return MakeError("cannot listen on port " + std::to_string(cfg_.port) + ": " + err);
   if (bcast_addr) {
-    listen_fds_[1] = MakeListener(*bcast_addr, bcast_len, &err);
+    listen_fds_[1] = MakeListener(*bcast_addr, bcast_len, cfg_.tcp_user_timeout_s, &err);
     if (listen_fds_[1] < 0) {
       return MakeError("cannot listen on broadcast port " + std::to_string(shared_.broadcast_port) +
                        ": " + err);
@@ -265,8 +274,6 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
     close(fd);
     return;
   }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   uint32_t slot = AllocSlot();
   ++live_conns_;
   Conn& c = conns_[slot];
