@@ -156,6 +156,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   protocol::BroadcastParser parser;
   protocol::MessageEncoder encoder;
   std::deque<hub::Message*> pending_delivery;
+  std::vector<std::pair<size_t, std::function<void(bool)>>> nats_unflushed;
 
   // ---------------------------------------------------------------------------------------------
   // Start / stop
@@ -281,6 +282,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
         if (slot->conn) slot->conn->OnEvents(events[i].events);
       }
       running = DrainInbox();
+      FlushNats();
       FlushDeliveries();
     }
     for (RedisSlot* s : slots) {
@@ -445,10 +447,14 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
       for (const auto& o : batch) {
         if (ok && !nats_link->Publish(ChannelOf(o), o.payload)) ok = false;
       }
-      (ok ? counters().published_total : counters().publish_failed_total)
-          .fetch_add(n, std::memory_order_relaxed);
-      if (!ok) LOG_DEBUG("nats: %zu publication(s) not sent: link down", n);
-      done(ok);
+      if (!ok) {
+        counters().publish_failed_total.fetch_add(n, std::memory_order_relaxed);
+        LOG_DEBUG("nats: %zu publication(s) not sent: link down", n);
+        done(false);
+        return;
+      }
+      // Acknowledged after one flush for everything published in this round (FlushNats).
+      nats_unflushed.push_back({n, std::move(done)});
       return;
     }
     if (pubsub != "redis" || !cmd.ready) {
@@ -473,6 +479,21 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
                           }
                           if (--pending->remaining == 0) pending->done(pending->ok);
                         });
+    }
+  }
+
+  // The server has everything published so far once a PING/PONG round trip completes: only then
+  // are NATS publications acknowledged, so requests answered one after another stay in order
+  // across nodes.
+  void FlushNats() {
+    if (nats_unflushed.empty()) return;
+    const bool ok = nats_link && nats_link->Flush(2000);
+    std::vector<std::pair<size_t, std::function<void(bool)>>> batches;
+    batches.swap(nats_unflushed);
+    for (auto& [n, done] : batches) {
+      (ok ? counters().published_total : counters().publish_failed_total)
+          .fetch_add(n, std::memory_order_relaxed);
+      done(ok);
     }
   }
 

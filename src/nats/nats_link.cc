@@ -127,14 +127,12 @@ void ReportState(Target* target, natsConnection* conn, bool up) {
   std::string detail;
   if (up) {
     target->last_url = ConnectedUrl(conn);
-    detail = "connected to " + target->last_url;
-    LOG_INFO("nats: %s", detail.c_str());
+    detail = "connected to " + target->last_url;  // the handler logs state changes
   } else {
     const char* error = nullptr;
     natsConnection_GetLastError(conn, &error);
     detail = "disconnected from " + target->last_url;
     if (error && *error) detail += std::string(": ") + error;
-    LOG_WARN("nats: %s", detail.c_str());
   }
   target->connected->store(up, std::memory_order_release);
   target->handler->OnNatsState(up, detail);
@@ -350,7 +348,7 @@ Result<std::unique_ptr<Link>, std::string> Link::Start(const Options& options, H
       ReportState(&impl.target, impl.conn, true);
     }
   } else if (s == NATS_NOT_YET_CONNECTED) {
-    LOG_WARN("nats: no server reachable yet, retrying in the background");
+    LOG_WARN("nats: link down: no server reachable yet (retrying in the background)");
   } else {
     std::string error = "nats: cannot connect: " + LastError(s);
     impl.conn = nullptr;
@@ -396,6 +394,11 @@ bool Link::Publish(const std::string& subject, std::string_view payload) {
   }
   return natsConnection_Publish(impl_->conn, subject.c_str(), payload.data(),
                                 static_cast<int>(payload.size())) == NATS_OK;
+}
+
+bool Link::Flush(int timeout_ms) {
+  if (!impl_ || impl_->closed || !connected()) return false;
+  return natsConnection_FlushTimeout(impl_->conn, timeout_ms) == NATS_OK;
 }
 
 void Link::Close() {

@@ -72,6 +72,9 @@ class Link {
   void Unsubscribe(const std::string& subject);
   // False (nothing sent) when not connected right now or the subject is invalid.
   bool Publish(const std::string& subject, std::string_view payload);
+  // Round trip to the server (PING/PONG): true once everything published before it was accepted.
+  // Blocks the caller up to `timeout_ms` (the cluster thread, never a ring thread).
+  bool Flush(int timeout_ms);
   bool connected() const { return connected_.load(std::memory_order_acquire); }
   // Closes the connection and waits for libnats' threads to finish delivering to the handler:
   // after Close returns, the handler is never called again.
