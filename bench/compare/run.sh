@@ -13,7 +13,16 @@
 # RESULT line of the load tool, tagged with server and test). Every server is restarted before
 # every measurement. Counts can be scaled down through the environment:
 #   IDLE_COUNTS="1000 5000 10000 15000"  CONNECT_N=10000  BCAST="1000:100:20 5000:40:4 10000:20:2"
-# (BCAST entries are subscribers:messages:msg_rate). REPORT_ONLY=1 rebuilds results.md and the
+# (BCAST entries are subscribers:messages:msg_rate).
+# Rate sweep (the highest publication rate each server sustains, SWEEP_SUBS subscribers): starts at
+# SWEEP_START publications/s and doubles while a step passes (if the first step fails it halves
+# instead, down to SWEEP_START/8), then tries once 1.5 × the last passing rate when that is below
+# the failing one. At most SWEEP_STEPS runs per server, each publishing for about
+# SWEEP_SECS s (at least 20, at most SWEEP_MAX_MSGS publications) under a SWEEP_TIMEOUT s phase cap.
+# A step passes when every publication was sent and delivered to every subscriber in order (0 lost,
+# 0 out-of-order), the POSTs kept up (achieved ≥ 90 % of the offered rate) and p99 ≤ SWEEP_P99_MS.
+#   SWEEP_SUBS=1000 SWEEP_START=4 SWEEP_STEPS=8 SWEEP_SECS=4 SWEEP_MAX_MSGS=2000 SWEEP_P99_MS=1000
+#   SWEEP_TIMEOUT=10 (SWEEP_STEPS=0 skips the sweep). REPORT_ONLY=1 rebuilds results.md and the
 # plot from results.jsonl without measuring. Server and load-tool logs stay in /tmp/ringcable-compare.*.
 # Every loop is bounded; every load-tool run
 # is under `timeout`; every process started here is stopped by PID on exit.
@@ -31,6 +40,13 @@ BCAST="${BCAST:-1000:100:20 5000:40:4 10000:20:2}"
 PAYLOAD="${PAYLOAD:-64}"
 LOAD_TIMEOUT="${LOAD_TIMEOUT:-60}"     # the load tool's per-phase cap (connect, publish, drain)
 RUN_CAP="${RUN_CAP:-200}"              # hard cap on one load-tool process, seconds
+SWEEP_SUBS="${SWEEP_SUBS:-1000}"
+SWEEP_START="${SWEEP_START:-4}"
+SWEEP_STEPS="${SWEEP_STEPS:-8}"
+SWEEP_SECS="${SWEEP_SECS:-4}"
+SWEEP_MAX_MSGS="${SWEEP_MAX_MSGS:-2000}"
+SWEEP_P99_MS="${SWEEP_P99_MS:-1000}"
+SWEEP_TIMEOUT="${SWEEP_TIMEOUT:-10}"
 
 # Ports away from the defaults (8080/8090/50051) that other people on the machine use.
 RC_PORT=28080
@@ -154,6 +170,62 @@ run_load() {
   stop_all
 }
 
+# sweep_verdict server test rate: "ok", or why the step failed.
+sweep_verdict() {
+  jq -r --arg s "$1" --arg t "$2" --argjson rate "$3" --argjson subs "$SWEEP_SUBS" --argjson p99 "$SWEEP_P99_MS" '
+    select(.server==$s and .test==$t) |
+    [ (if .exit != 0 then "load tool exit \(.exit)" else empty end),
+      (if .server_alive != true then "server died" else empty end),
+      (if (.subscribed // 0) < $subs then "subscribed \(.subscribed // 0)/\($subs)" else empty end),
+      (if (.messages_sent // 0) < (.messages // 1) then "sent \(.messages_sent // 0)/\(.messages) (phase cap)" else empty end),
+      (if (.lost // 1) > 0 then "lost \(.lost)" else empty end),
+      (if (.out_of_order // 1) > 0 then "out-of-order \(.out_of_order)" else empty end),
+      (if (.publish_rate // 0) < 0.9 * $rate then "POSTs kept up with \(.publish_rate // 0)/s only" else empty end),
+      (if (.latency_ms.p99 // 1e12) > $p99 then "p99 \(.latency_ms.p99) ms > \($p99)" else empty end)
+    ] | if length == 0 then "ok" else join(", ") end' "$OUT_JSONL" | tail -1
+}
+
+# sweep server: the rate search described at the top; one "sweep" record per step, then a
+# "sweep-best" record (highest passing rate, lowest failing rate; no failing rate = limit not reached).
+sweep() {
+  local server=$1 rate=$SWEEP_START step=0 best="" fail="" refined=0 msgs verdict floor
+  floor=$(awk -v r="$SWEEP_START" 'BEGIN { print r / 8 }')
+  lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+  mul() { awk -v a="$1" -v b="$2" 'BEGIN { print a * b }'; }
+  while ((step < SWEEP_STEPS)); do
+    step=$((step + 1))
+    msgs=$(awk -v r="$rate" -v t="$SWEEP_SECS" -v m="$SWEEP_MAX_MSGS" \
+      'BEGIN { n = int(r * t + 0.5); if (n < 20) n = 20; if (n > m) n = m; print n }')
+    LOAD_TIMEOUT=$SWEEP_TIMEOUT run_load "$server" "sweep-$rate" --mode broadcast \
+      --connections "$SWEEP_SUBS" --messages "$msgs" --msg-rate "$rate" --payload-size "$PAYLOAD"
+    verdict=$(sweep_verdict "$server" "sweep-$rate" "$rate")
+    [[ -n $verdict ]] || verdict="no result"
+    log "$server sweep step $step: $rate/s × $msgs: $verdict"
+    jq -nc --arg s "$server" --argjson step "$step" --argjson rate "$rate" --argjson msgs "$msgs" \
+      --arg v "$verdict" '{server:$s,test:"sweep",step:$step,rate:$rate,messages:$msgs,verdict:$v}' >>"$OUT_JSONL"
+    if [[ $verdict == ok ]]; then
+      best=$rate
+    else
+      fail=$rate
+    fi
+    if [[ -z $fail ]]; then
+      rate=$(mul "$rate" 2)                      # still passing: double
+    elif [[ -z $best ]]; then
+      rate=$(mul "$rate" 0.5)                    # the first step failed: halve
+      if lt "$rate" "$floor"; then break; fi
+    elif ((refined == 0)) && lt "$(mul "$best" 1.5)" "$fail"; then
+      refined=1                                  # one step between the last pass and the fail
+      rate=$(mul "$best" 1.5)
+    else
+      break
+    fi
+  done
+  jq -nc --arg s "$server" --arg best "$best" --arg fail "$fail" --argjson steps "$step" \
+    '{server:$s,test:"sweep-best",steps:$steps,
+      rate:(if $best == "" then null else ($best | tonumber) end),
+      lowest_failing:(if $fail == "" then null else ($fail | tonumber) end)}' >>"$OUT_JSONL"
+}
+
 if [[ ${REPORT_ONLY:-0} == 1 ]]; then
   # Rebuild results.md and the plot from an existing results.jsonl (no measurement).
   META=$(jq -c 'select(.server=="meta")' "$OUT_JSONL" | tail -1)
@@ -174,6 +246,7 @@ for server in ringcable actioncable; do
     run_load "$server" "bcast-$subs" --mode broadcast --connections "$subs" --messages "$msgs" \
       --msg-rate "$rate" --payload-size "$PAYLOAD"
   done
+  if ((SWEEP_STEPS > 0)); then sweep "$server"; fi
 done
 LA_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - T0))
@@ -251,6 +324,35 @@ for spec in $BCAST; do
     "$(q actioncable "$t" 'if .deliveries > 0 then .server_cpu_s * 1e6 / .deliveries else null end')" 1 2
 done
 
+# Sweep: each server's highest passing rate and its figures, side by side.
+SWEEP_ROWS=()
+if ((SWEEP_STEPS > 0)); then
+  rc_best=$(q ringcable sweep-best '.rate') ac_best=$(q actioncable sweep-best '.rate')
+  l="sweep $SWEEP_SUBS subs"
+  row "$l: highest publication rate without loss, reordering or p99 > ${SWEEP_P99_MS} ms, /s" "$rc_best" "$ac_best" 0 1
+  bq() {  # server best jq-expr: a figure of the server's best sweep step
+    [[ $2 == n/a ]] && { echo n/a; return; }
+    q "$1" "sweep-$2" "$3"
+  }
+  row "$l: at that rate: deliveries/s" "$(bq ringcable "$rc_best" '.deliveries_per_s')" "$(bq actioncable "$ac_best" '.deliveries_per_s')" 0 0
+  for p in p50 p90 p99 max; do
+    row "$l: at that rate: latency $p, ms" "$(bq ringcable "$rc_best" ".latency_ms.$p")" "$(bq actioncable "$ac_best" ".latency_ms.$p")" 1 1
+  done
+  row "$l: at that rate: server CPU per delivery, µs" \
+    "$(bq ringcable "$rc_best" 'if .deliveries > 0 then .server_cpu_s * 1e6 / .deliveries else null end')" \
+    "$(bq actioncable "$ac_best" 'if .deliveries > 0 then .server_cpu_s * 1e6 / .deliveries else null end')" 1 2
+  row "$l: at that rate: load-tool CPU per delivery, µs" \
+    "$(bq ringcable "$rc_best" 'if .deliveries > 0 then .load_cpu_s * 1e6 / .deliveries else null end')" \
+    "$(bq actioncable "$ac_best" 'if .deliveries > 0 then .load_cpu_s * 1e6 / .deliveries else null end')" - 2
+  # Every step: server, offered rate, publications, achieved, deliveries, lost, out-of-order, p50, p99, load average, verdict.
+  while IFS= read -r line; do SWEEP_ROWS+=("$line"); done < <(
+    jq -rs '
+      (map(select((.test // "") | startswith("sweep-"))) | map({key: "\(.server) \(.test)", value: .}) | from_entries) as $runs |
+      .[] | select(.test == "sweep") | . as $st | ($runs["\(.server) sweep-\(.rate)"] // {}) as $r |
+      "| \(.server) | \(.step) | \(.rate) | \($r.messages_sent // "n/a")/\(.messages) | \($r.publish_rate // "n/a") | \($r.deliveries // "n/a")/\($r.expected_deliveries // "n/a") | \($r.lost // "n/a") | \($r.out_of_order // "n/a") | \($r.latency_ms.p50 // "n/a") | \($r.latency_ms.p99 // "n/a") | \($r.loadavg // "n/a" | split(" ")[0]) | \(.verdict) |"
+    ' "$OUT_JSONL")
+fi
+
 # Latency plot data: subscribers p50 p90 p99 per server.
 for server in ringcable actioncable; do
   for spec in $BCAST; do
@@ -310,9 +412,31 @@ EOF
   echo "schedule: for a server that falls behind, the latencies are lower bounds. deliveries/s is"
   echo "deliveries over the publish+drain span. Out-of-order: a client got seq n after a higher seq."
   echo
+  if ((${#SWEEP_ROWS[@]})); then
+    echo "Rate sweep ($SWEEP_SUBS subscribers, one stream, ${PAYLOAD} B padding): each server starts at"
+    echo "$SWEEP_START publications/s and doubles the rate while a step passes (halves it, down to"
+    echo "$SWEEP_START/8, if the first fails), then tries 1.5 × the last passing rate once if that is below"
+    echo "the failing rate; at most $SWEEP_STEPS steps, each publishing for about $SWEEP_SECS s (20 to"
+    echo "$SWEEP_MAX_MSGS publications) under a $SWEEP_TIMEOUT s phase cap. A step passes when every publication was"
+    echo "sent and reached every subscriber in order (0 lost, 0 out-of-order), the POSTs kept up (≥ 90 %"
+    echo "of the offered rate) and p99 ≤ $SWEEP_P99_MS ms. The server's limit lies between its highest"
+    echo "passing and its lowest failing rate. Latencies are in ms; load is the 1-min load average."
+    echo
+    for server in ringcable actioncable; do
+      jq -r --arg s "$server" 'select(.server==$s and .test=="sweep-best") |
+        "- \($s): " + (if .rate == null then "no step passed" else "highest passing rate \(.rate)/s" end) +
+        (if .lowest_failing == null then ", and no step failed: the limit was not reached in \(.steps) steps"
+         else ", lowest failing \(.lowest_failing)/s" end) + "."' "$OUT_JSONL" | tail -1
+    done
+    echo
+    echo "| server | step | offered /s | publications sent | achieved /s | deliveries | lost | out-of-order | p50 | p99 | load | verdict |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${SWEEP_ROWS[@]}"
+    echo
+  fi
   echo "Expected deliveries per broadcast test = subscribers × messages. Runs where the load tool did"
   echo "not exit 0 or the server died:"
-  FAILED=$(jq -r 'select(.server != "meta" and (.exit != 0 or .server_alive == false)) | "- \(.server) \(.test): exit \(.exit), server alive \(.server_alive), subscribed \(.subscribed // "n/a"), failures \(.failure_reasons // {} | to_entries | map(select(.value > 0) | "\(.key) \(.value)") | join(", "))"' "$OUT_JSONL")
+  FAILED=$(jq -r 'select(.server != "meta" and .exit != null and (.exit != 0 or .server_alive == false)) | "- \(.server) \(.test): exit \(.exit), server alive \(.server_alive), subscribed \(.subscribed // "n/a"), failures \(.failure_reasons // {} | to_entries | map(select(.value > 0) | "\(.key) \(.value)") | join(", "))"' "$OUT_JSONL")
   echo "${FAILED:-- none}"
   echo
   echo "![latency vs subscribers](latency.png)"
