@@ -746,6 +746,19 @@ cable::Result<std::unique_ptr<Cluster>, std::string> Cluster::Start(const config
   return cluster;
 }
 
+cable::Result<bool, std::string> Cluster::CheckConfig(const config::Config& cfg) {
+  const auto& a = cfg.broadcast_adapters;
+  if (Has(a, "redis") || Has(a, "redisx") || cfg.pubsub == "redis") {
+    auto r = redis::ParseUrl(cfg.redis_url, cfg.redis_sentinels);
+    if (!r.ok()) return cable::MakeError(r.error());
+  }
+  if (Has(a, "nats") || cfg.pubsub == "nats") {
+    auto n = nats::ParseServers(cfg.nats_servers);
+    if (!n.ok()) return cable::MakeError(n.error());
+  }
+  return true;
+}
+
 Cluster::~Cluster() { Stop(); }
 
 void Cluster::Stop() {

@@ -81,6 +81,9 @@ class Cluster {
   // URLs / server lists, one line. Brokers being down is not an error.
   static cable::Result<std::unique_ptr<Cluster>, std::string> Start(const config::Config& cfg,
                                                                     Sink* sink);
+  // The same checks as Start (broker URLs, server lists) without starting anything: main runs it
+  // before anything else logs, so a bad value is the one line the user sees.
+  static cable::Result<bool, std::string> CheckConfig(const config::Config& cfg);
   ~Cluster();
 
   // True when publications accepted by this node travel through pub/sub (not delivered directly).

@@ -118,6 +118,9 @@ int Main(int argc, char** argv) {
   log::SetJsonFormat(cfg.log_format == "json");
   shared.ping_interval_ms = static_cast<int64_t>(cfg.ping_interval_s) * 1000;
   if (auto tags = metrics::ParseTags(cfg.metrics_tags); !tags.ok()) return Fail(tags.error());
+  if (auto brokers = cluster::Cluster::CheckConfig(cfg); !brokers.ok()) {
+    return Fail(brokers.error());
+  }
 
   auto features = ring::ProbeFeatures();
   if (!features.ok()) return Fail(features.error());
