@@ -344,12 +344,27 @@ if ((SWEEP_STEPS > 0)); then
   row "$l: at that rate: load-tool CPU per delivery, µs" \
     "$(bq ringcable "$rc_best" 'if .deliveries > 0 then .load_cpu_s * 1e6 / .deliveries else null end')" \
     "$(bq actioncable "$ac_best" 'if .deliveries > 0 then .load_cpu_s * 1e6 / .deliveries else null end')" - 2
+  # The same figures at the highest rate that both servers passed, for a like-for-like latency.
+  common=$(jq -rs 'map(select(.test == "sweep" and .verdict == "ok")) | group_by(.rate) |
+    map(select(map(.server) | unique | length == 2) | .[0].rate) | max // "n/a"' "$OUT_JSONL")
+  if [[ $common != n/a ]]; then
+    for p in p50 p99; do
+      row "$l at $common/s, the highest rate both passed: latency $p, ms" \
+        "$(q ringcable "sweep-$common" ".latency_ms.$p")" "$(q actioncable "sweep-$common" ".latency_ms.$p")" 1 1
+    done
+    row "$l at $common/s: server CPU per delivery, µs" \
+      "$(q ringcable "sweep-$common" 'if .deliveries > 0 then .server_cpu_s * 1e6 / .deliveries else null end')" \
+      "$(q actioncable "sweep-$common" 'if .deliveries > 0 then .server_cpu_s * 1e6 / .deliveries else null end')" 1 2
+  fi
   # Every step: server, offered rate, publications, achieved, deliveries, lost, out-of-order, p50, p99, load average, verdict.
   while IFS= read -r line; do SWEEP_ROWS+=("$line"); done < <(
     jq -rs '
+      # CPU seconds over the publish+drain span (deliveries / deliveries_per_s), in cores.
+      def cores(cpu): if (.deliveries // 0) > 0 and (.deliveries_per_s // 0) > 0 and cpu != null
+        then cpu * .deliveries_per_s / .deliveries * 100 | round / 100 else "n/a" end;
       (map(select((.test // "") | startswith("sweep-"))) | map({key: "\(.server) \(.test)", value: .}) | from_entries) as $runs |
       .[] | select(.test == "sweep") | . as $st | ($runs["\(.server) sweep-\(.rate)"] // {}) as $r |
-      "| \(.server) | \(.step) | \(.rate) | \($r.messages_sent // "n/a")/\(.messages) | \($r.publish_rate // "n/a") | \($r.deliveries // "n/a")/\($r.expected_deliveries // "n/a") | \($r.lost // "n/a") | \($r.out_of_order // "n/a") | \($r.latency_ms.p50 // "n/a") | \($r.latency_ms.p99 // "n/a") | \($r.loadavg // "n/a" | split(" ")[0]) | \(.verdict) |"
+      "| \(.server) | \(.step) | \(.rate) | \($r.messages_sent // "n/a")/\(.messages) | \($r.publish_rate // "n/a") | \($r.deliveries // "n/a")/\($r.expected_deliveries // "n/a") | \($r.lost // "n/a") | \($r.out_of_order // "n/a") | \($r.latency_ms.p50 // "n/a") | \($r.latency_ms.p99 // "n/a") | \($r | cores(.server_cpu_s)) | \($r | cores(.load_cpu_s)) | \($r.loadavg // "n/a" | split(" ")[0]) | \(.verdict) |"
     ' "$OUT_JSONL")
 fi
 
@@ -420,7 +435,11 @@ EOF
     echo "$SWEEP_MAX_MSGS publications) under a $SWEEP_TIMEOUT s phase cap. A step passes when every publication was"
     echo "sent and reached every subscriber in order (0 lost, 0 out-of-order), the POSTs kept up (≥ 90 %"
     echo "of the offered rate) and p99 ≤ $SWEEP_P99_MS ms. The server's limit lies between its highest"
-    echo "passing and its lowest failing rate. Latencies are in ms; load is the 1-min load average."
+    echo "passing and its lowest failing rate. Latencies are in ms; server and load-tool CPU are in cores"
+    echo "(CPU seconds over the publish+drain span): when the two add up to about 2, the 2-core machine,"
+    echo "not the server alone, set the limit. load is the 1-min load average. The \"at that rate\" rows in"
+    echo "the table above compare each server at its own highest rate; the \"highest rate both passed\""
+    echo "rows compare them at the same rate."
     echo
     for server in ringcable actioncable; do
       jq -r --arg s "$server" 'select(.server==$s and .test=="sweep-best") |
@@ -429,8 +448,8 @@ EOF
          else ", lowest failing \(.lowest_failing)/s" end) + "."' "$OUT_JSONL" | tail -1
     done
     echo
-    echo "| server | step | offered /s | publications sent | achieved /s | deliveries | lost | out-of-order | p50 | p99 | load | verdict |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| server | step | offered /s | publications sent | achieved /s | deliveries | lost | out-of-order | p50 | p99 | server CPU | load-tool CPU | load | verdict |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${SWEEP_ROWS[@]}"
     echo
   fi
