@@ -47,15 +47,24 @@ void ClusterTest::SetUp() {
 }
 
 void ClusterTest::TearDown() {
+  subs_.clear();
+  // A graceful stop, so a sanitizer build reports leaks and errors in the node's log.
+  std::array<bool, kNodes> started{};
+  for (int i = 0; i < kNodes; ++i) {
+    started[i] = nodes_[i].pid() > 0;
+    if (!started[i]) continue;
+    EXPECT_EQ(nodes_[i].Stop(15s), 0) << "node " << i << " did not exit cleanly on SIGTERM";
+    const std::string log = NodeLog(i);
+    for (const char* report : {"AddressSanitizer", "LeakSanitizer", "runtime error:"})
+      EXPECT_EQ(log.find(report), std::string::npos) << "node " << i << ": " << report;
+  }
   if (HasFailure()) {
     for (int i = 0; i < kNodes; ++i) {
-      if (nodes_[i].pid() <= 0) continue;
+      if (NodeLog(i).empty()) continue;  // never started
       std::cerr << "---- ringcable node " << i << " log ----\n"
                 << Tail(NodeLog(i), 12000) << "-----------------------\n";
     }
   }
-  subs_.clear();
-  for (auto& node : nodes_) node.Kill();
   redis_.Kill();
   nats_.Kill();
   rpc_.Stop();
