@@ -236,14 +236,18 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     if (inbox.Push(item)) eventfd_write(event_fd, 1);
   }
 
+  // Stops the thread (once) and frees whatever is still queued; called again after the workers
+  // are gone, it frees what they queued in the meantime. The eventfd stays open until the
+  // destructor, so a late Push never writes to a reused descriptor.
   void Stop() {
-    if (stopped.exchange(true)) return;
-    Item* item = new Item();
-    item->kind = Item::Kind::kStop;
-    Push(item);
-    if (thread.joinable()) thread.join();
-    // libnats delivers on its own threads until Close returns; after that, nothing comes.
-    if (nats_link) nats_link->Close();
+    if (!stopped.exchange(true)) {
+      Item* item = new Item();
+      item->kind = Item::Kind::kStop;
+      Push(item);
+      if (thread.joinable()) thread.join();
+      // libnats delivers on its own threads until Close returns; after that, nothing comes.
+      if (nats_link) nats_link->Close();
+    }
     for (Item* it = inbox.TakeAll(); it;) {
       Item* next = it->next;
       if (it->kind == Item::Kind::kPublish && it->ack) it->ack->OnClusterAck(it->token, false);
@@ -252,9 +256,12 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     }
     for (hub::Message* m : pending_delivery) m->Release();
     pending_delivery.clear();
+  }
+
+  ~Impl() override {
+    Stop();
     if (event_fd >= 0) close(event_fd);
     if (epoll_fd >= 0) close(epoll_fd);
-    event_fd = epoll_fd = -1;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -780,6 +787,7 @@ void Cluster::Publish(std::vector<Outgoing> batch, AckSink* ack, uint64_t token)
 }
 
 void Cluster::StreamUp(const std::string& stream) {
+  if (impl_->stopped.load(std::memory_order_acquire)) return;
   Item* item = new Item();
   item->kind = Item::Kind::kStreamUp;
   item->a = stream;
@@ -787,6 +795,7 @@ void Cluster::StreamUp(const std::string& stream) {
 }
 
 void Cluster::StreamDown(const std::string& stream) {
+  if (impl_->stopped.load(std::memory_order_acquire)) return;
   Item* item = new Item();
   item->kind = Item::Kind::kStreamDown;
   item->a = stream;

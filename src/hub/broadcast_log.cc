@@ -46,4 +46,13 @@ Message* BroadcastLog::Peek(int c) const {
 
 void BroadcastLog::Advance(int c) { cursors_[c].pos.fetch_add(1, std::memory_order_release); }
 
+void BroadcastLog::ReleaseUnconsumed() {
+  for (int c = 0; c < consumers_; ++c) {
+    while (Message* msg = Peek(c)) {
+      Advance(c);
+      msg->Release();
+    }
+  }
+}
+
 }  // namespace cable::hub

@@ -37,6 +37,8 @@ class BroadcastLog {
   void Advance(int c);
   bool HasPending(int c) const { return Peek(c) != nullptr; }
   int consumers() const { return consumers_; }
+  // Once every consumer has stopped for good (process exit): releases what they never consumed.
+  void ReleaseUnconsumed();
 
  private:
   struct Slot {

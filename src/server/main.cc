@@ -230,6 +230,8 @@ int Main(int argc, char** argv) {
   metrics::SdNotify("STOPPING=1\nSTATUS=Shutting down");
   if (cfg.shutdown_delay_s > 0)
     std::this_thread::sleep_for(std::chrono::seconds(cfg.shutdown_delay_s));
+  // Nothing new from Redis/NATS while clients are being let go (broadcasts now answer 501).
+  if (shared.cluster) shared.cluster->Stop();
   for (auto& w : shared.workers) w->RequestShutdown();
 
   // A second signal means "now".
@@ -255,7 +257,8 @@ int Main(int argc, char** argv) {
     std::_Exit(0);
   }
   for (auto& w : shared.workers) w->Join();
-  if (shared.cluster) shared.cluster->Stop();
+  if (shared.cluster) shared.cluster->Stop();  // frees what the workers queued meanwhile
+  shared.log->ReleaseUnconsumed();
   if (metrics_log) metrics_log->Stop();
   if (metrics_server) metrics_server->Stop();
   shared.rpc->Shutdown(std::chrono::milliseconds(1000));
