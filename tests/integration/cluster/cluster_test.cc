@@ -171,6 +171,44 @@ TEST_F(Cluster, RedisStreamsEntryConsumedByExactlyOneNode) {
       << "entries must be XACKed: " << Redis({"XPENDING", "__anycable__", "bx"});
 }
 
+// The URL's password and database reach Redis: a password-protected server, database 3. redisx
+// reads (and XDELs) the stream in database 3 only; pub/sub is server-wide.
+TEST_F(Cluster, PasswordAndDatabaseFromTheUrl) {
+  if (BrokerProcess::FindBinary(BrokerProcess::Kind::kRedis).empty()) {
+    GTEST_SKIP() << "redis-server is not installed";
+  }
+  ASSERT_TRUE(redis_.Start({"--requirepass", "s3cr3t"})) << redis_.Log();
+  auto redis = [this](std::vector<std::string> args, int db) {
+    args.insert(args.begin(), {"--no-auth-warning", "-a", "s3cr3t", "-n", std::to_string(db)});
+    return Redis(args);
+  };
+  StartNodes({"--broadcast_adapter", "http,redisx", "--redis_url",
+              "redis://:s3cr3t@127.0.0.1:" + std::to_string(redis_.port()) + "/3"});
+  AddSubscribers({"pw"}, 1);
+  ASSERT_TRUE(Poll(
+      [&] {
+        return CountOf(redis({"CLIENT", "LIST"}, 3), "cmd=xreadgroup") == kNodes &&
+               redis({"PUBSUB", "NUMSUB", "pw"}, 0) == "pw\n2\n";
+      },
+      10s))
+      << redis({"CLIENT", "LIST"}, 3) << NodeLog(0);
+  ExpectDeliveredOnce(
+      {"pw"}, 10,
+      [&](const auto& batch) {
+        for (const auto& [stream, json] : batch) {
+          if (redis({"XADD", "__anycable__", "*", "payload", json}, 3).find('-') ==
+              std::string::npos) {
+            return false;  // an entry id looks like 1700000000000-0
+          }
+        }
+        return true;
+      },
+      /*ordered=*/false);
+  EXPECT_TRUE(Poll([&] { return redis({"XLEN", "__anycable__"}, 3) == "0\n"; }, 10s));
+  EXPECT_EQ(redis({"EXISTS", "__anycable__"}, 0), "0\n") << "nothing may land in database 0";
+  EXPECT_EQ(Metric(0, "ringcable_redis_connected"), 1);
+}
+
 TEST_F(Cluster, NatsBroadcastReachesEveryNodeOnceInOrder) {
   START_NATS_OR_SKIP();
   StartNodes({"--broadcast_adapter", "http,nats", "--nats_servers", nats_.url()});
