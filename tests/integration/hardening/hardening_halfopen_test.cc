@@ -66,7 +66,7 @@ TEST(HalfOpenTest, VanishedPeerIsDroppedAfterTcpUserTimeout) {
     GTEST_SKIP() << "no private network namespace (needs CAP_SYS_ADMIN): " << std::strerror(errno);
   }
   auto up = RunCommand({ip, "link", "set", "lo", "up"}, 10s);
-  ASSERT_EQ(up.exit_code, 0) << up.output;
+  if (up.exit_code != 0) GTEST_SKIP() << "cannot configure the namespace's loopback: " << up.output;
 
   const std::string rpc_addr = "127.0.0.1:" + std::to_string(cable::test::FreePort());
   Child rpc;
