@@ -74,6 +74,11 @@ Worker::~Worker() {
     if (fd >= 0) close(fd);
   }
   if (event_fd_ >= 0) close(event_fd_);
+  // Publications that never made it into the log (it was full at shutdown) still hold one
+  // reference per worker.
+  for (hub::Message* msg : pending_publish_) {
+    for (int i = 0; i < cfg_.workers; ++i) msg->Release();
+  }
 }
 
 cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr, socklen_t main_len,
