@@ -1,6 +1,7 @@
 #include "brokers.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -109,17 +110,11 @@ bool BrokerProcess::Start(const std::vector<std::string>& extra) {
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
   std::string log = dir_ + "/broker.log";
-  pid_ = fork();
-  if (pid_ == 0) {
-    FILE* f = freopen(log.c_str(), "a", stdout);
-    (void)f;
-    dup2(STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
+  int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return false;
+  pid_ = SpawnProcess(argv, {}, log_fd, log_fd);
+  close(log_fd);
+  if (pid_ < 0) return false;
   // A restart on the same port may race the old socket's TIME_WAIT: both brokers set SO_REUSEADDR,
   // so waiting for readiness is enough.
   auto deadline = Clock::now() + 10s;

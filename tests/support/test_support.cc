@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -190,18 +191,9 @@ bool ServerProcess::Start(const std::vector<std::string>& args,
   std::vector<std::string> argv = {BinaryPath(), "--host", "127.0.0.1", "--port",
                                    std::to_string(port_)};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(log_fd, STDERR_FILENO);
-    dup2(log_fd, STDOUT_FILENO);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
+  pid_ = SpawnProcess(argv, env, log_fd, log_fd);
   close(log_fd);
+  if (pid_ < 0) return false;
   auto deadline = Clock::now() + 10s;
   while (Clock::now() < deadline) {
     if (!running()) return false;
@@ -251,23 +243,50 @@ std::string ServerProcess::Log() const {
   return ss.str();
 }
 
+pid_t SpawnProcess(const std::vector<std::string>& argv,
+                   const std::map<std::string, std::string>& env, int out_fd, int err_fd,
+                   long nofile_limit, bool search_path) {
+  if (argv.empty()) return -1;
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    std::string entry(*e);
+    std::string name = entry.substr(0, entry.find('='));
+    if (env.count(name) == 0) env_strings.push_back(std::move(entry));
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> cenv;
+  for (auto& e : env_strings) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  rlimit lim{static_cast<rlim_t>(nofile_limit), static_cast<rlim_t>(nofile_limit)};
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
+    if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
+    if (nofile_limit > 0 && setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+    if (search_path) {
+      execvpe(cargv[0], cargv.data(), cenv.data());
+    } else {
+      execve(cargv[0], cargv.data(), cenv.data());
+    }
+    _exit(127);
+  }
+  return pid;
+}
+
 RunResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                      const std::map<std::string, std::string>& env) {
   RunResult result;
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) return result;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipefd[1], STDOUT_FILENO);
-    dup2(pipefd[1], STDERR_FILENO);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    execvp(cargv[0], cargv.data());
-    _exit(127);
-  }
+  pid_t pid = SpawnProcess(argv, env, pipefd[1], pipefd[1], 0, /*search_path=*/true);
   close(pipefd[1]);
+  if (pid < 0) {
+    close(pipefd[0]);
+    return result;
+  }
   auto deadline = Clock::now() + timeout;
   while (ReadSome(pipefd[0], result.output, deadline)) {
   }

@@ -48,6 +48,16 @@ class ServerProcess {
   std::string log_path_;
 };
 
+// Starts argv[0] (a path; searched in PATH when `search_path`) with `env` added to this process's
+// environment, stdout to `out_fd` and stderr to `err_fd` (-1: inherited), and RLIMIT_NOFILE set
+// when `nofile_limit` > 0. Everything is prepared before fork(): the child only calls dup2,
+// setrlimit and execve, because the test process has other threads (gRPC in ScriptedRpcServer) and
+// one of them may hold the allocator's lock at the fork, which would hang a child that allocates.
+// Returns the pid, or -1.
+pid_t SpawnProcess(const std::vector<std::string>& argv,
+                   const std::map<std::string, std::string>& env, int out_fd, int err_fd,
+                   long nofile_limit = 0, bool search_path = false);
+
 // Runs a command to completion (bounded): exit code and combined stdout+stderr.
 struct RunResult {
   int exit_code = -1;

@@ -1,5 +1,7 @@
 #include "hardening_util.h"
 
+#include "test_support.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -97,23 +99,9 @@ bool Child::Spawn(const std::vector<std::string>& argv, long nofile_limit) {
   if (log_fd < 0) return false;
   if (!log_path_.empty()) unlink(log_path_.c_str());
   log_path_ = tmpl;
-  pid_ = fork();
-  if (pid_ < 0) return false;
-  if (pid_ == 0) {
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    if (nofile_limit > 0) {
-      rlimit lim{static_cast<rlim_t>(nofile_limit), static_cast<rlim_t>(nofile_limit)};
-      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
-    }
-    std::vector<char*> cargv;
-    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
+  pid_ = cable::test::SpawnProcess(argv, {}, log_fd, log_fd, nofile_limit);
   close(log_fd);
-  return true;
+  return pid_ > 0;
 }
 
 bool Child::WaitOutput(const std::string& needle, std::chrono::milliseconds timeout) const {

@@ -550,17 +550,10 @@ class Child {
  public:
   ~Child() { Stop(); }
   bool Start(const std::vector<std::string>& argv, const std::string& log_path) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      std::vector<char*> cargv;
-      for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-      cargv.push_back(nullptr);
-      execv(cargv[0], cargv.data());
-      _exit(127);
-    }
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    pid_ = cable::test::SpawnProcess(argv, {}, fd, fd);
+    close(fd);
     return pid_ > 0;
   }
   bool exited() {
