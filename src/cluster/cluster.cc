@@ -108,7 +108,6 @@ struct RedisSlot {
   int attempt = 0;
   int64_t reconnect_at_ms = 0;  // 0 = not scheduled
   int64_t last_heard_ms = 0;
-  int64_t ping_sent_ms = 0;
   int registered_fd = -1;
   uint32_t registered_events = 0;
 };
@@ -334,7 +333,6 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
       next_keepalive_ms = now + interval;
       for (RedisSlot* s : slots) {
         if (!s->ready || s == &rx) continue;  // rx answers every block interval anyway
-        s->ping_sent_ms = now;
         RedisSlot* slot = s;
         if (s == &sub) {
           s->conn->Command({"PING"});
@@ -583,7 +581,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   }
 
   void AutoClaim() {
-    if (!cmd.ready || (pubsub == "redis" && !cmd.ready) || (pubsub == "nats" && !nats_up)) return;
+    if (!cmd.ready || (pubsub == "nats" && !nats_up)) return;
     cmd.conn->Command(
         {"XAUTOCLAIM", cfg.redisx_stream, cfg.redisx_group, consumer_name,
          std::to_string(cfg.redisx_read_block_ms), "0-0", "COUNT", std::to_string(kRedisxCount)},
@@ -706,15 +704,15 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     bool up = true;
     for (RedisSlot* s : slots) up = up && s->ready;
     counters().redis_connected.store(up ? 1 : 0, std::memory_order_relaxed);
+    // Once per change; while partly connected at start, say nothing until up or a failure.
     if (up == redis_link_up && redis_link_reported) return;
-    if (!up && !reason.empty() && redis_link_up == false && redis_link_reported) return;
     if (up) {
       LOG_INFO("redis: link up: %s", redis_options.Describe().c_str());
     } else if (!reason.empty()) {
       LOG_WARN("redis: link down: %s (reconnecting with backoff; this node keeps serving)",
                reason.c_str());
     } else {
-      return;  // partly connected at start: say nothing until up or a failure
+      return;
     }
     redis_link_up = up;
     redis_link_reported = true;

@@ -635,8 +635,7 @@ void Worker::OnRpcDone(rpc::CallPtr call) {
   item->kind = InboxItem::Kind::kRpcDone;
   item->call = std::move(call);
   inbox_.Push(item);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) Wake();
+  WakeIfSleeping();
 }
 
 void Worker::OnClusterAck(uint64_t token, bool ok) {

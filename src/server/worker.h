@@ -184,6 +184,16 @@ class Worker : public rpc::CompletionSink,
   void Loop();
   void OnStreamChange(const std::string& stream, bool up) override;  // LocalIndex::Observer
   void OnClusterAckItem(uint64_t token, bool ok);
+  // Answers a broadcast request (renews the keep-alive deadline, closes after it unless kept
+  // alive); true when the connection stays open for more requests.
+  bool FinishBroadcastRequest(Conn& c, uint32_t slot, int status);
+  // {generation:32, slot:32}: how RPC calls and cluster acks name a connection across threads.
+  static uint64_t ConnToken(const Conn& c, uint32_t slot) {
+    return (static_cast<uint64_t>(c.gen) << 32) | slot;
+  }
+  Conn* LookupToken(uint64_t token) {
+    return Lookup(static_cast<uint32_t>(token), static_cast<uint32_t>(token >> 32));
+  }
   void Dispatch(io_uring_cqe* cqe);
   int64_t NowMs() const { return now_ms_; }
   void UpdateClock();

@@ -170,8 +170,7 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
       if (!batch.empty()) {
         c.http->buf.erase(0, total);
         c.http->awaiting_cluster = true;
-        uint64_t token = (static_cast<uint64_t>(c.gen) << 32) | slot;
-        shared_.cluster->Publish(std::move(batch), this, token);
+        shared_.cluster->Publish(std::move(batch), this, ConnToken(c, slot));
         return true;
       }
     } else {
@@ -189,26 +188,26 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
     }
   }
   c.http->buf.erase(0, total);
-  if (c.http->deadline_ms != 0) c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
-  Respond(c, slot, status, status == 201 ? "" : http::StatusText(status), !c.keep_alive);
-  if (!c.keep_alive) PauseReading(c, slot);
+  FinishBroadcastRequest(c, slot, status);
   return true;
 }
 
+bool Worker::FinishBroadcastRequest(Conn& c, uint32_t slot, int status) {
+  if (c.http->deadline_ms != 0) c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
+  Respond(c, slot, status, status == 201 ? "" : http::StatusText(status), !c.keep_alive);
+  if (!c.keep_alive) PauseReading(c, slot);
+  return c.keep_alive;
+}
+
 void Worker::OnClusterAckItem(uint64_t token, bool ok) {
-  uint32_t slot = static_cast<uint32_t>(token);
-  Conn* c = Lookup(slot, static_cast<uint32_t>(token >> 32));
+  const uint32_t slot = static_cast<uint32_t>(token);
+  Conn* c = LookupToken(token);
   if (!c || c->state != ConnState::kHttp || !c->http || !c->http->awaiting_cluster) return;
   c->http->awaiting_cluster = false;
   if (!ok) counters_.failed_broadcast_msg_total.Add();
-  if (c->http->deadline_ms != 0) c->http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
-  const int status = ok ? 201 : 501;
-  Respond(*c, slot, status, ok ? "" : http::StatusText(status), !c->keep_alive);
-  if (!c->keep_alive) {
-    PauseReading(*c, slot);
-    return;
+  if (FinishBroadcastRequest(*c, slot, ok ? 201 : 501)) {
+    OnHttpBytes(*c, slot);  // requests pipelined behind this one
   }
-  OnHttpBytes(*c, slot);  // requests pipelined behind this one
 }
 
 void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
@@ -286,7 +285,7 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   auto call = std::make_shared<rpc::Call>();
   call->kind = rpc::CallKind::kConnect;
   call->sid = c.session->sid;
-  call->owner = (static_cast<uint64_t>(c.gen) << 32) | slot;
+  call->owner = ConnToken(c, slot);
   anycable::Env* env = call->connect_request.mutable_env();
   env->set_url(c.session->url);
   for (auto& [k, v] : c.session->headers) (*env->mutable_headers())[k] = v;

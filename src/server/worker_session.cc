@@ -159,7 +159,7 @@ void Worker::SubmitCommand(Conn& c, uint32_t slot, const protocol::ClientCommand
   auto call = std::make_shared<rpc::Call>();
   call->kind = rpc::CallKind::kCommand;
   call->sid = s.sid;
-  call->owner = (static_cast<uint64_t>(c.gen) << 32) | slot;
+  call->owner = ConnToken(c, slot);
   anycable::CommandMessage& m = call->command_request;
   m.set_command(cmd.name);
   m.set_identifier(cmd.identifier);
@@ -191,8 +191,7 @@ void Worker::ProcessInbox() {
       } else {
         --outstanding_calls_;
         uint32_t slot = static_cast<uint32_t>(call.owner);
-        uint32_t gen = static_cast<uint32_t>(call.owner >> 32);
-        Conn* c = Lookup(slot, gen);
+        Conn* c = LookupToken(call.owner);
         // A result for a connection that has gone (or moved on) is dropped, except a successful
         // Connect: the app now believes in that connection, so it gets its Disconnect call.
         if (!(c && c->session && c->session->inflight.get() == &call)) {
