@@ -173,6 +173,9 @@ std::vector<ChannelArg> BuildChannelArgs(const Options& options) {
       {GRPC_ARG_LB_POLICY_NAME, std::string("round_robin")},
       {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs},
       {GRPC_ARG_PRIMARY_USER_AGENT_STRING, std::string("ringcable")},
+      // Retries are ours (Dispatcher, anycable-go's policy); gRPC's retry filter would also
+      // buffer every request message per call.
+      {GRPC_ARG_ENABLE_RETRIES, 0},
   };
   if (options.max_recv_size > 0) {
     args.push_back({GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options.max_recv_size});

@@ -384,6 +384,12 @@ TEST(Publication, BodyEmbedsDataAsJsonString) {
   EXPECT_EQ(ClassifyFrame(frame).seq, 3u);
 }
 
+TEST(Publication, BatchIsAJsonArrayOfPublications) {
+  EXPECT_EQ(BatchBody("s", 7, 1, 5, ""), PublicationBody("s", 7, 5, ""));
+  EXPECT_EQ(BatchBody("s", 7, 2, 5, "p"),
+            "[" + PublicationBody("s", 7, 5, "p") + "," + PublicationBody("s", 8, 5, "p") + "]");
+}
+
 // ---- Worker <-> parent messages ----
 
 TEST(Ipc, ResultRoundTripsThroughSplitReads) {
@@ -462,6 +468,8 @@ TEST(Options, DerivedDefaultsAndBothSyntaxes) {
   EXPECT_EQ(r->url.host_port, "127.0.0.1:9000");
   EXPECT_EQ(r->msg_rate, 0);
   EXPECT_EQ(r->stream, "s2");
+  EXPECT_EQ(r->batch, 1);
+  EXPECT_EQ(Parse({"--batch", "16"})->batch, 16);
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_FALSE(Parse({"--no-progress"})->progress);
 }
@@ -503,6 +511,7 @@ TEST(Options, Errors) {
   EXPECT_EQ(ErrorFor({"--mode", "broadcast", "--identifier", R"({"channel":"C"})"}),
             "--mode broadcast: the identifier has no \"stream\"; pass --stream");
   EXPECT_EQ(ErrorFor({"--stream", ""}), "--stream: must not be empty");
+  EXPECT_EQ(ErrorFor({"--batch", "0"}), "--batch: expected an integer in [1, 10000], got '0'");
   EXPECT_EQ(ErrorFor({"--connections", "5", "--processes", "6"}),
             "--processes: 6 is more than --connections 5");
   EXPECT_EQ(ErrorFor({"--connections", "40000", "--processes", "2"}),
@@ -517,7 +526,7 @@ TEST(Options, HelpDocumentsEveryOption) {
   for (const char* flag :
        {"--mode", "--url", "--connections", "--processes", "--source-ips", "--rate",
         "--concurrency", "--identifier", "--stream", "--duration", "--messages", "--msg-rate",
-        "--payload-size", "--broadcast-url", "--broadcast-key", "--server-pid", "--timeout",
+        "--payload-size", "--batch", "--broadcast-url", "--broadcast-key", "--server-pid", "--timeout",
         "--no-progress", "--help"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }

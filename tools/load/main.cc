@@ -342,9 +342,12 @@ bool Runner::RunBroadcast() {
   const double cap_s = std::min(o_.timeout, 10.0);
   publish_start_ns_ = MonotonicNs();
   const int64_t phase_deadline = publish_start_ns_ + static_cast<int64_t>(o_.timeout * 1e9);
-  for (uint64_t seq = 1; seq <= static_cast<uint64_t>(o_.messages); ++seq) {
+  const uint64_t total = static_cast<uint64_t>(o_.messages);
+  for (uint64_t first = 1; first <= total; first += static_cast<uint64_t>(o_.batch)) {
+    const int count = static_cast<int>(std::min<uint64_t>(o_.batch, total - first + 1));
+    const uint64_t last = first + static_cast<uint64_t>(count) - 1;
     if (o_.msg_rate > 0) {
-      int64_t due = publish_start_ns_ + static_cast<int64_t>((seq - 1) / o_.msg_rate * 1e9);
+      int64_t due = publish_start_ns_ + static_cast<int64_t>((first - 1) / o_.msg_rate * 1e9);
       for (int64_t now = MonotonicNs(); now < due; now = MonotonicNs()) {
         Pump(static_cast<int>(std::max<int64_t>(0, (due - now) / 1'000'000)));
       }
@@ -354,8 +357,8 @@ bool Runner::RunBroadcast() {
       break;
     }
     int64_t ts = RealtimeNs();
-    if (seq == 1) first_publish_rt_ = ts;
-    auto r = pub.Post(PublicationBody(o_.stream, seq, ts, pad), std::min(o_.timeout, 10.0));
+    if (first == 1) first_publish_rt_ = ts;
+    auto r = pub.Post(BatchBody(o_.stream, first, count, ts, pad), std::min(o_.timeout, 10.0));
     if (!r) {
       Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
             " failed: " + r.error());
@@ -367,10 +370,10 @@ bool Runner::RunBroadcast() {
             (r.value() == 401 ? " (pass --broadcast-key)" : ""));
       return false;
     }
-    sent_ = seq;
+    sent_ = last;
     if (o_.msg_rate == 0) {
       int64_t until = MonotonicNs() + static_cast<int64_t>(cap_s * 1e9);
-      while (MinAcked() < seq && MonotonicNs() < until && MonotonicNs() < phase_deadline) {
+      while (MinAcked() < last && MonotonicNs() < until && MonotonicNs() < phase_deadline) {
         Pump(20);
         if (AllLive(&WorkerProc::eof)) break;
       }
@@ -556,10 +559,10 @@ void Runner::Report(int64_t connect_ns) {
               connect_rate);
   std::printf("  handshake ms     %s\n", pct_text(handshake).c_str());
   if (o_.mode == Mode::kBroadcast) {
-    std::printf("  published        %llu/%d in %.2f s (%s, payload %d B)%s\n",
+    std::printf("  published        %llu/%d in %.2f s (%s, payload %d B, %d per POST)%s\n",
                 static_cast<unsigned long long>(sent_), o_.messages, publish_s,
                 o_.msg_rate > 0 ? (Num(o_.msg_rate, 0) + "/s").c_str() : "closed loop",
-                o_.payload_size, publish_capped_ ? " (stopped by --timeout)" : "");
+                o_.payload_size, o_.batch, publish_capped_ ? " (stopped by --timeout)" : "");
     std::printf("  deliveries       %llu of %llu (%.0f/s), lost %llu, out-of-order %llu\n",
                 static_cast<unsigned long long>(s.deliveries),
                 static_cast<unsigned long long>(s.measured * sent_), deliveries_per_s,
@@ -609,6 +612,7 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"messages\":" + std::to_string(o_.messages);
     j += ",\"messages_sent\":" + std::to_string(sent_);
     j += ",\"msg_rate\":" + Num(o_.msg_rate, 1);
+    j += ",\"batch\":" + std::to_string(o_.batch);
     j += ",\"payload_size\":" + std::to_string(o_.payload_size);
     j += ",\"publish_s\":" + Num(publish_s);
     j += ",\"publish_rate\":" + Num(publish_s > 0 ? static_cast<double>(sent_) / publish_s : 0, 1);

@@ -135,7 +135,7 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       static const char* kKnown[] = {
           "mode",         "url",           "connections",   "processes",  "source-ips", "rate",
           "concurrency",  "identifier",    "stream",        "duration",   "messages",   "msg-rate",
-          "payload-size", "broadcast-url", "broadcast-key", "server-pid", "timeout"};
+          "payload-size", "broadcast-url", "broadcast-key", "server-pid", "timeout",      "batch"};
       bool known = false;
       for (const char* k : kKnown) known = known || flag == k;
       if (!known) return MakeError("unknown option '" + arg + "' (see --help)");
@@ -195,6 +195,7 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
     CABLE_INT("concurrency", concurrency, 1, 1000000)
     CABLE_INT("messages", messages, 1, 10000000)
     CABLE_INT("payload-size", payload_size, 0, 1 << 20)
+    CABLE_INT("batch", batch, 1, 10000)
     CABLE_INT("server-pid", server_pid, 1, 1 << 30)
     CABLE_NUM("rate", rate, 0, 1e7, true)
     CABLE_NUM("msg-rate", msg_rate, 0, 1e7, true)
@@ -271,6 +272,9 @@ Usage: ringcable-load [options]
                          when every client has received the previous one, or after
                          min(--timeout, 10) s (default 100)
   --payload-size B       broadcast: bytes of padding in each publication (default 64)
+  --batch B              broadcast: B publications per POST, as AnyCable's batch (a JSON array of
+                         {"stream","data"}; ringcable and anycable-go take it, Action Cable does
+                         not); --msg-rate still counts publications (default 1 = one object)
   --broadcast-url URL    HTTP broadcast endpoint (default http://127.0.0.1:8090/_broadcast)
   --broadcast-key KEY    send "Authorization: Bearer KEY" with publications
   --server-pid PID       also report the server's CPU seconds (/proc/PID/stat) over the measured

@@ -36,6 +36,7 @@ struct Options {
   double duration = 10;
   int messages = 100;
   double msg_rate = 100;  // 0 = closed loop
+  int batch = 1;          // publications per POST (AnyCable's JSON-array batch when > 1)
   int payload_size = 64;
   Endpoint broadcast_url;  // --broadcast-url http://127.0.0.1:8090/_broadcast
   std::string broadcast_key;

@@ -108,6 +108,18 @@ std::string PublicationBody(std::string_view stream, uint64_t seq, int64_t ts_ns
   return b;
 }
 
+std::string BatchBody(std::string_view stream, uint64_t first_seq, int count, int64_t ts_ns,
+                      std::string_view pad) {
+  if (count == 1) return PublicationBody(stream, first_seq, ts_ns, pad);
+  std::string b = "[";
+  for (int k = 0; k < count; ++k) {
+    if (k > 0) b += ',';
+    b += PublicationBody(stream, first_seq + static_cast<uint64_t>(k), ts_ns, pad);
+  }
+  b += ']';
+  return b;
+}
+
 Publisher::~Publisher() { Close(); }
 
 void Publisher::Close() {

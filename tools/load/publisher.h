@@ -33,6 +33,10 @@ class Publisher {
 // {"stream":S,"data":"{\"seq\":..,\"ts\":..,\"pad\":..}"}.
 std::string PublicationBody(std::string_view stream, uint64_t seq, int64_t ts_ns,
                             std::string_view pad);
+// Publications first_seq .. first_seq+count-1, all stamped ts_ns: one object when count is 1,
+// else AnyCable's batch, a JSON array of those objects.
+std::string BatchBody(std::string_view stream, uint64_t first_seq, int count, int64_t ts_ns,
+                      std::string_view pad);
 
 // A TCP connect to the endpoint with a timeout; "" on success, else strerror text.
 std::string ProbeTcp(const Endpoint& endpoint, double timeout_s);

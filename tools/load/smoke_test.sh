@@ -46,4 +46,17 @@ echo "$RESULT" | grep -q '"subscribed":50,' || fail "not 50 subscribed"
 echo "$RESULT" | grep -q '"deliveries":1000,' || fail "not 1000 deliveries"
 echo "$RESULT" | grep -q '"lost":0,' || fail "lost is not 0"
 echo "$RESULT" | grep -q '"out_of_order":0,' || fail "out_of_order is not 0"
+
+# The same through AnyCable's batch format: 23 publications as 5 POSTs of up to 5 (the last holds 3).
+timeout 25 "$LOAD" --mode broadcast --url "ws://127.0.0.1:$PORT/cable" \
+  --broadcast-url "http://127.0.0.1:$BPORT/_broadcast" --connections 50 --messages 23 \
+  --batch 5 --msg-rate 0 --timeout 10 >"$TMP/load.out" 2>"$TMP/load.err"
+RC=$?
+cat "$TMP/load.out"
+RESULT=$(grep '^RESULT ' "$TMP/load.out")
+[ "$RC" -eq 0 ] || fail "batched: ringcable-load exited $RC"
+echo "$RESULT" | grep -q '"messages_sent":23,' || fail "batched: not 23 sent"
+echo "$RESULT" | grep -q '"deliveries":1150,' || fail "batched: not 1150 deliveries"
+echo "$RESULT" | grep -q '"lost":0,' || fail "batched: lost is not 0"
+echo "$RESULT" | grep -q '"out_of_order":0,' || fail "batched: out_of_order is not 0"
 echo "PASS"
