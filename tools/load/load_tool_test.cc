@@ -524,10 +524,10 @@ TEST(Options, Errors) {
 TEST(Options, HelpDocumentsEveryOption) {
   std::string help = HelpText();
   for (const char* flag :
-       {"--mode", "--url", "--connections", "--processes", "--source-ips", "--rate",
-        "--concurrency", "--identifier", "--stream", "--duration", "--messages", "--msg-rate",
-        "--payload-size", "--batch", "--broadcast-url", "--broadcast-key", "--server-pid", "--timeout",
-        "--no-progress", "--help"}) {
+       {"--mode",          "--url",         "--connections",  "--processes",   "--source-ips",
+        "--rate",          "--concurrency", "--identifier",   "--stream",      "--duration",
+        "--messages",      "--msg-rate",    "--payload-size", "--batch",       "--broadcast-url",
+        "--broadcast-key", "--server-pid",  "--timeout",      "--no-progress", "--help"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }

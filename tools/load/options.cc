@@ -135,7 +135,7 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       static const char* kKnown[] = {
           "mode",         "url",           "connections",   "processes",  "source-ips", "rate",
           "concurrency",  "identifier",    "stream",        "duration",   "messages",   "msg-rate",
-          "payload-size", "broadcast-url", "broadcast-key", "server-pid", "timeout",      "batch"};
+          "payload-size", "broadcast-url", "broadcast-key", "server-pid", "timeout",    "batch"};
       bool known = false;
       for (const char* k : kKnown) known = known || flag == k;
       if (!known) return MakeError("unknown option '" + arg + "' (see --help)");
