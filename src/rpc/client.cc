@@ -1,9 +1,6 @@
 #include "rpc/client.h"
 
-#include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +13,8 @@
 #include <vector>
 
 #include <absl/synchronization/mutex.h>
+#include <grpcpp/alarm.h>
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
 
 #include "common/log.h"
@@ -27,7 +26,6 @@ namespace cable::rpc {
 using Clock = std::chrono::steady_clock;
 using internal::CallNode;
 using internal::CallState;
-using internal::EventType;
 
 namespace {
 
@@ -51,20 +49,19 @@ const char* KindName(CallKind kind) {
 
 }  // namespace
 
-// Owns the queue, the gate, the timers and the channels. Everything not atomic is touched only by
-// the dispatcher thread (Run and the functions it calls).
+// Owns the queue, the gate, the timers, the channels and the completion queue. Everything not
+// atomic is touched only by the dispatcher thread (Run and the functions it calls), except
+// wake_alarm_, which the one producer that takes sleeping_ arms (see PushAndWake).
 class Dispatcher {
  public:
-  Dispatcher(const Options& options, std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs,
-             int event_fd)
-      : options_(options), stubs_(std::move(stubs)), event_fd_(event_fd) {
+  Dispatcher(const Options& options, std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs)
+      : options_(options), stubs_(std::move(stubs)) {
     capacity_ = options_.concurrency;
   }
 
   ~Dispatcher() {
     Shutdown(std::chrono::milliseconds(0));
     stubs_.clear();
-    close(event_fd_);
   }
 
   void Start() {
@@ -74,7 +71,7 @@ class Dispatcher {
     });
   }
 
-  void Submit(CallPtr call, CompletionSink* sink) {
+  void Submit(CallPtr call, CompletionSink* sink, bool wake) {
     Call* c = call.get();
     producers_.fetch_add(1, std::memory_order_seq_cst);
     if (!accepting_.load(std::memory_order_seq_cst)) {
@@ -83,14 +80,24 @@ class Dispatcher {
       c->grpc_code = grpc::StatusCode::UNAVAILABLE;
       c->error_message = "rpc client is shut down";
       sink->OnRpcDone(std::move(call));
+      sink->OnRpcBatchEnd();
       return;
     }
     c->internal_.sink = sink;
     c->internal_.self = std::move(call);
-    c->internal_.event = EventType::kSubmit;
-    c->internal_.event_node.call = c;
-    c->internal_.event_node.is_cancel = false;
-    PushAndWake(&c->internal_.event_node);
+    c->internal_.submit_node.call = c;
+    c->internal_.submit_node.is_cancel = false;
+    if (wake) {
+      PushAndWake(&c->internal_.submit_node);
+    } else {
+      queue_.Push(&c->internal_.submit_node);
+    }
+    producers_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+
+  void Flush() {
+    producers_.fetch_add(1, std::memory_order_seq_cst);
+    if (!exiting_.load(std::memory_order_seq_cst)) Wake();
     producers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 
@@ -117,33 +124,34 @@ class Dispatcher {
     grace_deadline_ns_.store((Clock::now() + grace).time_since_epoch().count(),
                              std::memory_order_relaxed);
     stop_requested_.store(true, std::memory_order_seq_cst);
-    eventfd_write(event_fd_, 1);
+    producers_.fetch_add(1, std::memory_order_seq_cst);
+    Wake();
+    producers_.fetch_sub(1, std::memory_order_seq_cst);
     thread_.join();
   }
 
   Stats stats_;
 
  private:
-  // gRPC callback thread: record the status and hand the call back.
-  void OnAttemptDone(Call* c, const grpc::Status& status) {
-    producers_.fetch_add(1, std::memory_order_seq_cst);
-    c->internal_.status_code = status.error_code();
-    c->internal_.status_message = status.error_message();
-    c->internal_.event = EventType::kAttemptDone;
-    c->internal_.event_node.call = c;
-    c->internal_.event_node.is_cancel = false;
-    PushAndWake(&c->internal_.event_node);
-    producers_.fetch_sub(1, std::memory_order_seq_cst);
-  }
-
   void PushAndWake(MpscNode* node) {
     queue_.Push(node);
-    // Pairs with Run(): it sets sleeping_ and then re-checks the queue, so either it sees this
-    // node or this thread sees sleeping_ and pays for the eventfd write (only then).
+    Wake();
+  }
+
+  // Pairs with Run(): it sets sleeping_ and then re-checks the queue and the stop flag, so either
+  // it sees this thread's work or this thread takes sleeping_ and rings the alarm (only then).
+  // Only the taker rings, and Run() sets sleeping_ again only after that ring has come back, so
+  // the alarm is never set twice at once.
+  void Wake() {
     if (sleeping_.load(std::memory_order_seq_cst) &&
         sleeping_.exchange(false, std::memory_order_seq_cst)) {
-      eventfd_write(event_fd_, 1);
+      wake_alarm_.Set(&cq_, gpr_now(GPR_CLOCK_MONOTONIC), &wake_alarm_);
     }
+  }
+
+  // Takes sleeping_ back after a wait; if a producer took it first, its alarm is owed to us.
+  void StopSleeping() {
+    if (!sleeping_.exchange(false, std::memory_order_seq_cst)) wake_owed_ = true;
   }
 
   void Run() {
@@ -154,7 +162,8 @@ class Dispatcher {
       StartWaiting();
 
       int timeout_ms = -1;
-      if (stop_requested_.load(std::memory_order_seq_cst)) {
+      const bool stop_seen = stop_requested_.load(std::memory_order_seq_cst);
+      if (stop_seen) {
         Clock::time_point grace_end{Clock::duration(grace_deadline_ns_.load())};
         if (!grace_expired && Clock::now() >= grace_end) {
           grace_expired = true;
@@ -175,21 +184,46 @@ class Dispatcher {
         timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
       }
 
-      sleeping_.store(true, std::memory_order_seq_cst);
-      if (!queue_.Empty()) {
-        sleeping_.store(false, std::memory_order_relaxed);
-        continue;
+      EndSinkBatches();
+      bool slept = false;
+      if (!wake_owed_) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        if (!queue_.Empty() || (!stop_seen && stop_requested_.load(std::memory_order_seq_cst))) {
+          StopSleeping();
+          continue;
+        }
+        slept = true;
       }
-      pollfd pfd{event_fd_, POLLIN, 0};
-      int rc = poll(&pfd, 1, timeout_ms);
-      sleeping_.store(false, std::memory_order_seq_cst);
-      if (rc > 0) {
-        eventfd_t value;
-        eventfd_read(event_fd_, &value);
-      } else if (rc < 0 && errno != EINTR) {
-        LOG_ERROR("rpc: poll on eventfd failed: %s", std::strerror(errno));
+      // With an alarm owed the wait ends when it rings (or on a response / timer) anyway.
+      const gpr_timespec deadline =
+          timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                         : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                        gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+      void* tag = nullptr;
+      bool ok = false;
+      grpc::CompletionQueue::NextStatus st = cq_.AsyncNext(&tag, &ok, deadline);
+      if (slept) StopSleeping();
+      // Take every completion already there before looking at the queue again.
+      while (st == grpc::CompletionQueue::GOT_EVENT) {
+        OnCompletion(tag);
+        st = cq_.AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC));
       }
     }
+    EndSinkBatches();
+    // Nothing is in flight and no producer is left: only an owed alarm can still come back.
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  void OnCompletion(void* tag) {
+    if (tag == &wake_alarm_) {
+      wake_owed_ = false;
+      return;
+    }
+    HandleAttemptDone(static_cast<Call*>(tag));
   }
 
   static int MsUntil(Clock::time_point t) {
@@ -205,10 +239,8 @@ class Dispatcher {
       Call* c = cn->call;
       if (cn->is_cancel) {
         HandleCancel(c);
-      } else if (c->internal_.event == EventType::kSubmit) {
-        HandleSubmit(c);
       } else {
-        HandleAttemptDone(c);
+        HandleSubmit(c);
       }
     }
   }
@@ -296,32 +328,44 @@ class Dispatcher {
         std::chrono::system_clock::now() +
         std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - Clock::now()));
     anycable::RPC::Stub* stub = stubs_[next_stub_++ % stubs_.size()].get();
-    auto done = [this, c](grpc::Status status) { OnAttemptDone(c, status); };
+    // The Call itself is the completion tag: Finish fills in.status and the response.
     switch (c->kind) {
       case CallKind::kConnect:
         c->connect_response.Clear();
-        stub->async()->Connect(in.context.get(), &c->connect_request, &c->connect_response,
-                               std::move(done));
+        in.connect_reader = stub->PrepareAsyncConnect(in.context.get(), c->connect_request, &cq_);
+        in.connect_reader->StartCall();
+        in.connect_reader->Finish(&c->connect_response, &in.status, c);
         break;
       case CallKind::kCommand:
         c->command_response.Clear();
-        stub->async()->Command(in.context.get(), &c->command_request, &c->command_response,
-                               std::move(done));
+        in.command_reader = stub->PrepareAsyncCommand(in.context.get(), c->command_request, &cq_);
+        in.command_reader->StartCall();
+        in.command_reader->Finish(&c->command_response, &in.status, c);
         break;
       case CallKind::kDisconnect:
         c->disconnect_response.Clear();
-        stub->async()->Disconnect(in.context.get(), &c->disconnect_request, &c->disconnect_response,
-                                  std::move(done));
+        in.disconnect_reader =
+            stub->PrepareAsyncDisconnect(in.context.get(), c->disconnect_request, &cq_);
+        in.disconnect_reader->StartCall();
+        in.disconnect_reader->Finish(&c->disconnect_response, &in.status, c);
         break;
     }
   }
 
+  // The readers live in the finished call's arena: drop them before the context that owns it.
+  static void EndAttempt(internal::CallInternals& in) {
+    in.connect_reader.reset();
+    in.command_reader.reset();
+    in.disconnect_reader.reset();
+    in.context.reset();
+  }
+
   void HandleAttemptDone(Call* c) {
     auto& in = c->internal_;
-    in.context.reset();
-    c->grpc_code = in.status_code;
-    c->error_message = std::move(in.status_message);
-    const auto code = static_cast<grpc::StatusCode>(in.status_code);
+    EndAttempt(in);
+    const auto code = in.status.error_code();
+    c->grpc_code = code;
+    c->error_message = in.status.error_message();
     if (code == grpc::StatusCode::OK) {
       --in_use_;
       Complete(c, Outcome::kOk);
@@ -375,7 +419,7 @@ class Dispatcher {
   void Complete(Call* c, Outcome outcome) {
     auto& in = c->internal_;
     in.state = CallState::kDone;
-    in.context.reset();
+    EndAttempt(in);
     c->outcome = outcome;
     if (outcome == Outcome::kCanceled) {
       stats_.canceled.fetch_add(1, std::memory_order_relaxed);
@@ -385,12 +429,22 @@ class Dispatcher {
     active_.erase(c);
     --live_;
     CompletionSink* sink = in.sink;
+    if (std::find(batch_sinks_.begin(), batch_sinks_.end(), sink) == batch_sinks_.end()) {
+      batch_sinks_.push_back(sink);
+    }
     sink->OnRpcDone(std::move(in.self));
+  }
+
+  // Every sink that got calls since the last time hears once that the batch is over.
+  void EndSinkBatches() {
+    for (CompletionSink* sink : batch_sinks_) sink->OnRpcBatchEnd();
+    batch_sinks_.clear();
   }
 
   const Options options_;
   std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs_;
-  const int event_fd_;
+  grpc::CompletionQueue cq_;  // attempts' completions and the wake alarm; Run() drains it
+  grpc::Alarm wake_alarm_;    // its own address is its tag
   std::thread thread_;
   std::mutex shutdown_mu_;  // only serializes Shutdown callers; never on the call path
 
@@ -403,6 +457,7 @@ class Dispatcher {
   std::atomic<Clock::rep> grace_deadline_ns_{0};
 
   // Dispatcher thread only.
+  bool wake_owed_ = false;  // a producer took sleeping_; its alarm has not come back yet
   int capacity_ = kDefaultConcurrency;
   int in_use_ = 0;  // slots held: in flight or backing off
   size_t live_ = 0;
@@ -411,6 +466,7 @@ class Dispatcher {
   std::list<Call*> waiting_;
   std::multimap<Clock::time_point, Call*> timers_;
   std::unordered_set<Call*> active_;
+  std::vector<CompletionSink*> batch_sinks_;  // got OnRpcDone since the last EndSinkBatches
 };
 
 cable::Result<std::unique_ptr<Client>, std::string> Client::Create(const Options& input) {
@@ -448,10 +504,7 @@ cable::Result<std::unique_ptr<Client>, std::string> Client::Create(const Options
     stubs.push_back(
         anycable::RPC::NewStub(grpc::CreateCustomChannel(target.value(), creds.value(), args)));
   }
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) return cable::MakeError(std::string("rpc: eventfd: ") + std::strerror(errno));
-
-  auto dispatcher = std::make_unique<Dispatcher>(options, std::move(stubs), efd);
+  auto dispatcher = std::make_unique<Dispatcher>(options, std::move(stubs));
   dispatcher->Start();
   LOG_INFO("RPC client initialized: %s (target %s, concurrency: %d, channels: %d, tls: %s)",
            options.host.c_str(), target.value().c_str(), options.concurrency, channels,
@@ -468,8 +521,18 @@ void Client::Submit(CallPtr call, CompletionSink* sink) {
     LOG_ERROR("rpc: Submit without a call or a sink");
     return;
   }
-  dispatcher_->Submit(std::move(call), sink);
+  dispatcher_->Submit(std::move(call), sink, true);
 }
+
+void Client::SubmitDeferred(CallPtr call, CompletionSink* sink) {
+  if (call == nullptr || sink == nullptr) {
+    LOG_ERROR("rpc: Submit without a call or a sink");
+    return;
+  }
+  dispatcher_->Submit(std::move(call), sink, false);
+}
+
+void Client::Flush() { dispatcher_->Flush(); }
 
 void Client::Cancel(const CallPtr& call) {
   if (call != nullptr) dispatcher_->Cancel(call);

@@ -3,9 +3,10 @@
 // Threads: Submit() and Cancel() may be called from any thread (ring threads) and never block:
 // they push onto a lock-free MPSC queue and wake one internal dispatcher thread. The dispatcher
 // owns the global concurrency gate (anycable `rpc_concurrency`, shared by Connect, Command and
-// Disconnect) and the retry timers, starts calls in bursts with gRPC's callback API and invokes
-// CompletionSink::OnRpcDone exactly once per submitted call, on the dispatcher thread. gRPC's own
-// callback threads only hand finished attempts back to the dispatcher.
+// Disconnect) and the retry timers, starts calls in bursts with gRPC's async API and invokes
+// CompletionSink::OnRpcDone exactly once per submitted call, on the dispatcher thread. It polls
+// its own gRPC completion queue, so responses are read and decoded on the dispatcher thread too:
+// no gRPC callback thread sits between a response and the sink (one thread hop fewer per call).
 //
 // Ownership: the caller allocates a Call (std::make_shared<Call>()), fills kind/sid/request and
 // submits it once; the client keeps a reference until the sink gets it back. Requests must not be
@@ -21,6 +22,7 @@
 #include <string>
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/support/async_unary_call.h>
 
 #include "common/result.h"
 #include "rpc.pb.h"
@@ -42,6 +44,9 @@ class CompletionSink {
   virtual ~CompletionSink() = default;
   // Exactly once per submitted call; must not block.
   virtual void OnRpcDone(CallPtr call) = 0;
+  // After one or more OnRpcDone calls, on the same thread, before that thread sleeps or moves on
+  // to other work: a sink may leave its wake-up to this, one per batch instead of one per call.
+  virtual void OnRpcBatchEnd() {}
 };
 
 class Client;
@@ -50,7 +55,6 @@ class Dispatcher;
 namespace internal {
 
 enum class CallState : uint8_t { kNew, kWaiting, kInFlight, kBackoff, kDone };
-enum class EventType : uint8_t { kSubmit, kAttemptDone };
 
 // A queue node that knows its Call (Call is not standard-layout, so no container_of).
 struct CallNode : MpscNode {
@@ -59,20 +63,23 @@ struct CallNode : MpscNode {
 };
 
 // Dispatcher-private bookkeeping of one Call. Written only by the dispatcher thread, except the
-// atomics and the fields a submitting/completing thread fills before its queue push (the push
-// is a release, the dispatcher's pop an acquire).
+// atomics and the fields a submitting thread fills before its queue push (the push is a release,
+// the dispatcher's pop an acquire).
 struct CallInternals {
-  CallNode event_node;   // kSubmit, then one kAttemptDone per attempt; never queued twice
+  CallNode submit_node;  // queued once, by Submit
   CallNode cancel_node;  // queued at most once, by the thread that first sets cancel_requested
-  EventType event = EventType::kSubmit;
   std::atomic<bool> cancel_requested{false};
   CallState state = CallState::kNew;
   CompletionSink* sink = nullptr;
   CallPtr self;         // keeps the Call alive from Submit until the sink has it
   CallPtr cancel_self;  // keeps it alive while cancel_node is queued
   std::unique_ptr<grpc::ClientContext> context;  // one per attempt
-  int status_code = 0;  // of the last attempt, set by the gRPC callback thread
-  std::string status_message;
+  // The attempt's response reader (one of the three, by kind; it lives in the gRPC call's
+  // arena, so it is dropped before the context) and its status, filled by the completion queue.
+  std::unique_ptr<grpc::ClientAsyncResponseReader<anycable::ConnectionResponse>> connect_reader;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<anycable::CommandResponse>> command_reader;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<anycable::DisconnectResponse>> disconnect_reader;
+  grpc::Status status;
   std::chrono::steady_clock::time_point first_attempt{};
   int backoff_step = 0;
   bool last_was_exhausted = false;
@@ -123,6 +130,11 @@ class Client {
   // Any thread, never blocks. After Shutdown has begun the sink is called right away on the
   // calling thread with kError / UNAVAILABLE "rpc client is shut down".
   void Submit(CallPtr call, CompletionSink* sink);
+  // Submit without waking the dispatcher: the caller owes a Flush() before it sleeps (a ring
+  // thread submits all calls of one loop turn, then rings once).
+  void SubmitDeferred(CallPtr call, CompletionSink* sink);
+  // Wakes the dispatcher if it sleeps; cheap when it is awake. Any thread.
+  void Flush();
   // Any thread, never blocks. A waiting or backing-off call completes with kCanceled; an in-flight
   // one is TryCancel()ed and completes with kCanceled, unless its response had already arrived
   // (then kOk: e.g. a successful Connect the caller may still owe a Disconnect for). A call is

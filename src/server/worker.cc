@@ -172,6 +172,10 @@ void Worker::Loop() {
     }
     rearm_.clear();
     if (notify_pending_) NotifyWorkers();
+    if (rpc_unflushed_) {
+      rpc_unflushed_ = false;
+      shared_.rpc->Flush();
+    }
     // Also wait for the accept cancellations: with DEFER_TASKRUN they complete only while this
     // thread waits on the ring, and until then the pending accept keeps the closed listener alive,
     // so the kernel keeps queueing (and never serving) new connections on it.
@@ -641,7 +645,15 @@ void Worker::OnRpcDone(rpc::CallPtr call) {
   item->kind = InboxItem::Kind::kRpcDone;
   item->call = std::move(call);
   inbox_.Push(item);
-  WakeIfSleeping();
+  // The wake-up waits for OnRpcBatchEnd: one per dispatcher batch, not one per call.
+}
+
+void Worker::OnRpcBatchEnd() { WakeIfSleeping(); }
+
+void Worker::SubmitRpc(rpc::CallPtr call) {
+  // The dispatcher is rung once per loop turn (Loop), not once per call.
+  shared_.rpc->SubmitDeferred(std::move(call), this);
+  rpc_unflushed_ = true;
 }
 
 void Worker::OnClusterAck(uint64_t token, bool ok) {

@@ -158,6 +158,7 @@ class Worker : public rpc::CompletionSink,
 
   // Any thread.
   void OnRpcDone(rpc::CallPtr call) override;
+  void OnRpcBatchEnd() override;
   void OnClusterAck(uint64_t token, bool ok) override;
   void RequestShutdown();
   // Wakes the worker if it announced it is going to sleep (after a push to something it reads).
@@ -208,6 +209,7 @@ class Worker : public rpc::CompletionSink,
   void OnBytes(Conn& c, uint32_t slot, const char* data, size_t len);
   void FlushSends();
   void StartSend(Conn& c, uint32_t slot);
+  void SubmitRpc(rpc::CallPtr call);  // deferred: Loop() flushes the rpc client once per turn
   void Enqueue(Conn& c, uint32_t slot, hub::Frame* frame);  // takes a reference for the queue
   void EnqueueText(Conn& c, uint32_t slot, std::string_view payload);
   void EnqueueRaw(Conn& c, uint32_t slot, std::string_view bytes);
@@ -346,6 +348,7 @@ class Worker : public rpc::CompletionSink,
   bool closing_slow_client_ = false;
   int64_t stop_deadline_ms_ = 0;
   bool notify_pending_ = false;
+  bool rpc_unflushed_ = false;  // SubmitRpc since the last rpc::Client::Flush
   std::vector<bool> wake_targets_;
 
   // Per-thread codecs.

@@ -291,7 +291,7 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   for (auto& [k, v] : c.session->headers) (*env->mutable_headers())[k] = v;
   c.session->inflight = call;
   ++outstanding_calls_;
-  shared_.rpc->Submit(call, this);
+  SubmitRpc(call);
 
   // Frames the client sent right after the handshake wait for the welcome.
   if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());

@@ -169,7 +169,7 @@ void Worker::SubmitCommand(Conn& c, uint32_t slot, const protocol::ClientCommand
   s.inflight = call;
   s.inflight_type = cmd.type;
   ++outstanding_calls_;
-  shared_.rpc->Submit(call, this);
+  SubmitRpc(call);
 }
 
 void Worker::ProcessInbox() {
@@ -384,7 +384,7 @@ void Worker::ProcessDisconnectQueue() {
     rpc::CallPtr call = std::move(disconnect_queue_.front());
     disconnect_queue_.pop_front();
     ++outstanding_disconnects_;
-    shared_.rpc->Submit(std::move(call), this);
+    SubmitRpc(std::move(call));
   }
   counters_.disconnect_queue_size.Set(static_cast<int64_t>(disconnect_queue_.size()));
 }

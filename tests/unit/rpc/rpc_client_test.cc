@@ -527,5 +527,81 @@ TEST_F(RpcClientTest, ManyThreadsEveryCallCompletesOnce) {
   EXPECT_EQ(client.stats().pending.load(), 0);
 }
 
+// A sink may leave its wake-up to OnRpcBatchEnd: every OnRpcDone is followed, on the same
+// thread, by an OnRpcBatchEnd, and no batch end comes without a completion before it.
+TEST_F(RpcClientTest, EveryCompletionIsFollowedByABatchEndOnItsThread) {
+  Client& client = NewClient({});
+  constexpr int kCalls = 300;
+  std::vector<CallPtr> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(MakeCommand("b", "message", R"({"channel":"C"})", R"({"action":"echo"})"));
+    client.Submit(calls.back(), &sink_);
+  }
+  ASSERT_TRUE(sink_.WaitCount(kCalls));
+  client.Shutdown(std::chrono::milliseconds(0));  // joins the dispatcher: no event is still due
+  auto events = sink_.events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, 'E');
+  size_t done = 0;
+  size_t open_since = 0;  // completions since the last batch end
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (events[i].kind == 'D') {
+      ++done;
+      ++open_since;
+      continue;
+    }
+    EXPECT_GT(open_since, 0u) << "batch end without a completion, event " << i;
+    EXPECT_EQ(events[i].thread, events[i - (i > 0 ? 1 : 0)].thread) << "event " << i;
+    open_since = 0;
+  }
+  EXPECT_EQ(done, static_cast<size_t>(kCalls));
+}
+
+// The shut-down path completes on the submitting thread and ends its batch there too.
+TEST_F(RpcClientTest, SubmitAfterShutdownEndsItsBatchOnTheCaller) {
+  Client& client = NewClient({});
+  client.Shutdown(std::chrono::milliseconds(0));
+  CallPtr call = MakeConnect("late", "http://example.com/cable");
+  client.Submit(call, &sink_);
+  auto events = sink_.events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, 'D');
+  EXPECT_EQ(events[1].kind, 'E');
+  EXPECT_EQ(events[0].thread, std::this_thread::get_id());
+  EXPECT_EQ(events[1].thread, std::this_thread::get_id());
+  EXPECT_EQ(call->outcome, Outcome::kError);
+}
+
+// SubmitDeferred leaves the wake-up to Flush: calls queued by several threads, each flushing
+// once at the end, all complete exactly once.
+TEST_F(RpcClientTest, DeferredSubmitsCompleteAfterFlush) {
+  Client& client = NewClient({});
+  constexpr int kThreads = 3;
+  constexpr int kPerThread = 100;
+  std::vector<std::vector<CallPtr>> calls(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        calls[t].push_back(MakeConnect("d" + std::to_string(t) + "-" + std::to_string(i),
+                                       "http://example.com/cable?user=u"));
+        client.SubmitDeferred(calls[t].back(), &sink_);
+      }
+      client.Flush();
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(sink_.WaitCount(kThreads * kPerThread));
+  for (const auto& per_thread : calls) {
+    for (const CallPtr& c : per_thread) {
+      EXPECT_EQ(sink_.CountOf(c), 1);
+      EXPECT_EQ(c->outcome, Outcome::kOk);
+    }
+  }
+  EXPECT_EQ(server_.connects().size(), static_cast<size_t>(kThreads * kPerThread));
+  client.Shutdown(std::chrono::milliseconds(0));
+  client.Flush();  // after shutdown: a no-op, not a crash
+}
+
 }  // namespace
 }  // namespace cable::rpc

@@ -37,7 +37,23 @@ class RecordingSink : public CompletionSink {
     std::lock_guard<std::mutex> lock(mu_);
     ++counts_[call.get()];
     done_.push_back(std::move(call));
+    events_.push_back({'D', std::this_thread::get_id()});
     cv_.notify_all();
+  }
+
+  void OnRpcBatchEnd() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back({'E', std::this_thread::get_id()});
+  }
+
+  // Every OnRpcDone (D) and OnRpcBatchEnd (E), in order, with the calling thread.
+  struct Event {
+    char kind;
+    std::thread::id thread;
+  };
+  std::vector<Event> events() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
   }
 
   bool WaitCount(size_t n) {
@@ -71,6 +87,7 @@ class RecordingSink : public CompletionSink {
   std::condition_variable cv_;
   std::map<const Call*, int> counts_;
   std::vector<CallPtr> done_;  // keeps calls alive, so addresses in counts_ stay unique
+  std::vector<Event> events_;
 };
 
 // Handlers call Enter(); they block until Open(). Tracks how many are inside at once.
