@@ -14,7 +14,7 @@
 #   ROUNDS=3 CONNECT_N=10000 SINGLE_RATE=256 COALESCE_RATE=800 COALESCE_BATCH=8 WORKERS=0
 #
 # Every load-tool run is bounded (--timeout and `timeout`); every process started here is stopped
-# by PID on exit. Logs stay in /tmp/ringcable-targets.*.
+# by PID (bench/lib.sh). Logs stay in /tmp/ringcable-targets.*.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,14 +27,12 @@ COALESCE_RATE="${COALESCE_RATE:-800}"
 COALESCE_BATCH="${COALESCE_BATCH:-8}"
 WORKERS="${WORKERS:-0}"
 
-RC_BIN="$BUILD/ringcable"
-RPC_BIN="$BUILD/tools/rpc_stub/rpc_stub"
-LOAD="$BUILD/tools/load/ringcable-load"
-for b in "$RC_BIN" "$RPC_BIN" "$LOAD"; do
-  [[ -x "$b" ]] || { echo "missing $b (cmake --build $BUILD --target ringcable rpc_stub ringcable-load)" >&2; exit 1; }
-done
-command -v jq >/dev/null || { echo "needs jq (apt-get install jq)" >&2; exit 1; }
 LOGDIR="$(mktemp -d /tmp/ringcable-targets.XXXXXX)"
+# log, require_binaries, PIDS / stop_all, wait_port, start_ringcable
+source "$ROOT/bench/lib.sh"
+require_binaries
+command -v jq >/dev/null || { log "needs jq (apt-get install jq)"; exit 1; }
+trap stop_all EXIT
 RESULTS="$LOGDIR/results.jsonl"
 FAN_WORKERS="1"
 [[ "$WORKERS" == 1 ]] || FAN_WORKERS="1 $WORKERS"
@@ -42,51 +40,19 @@ FAN_WORKERS="1"
 PORT=29080
 BPORT=29090
 RPORT=29051
-SERVER_PID=""
-STUB_PID=""
-
-stop() {
-  [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  [[ -n "$STUB_PID" ]] && kill "$STUB_PID" 2>/dev/null && wait "$STUB_PID" 2>/dev/null
-  SERVER_PID=""
-  STUB_PID=""
-  return 0
-}
-trap stop EXIT
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  return 1
-}
-
-start() { # workers
-  stop
-  "$RPC_BIN" --address "127.0.0.1:$RPORT" >"$LOGDIR/stub.log" 2>&1 &
-  STUB_PID=$!
-  wait_port "$RPORT"
-  "$RC_BIN" --host 127.0.0.1 --port "$PORT" --http_broadcast_port "$BPORT" \
-    --rpc_host "127.0.0.1:$RPORT" --broadcast_adapter http --workers "$1" \
-    >"$LOGDIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  wait_port "$PORT"
-}
 
 # run NAME WORKERS load-tool-args...: one measurement on a fresh server (--workers WORKERS, 0 =
 # one per CPU); appends {"test":NAME,...RESULT} to the results.
 run() {
   local name=$1 workers=$2
   shift 2
-  start "$workers"
+  start_ringcable "$PORT" "$BPORT" "$RPORT" --broadcast_adapter http --workers "$workers"
   local out
   out=$(timeout 200 "$LOAD" --url "ws://127.0.0.1:$PORT/cable" \
     --broadcast-url "http://127.0.0.1:$BPORT/_broadcast" --server-pid "$SERVER_PID" \
     --no-progress --timeout 60 "$@" 2>"$LOGDIR/load.err" | sed -n 's/^RESULT //p')
-  stop
-  [[ -n "$out" ]] || { echo "$name: no RESULT (see $LOGDIR)" >&2; return 1; }
+  stop_all
+  [[ -n "$out" ]] || { log "$name: no RESULT (see $LOGDIR)"; return 1; }
   echo "$out" | jq -c --arg t "$name" '{test: $t} + .' >>"$RESULTS"
   echo "$out" | jq -r --arg t "$name" '"\($t): server CPU \(.server_cpu_s) s" +
     (if .mode == "broadcast" then ", \(.deliveries) deliveries, lost \(.lost), out-of-order \(.out_of_order), p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms"

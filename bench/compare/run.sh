@@ -54,15 +54,13 @@ RC_BCAST_PORT=28090
 RPC_PORT=28051
 AC_PORT=28081
 
-RC_BIN="$BUILD/ringcable"
-RPC_BIN="$BUILD/tools/rpc_stub/rpc_stub"
-LOAD="$BUILD/tools/load/ringcable-load"
 OUT_JSONL="$HERE/results.jsonl"
 OUT_MD="$HERE/results.md"
 OUT_PNG="$HERE/latency.png"
 LOGDIR="$(mktemp -d /tmp/ringcable-compare.XXXXXX)"
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# log, require_binaries, PIDS / stop_pid / stop_all, wait_port, start_ringcable
+source "$ROOT/bench/lib.sh"
 
 # ---- dependencies ----------------------------------------------------------------------------
 need_pkgs=()
@@ -79,55 +77,20 @@ if ((${#need_pkgs[@]})); then
       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >>"$LOGDIR/apt.log" 2>&1; } ||
     { log "apt-get failed, see $LOGDIR/apt.log"; exit 1; }
 fi
-for b in "$RC_BIN" "$RPC_BIN" "$LOAD"; do
-  [[ -x "$b" ]] || { log "missing $b (build the ringcable, rpc_stub and ringcable-load targets)"; exit 1; }
-done
+require_binaries
 ulimit -n 20000 2>/dev/null || true
 log "fd limit $(ulimit -n); logs in $LOGDIR"
 
 # ---- process control (by PID only) -------------------------------------------------------------
-PIDS=()
-stop_pid() {  # TERM, wait up to 5 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-stop_all() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done  # server before its RPC app
-  PIDS=()
-}
 LOAD_PID=""
 trap '[[ -n $LOAD_PID ]] && stop_pid "$LOAD_PID"; stop_all' EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {  # port, what; up to 30 s
-  local i
-  for ((i = 0; i < 150; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  log "$2 did not listen on $1 within 30 s"
-  return 1
-}
-
-SERVER_PID=""
 start_server() {  # ringcable | actioncable; sets SERVER_PID
   stop_all
   sleep 0.5
   if [[ $1 == ringcable ]]; then
-    "$RPC_BIN" --address "127.0.0.1:$RPC_PORT" >>"$LOGDIR/rpc_stub.log" 2>&1 &
-    PIDS+=($!)
-    wait_port "$RPC_PORT" rpc_stub
-    "$RC_BIN" --host 127.0.0.1 --port "$RC_PORT" --http_broadcast_port "$RC_BCAST_PORT" \
-      --rpc_host "127.0.0.1:$RPC_PORT" >>"$LOGDIR/ringcable.log" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_port "$RC_PORT" ringcable
-    wait_port "$RC_BCAST_PORT" "ringcable broadcast"
+    start_ringcable "$RC_PORT" "$RC_BCAST_PORT" "$RPC_PORT"
   else
     # puma single mode (the async adapter is per process); 4 request threads, Action Cable's own
     # worker pool of 4 (its default). `exec` so $! is the Ruby process itself.
