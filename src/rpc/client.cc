@@ -124,9 +124,7 @@ class Dispatcher {
     grace_deadline_ns_.store((Clock::now() + grace).time_since_epoch().count(),
                              std::memory_order_relaxed);
     stop_requested_.store(true, std::memory_order_seq_cst);
-    producers_.fetch_add(1, std::memory_order_seq_cst);
-    Wake();
-    producers_.fetch_sub(1, std::memory_order_seq_cst);
+    Flush();
     thread_.join();
   }
 
@@ -518,20 +516,18 @@ Client::Client(std::unique_ptr<Dispatcher> dispatcher) : dispatcher_(std::move(d
 
 Client::~Client() = default;  // ~Dispatcher shuts down with no grace
 
-void Client::Submit(CallPtr call, CompletionSink* sink) {
-  if (call == nullptr || sink == nullptr) {
-    LOG_ERROR("rpc: Submit without a call or a sink");
-    return;
-  }
-  dispatcher_->Submit(std::move(call), sink, true);
-}
+void Client::Submit(CallPtr call, CompletionSink* sink) { SubmitTo(std::move(call), sink, true); }
 
 void Client::SubmitDeferred(CallPtr call, CompletionSink* sink) {
+  SubmitTo(std::move(call), sink, false);
+}
+
+void Client::SubmitTo(CallPtr call, CompletionSink* sink, bool wake) {
   if (call == nullptr || sink == nullptr) {
     LOG_ERROR("rpc: Submit without a call or a sink");
     return;
   }
-  dispatcher_->Submit(std::move(call), sink, false);
+  dispatcher_->Submit(std::move(call), sink, wake);
 }
 
 void Client::Flush() { dispatcher_->Flush(); }

@@ -149,6 +149,7 @@ class Client {
 
  private:
   explicit Client(std::unique_ptr<Dispatcher> dispatcher);
+  void SubmitTo(CallPtr call, CompletionSink* sink, bool wake);
   std::unique_ptr<Dispatcher> dispatcher_;
 };
 
