@@ -116,6 +116,12 @@ TEST(ChannelArgsTest, SeparateConnectionsRoundRobinAndNoMessageLimitsByDefault) 
   EXPECT_EQ(m.count(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH), 0u);
 }
 
+TEST(ChannelArgsTest, RetriesAndBdpProbingAreOff) {
+  auto m = ArgMap(Options{});
+  EXPECT_EQ(std::get<int>(m[GRPC_ARG_ENABLE_RETRIES]), 0);
+  EXPECT_EQ(std::get<int>(m[GRPC_ARG_HTTP2_BDP_PROBE]), 0);
+}
+
 TEST(ChannelArgsTest, MessageSizesFromOptions) {
   Options o;
   o.max_recv_size = 8 << 20;

@@ -603,5 +603,36 @@ TEST_F(RpcClientTest, DeferredSubmitsCompleteAfterFlush) {
   client.Flush();  // after shutdown: a no-op, not a crash
 }
 
+// Without BDP probing the HTTP/2 windows stay at their defaults (64 KiB), so replies and requests
+// of megabytes must flow through WINDOW_UPDATEs, several at once on one connection.
+TEST_F(RpcClientTest, MegabyteRequestsAndRepliesFlowConcurrently) {
+  server_.SetCommandHandler([](const anycable::CommandMessage& req, const Metadata&,
+                               anycable::CommandResponse* resp) {
+    resp->set_status(anycable::SUCCESS);
+    // Echo the request's data three times over: 1.5 MiB per reply, well under the 4 MiB limit.
+    resp->add_transmissions(req.data() + req.data() + req.data());
+    return grpc::Status::OK;
+  });
+  Client& client = NewClient({});
+  constexpr int kCalls = 6;
+  std::vector<CallPtr> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    std::string data(512 * 1024, static_cast<char>('a' + i));
+    data[i] = '#';  // each reply must carry its own request's bytes
+    calls.push_back(MakeCommand("big" + std::to_string(i), "message", "{}", data));
+    client.Submit(calls.back(), &sink_);
+  }
+  ASSERT_TRUE(sink_.WaitCount(kCalls));
+  for (int i = 0; i < kCalls; ++i) {
+    const CallPtr& c = calls[i];
+    ASSERT_EQ(c->outcome, Outcome::kOk) << "call " << i << " grpc code " << c->grpc_code;
+    ASSERT_EQ(c->command_response.transmissions_size(), 1);
+    const std::string& reply = c->command_response.transmissions(0);
+    const std::string& sent = c->command_request.data();
+    ASSERT_EQ(reply.size(), 3 * sent.size());
+    EXPECT_TRUE(reply == sent + sent + sent) << "call " << i << " got someone else's bytes";
+  }
+}
+
 }  // namespace
 }  // namespace cable::rpc
