@@ -6,12 +6,15 @@
 #   - single-frame deliveries per server CPU-second (1k subscribers, one POST per publication);
 #   - coalesced deliveries per server CPU-second (1k subscribers, COALESCE_BATCH publications per
 #     POST in AnyCable's batch format, so each socket gets several frames per send);
-#   - one publication fanned out to 10k subscribers: p50 / p99 (10 publications/s, and isolated at 2/s).
+#   - one publication fanned out to 10k subscribers: p50 / p99 (10 publications/s, and isolated at 2/s),
+#     with the load tool's clients in FANOUT_PROCESSES processes (default 2): one reader thread for
+#     10k sockets needs ~55 ms of CPU per publication and would cap p99 on its own.
 # Per-core figures divide by the server's own CPU seconds (/proc/PID/stat, measured phase only):
 # the load tool and the RPC app share the same cores, so no run can give the server an idle core.
 #
 #   bench/targets.sh [BUILD_DIR]        (default: build; prints one line per run and a table)
 #   ROUNDS=3 CONNECT_N=10000 SINGLE_RATE=256 COALESCE_RATE=800 COALESCE_BATCH=8 WORKERS=0
+#   FANOUT_PROCESSES=2
 #
 # Every load-tool run is bounded (--timeout and `timeout`); every process started here is stopped
 # by PID (bench/lib.sh). Logs stay in /tmp/ringcable-targets.*.
@@ -26,6 +29,7 @@ SINGLE_RATE="${SINGLE_RATE:-256}"
 COALESCE_RATE="${COALESCE_RATE:-800}"
 COALESCE_BATCH="${COALESCE_BATCH:-8}"
 WORKERS="${WORKERS:-0}"
+FANOUT_PROCESSES="${FANOUT_PROCESSES:-2}"
 
 LOGDIR="$(mktemp -d /tmp/ringcable-targets.XXXXXX)"
 # log, require_binaries, PIDS / stop_all, wait_port, start_ringcable
@@ -72,8 +76,10 @@ for r in $(seq "$ROUNDS"); do
   # The raw floor (bench/README) is one writer core and the reader on the other: one worker is
   # that shape; the default (one worker per CPU) shares both cores with the load tool.
   for w in $FAN_WORKERS; do
-    run "fanout10_w$w" "$w" --mode broadcast --connections 10000 --messages 50 --msg-rate 10
-    run "fanout2_w$w" "$w" --mode broadcast --connections 10000 --messages 20 --msg-rate 2
+    run "fanout10_w$w" "$w" --mode broadcast --connections 10000 --messages 50 --msg-rate 10 \
+      --processes "$FANOUT_PROCESSES"
+    run "fanout2_w$w" "$w" --mode broadcast --connections 10000 --messages 20 --msg-rate 2 \
+      --processes "$FANOUT_PROCESSES"
   done
 done
 
@@ -104,6 +110,7 @@ for w in $FAN_WORKERS; do
   fmt "10k fan-out p50, 2/s, $label" "fanout2_w$w" ".latency_ms.p50" "ms"
   fmt "10k fan-out p99, 2/s, $label" "fanout2_w$w" ".latency_ms.p99" "ms"
   fmt "10k fan-out server CPU per delivery, 10/s, $label" "fanout10_w$w" "(.server_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
+  fmt "10k fan-out load tool CPU per delivery, 10/s, $label" "fanout10_w$w" "(.load_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
 done
 lost=$(jq -s '[.[] | select(.mode == "broadcast") | .lost + .out_of_order] | add' "$RESULTS")
 echo "| lost + out-of-order deliveries, all broadcast runs | $lost | |"

@@ -340,7 +340,20 @@ for server in ringcable actioncable; do
        "\(.connections) \(.latency_ms.p50) \(.latency_ms.p90) \(.latency_ms.p99)"' "$OUT_JSONL"
   done >"$LOGDIR/lat-$server.dat"
 done
-gnuplot <<EOF || log "gnuplot failed"
+# gnuplot rejects a plot whose data file has no valid point (e.g. a server that delivered nothing,
+# or a single subscriber count that failed): plot only the series that have data.
+PLOT_SERIES=()
+for server in ringcable actioncable; do
+  [[ -s "$LOGDIR/lat-$server.dat" ]] || { log "plot: no latency data for $server"; continue; }
+  if [[ $server == ringcable ]]; then color="#1f77b4" name="ringcable"; else color="#d62728" name="Action Cable"; fi
+  PLOT_SERIES+=("\"$LOGDIR/lat-$server.dat\" using 1:2 with linespoints lw 2 lc rgb \"$color\" pt 7 title \"$name p50\"")
+  PLOT_SERIES+=("\"$LOGDIR/lat-$server.dat\" using 1:4 with linespoints lw 2 lc rgb \"$color\" pt 5 dt 2 title \"$name p99\"")
+done
+if ((${#PLOT_SERIES[@]} == 0)); then
+  log "plot: no latency data at all; $OUT_PNG left as it was"
+else
+  PLOT_CMD=$(IFS=,; echo "${PLOT_SERIES[*]}")
+  gnuplot <<EOF || log "gnuplot failed"
 set terminal pngcairo size 900,560 noenhanced font ",10"
 set output "$OUT_PNG"
 set title "Broadcast latency vs subscribers (one run, shared 2-core VM, $(date -u +%F))"
@@ -350,11 +363,9 @@ set logscale xy
 set grid
 set key top left
 set xrange [500:20000]
-plot "$LOGDIR/lat-ringcable.dat" using 1:2 with linespoints lw 2 lc rgb "#1f77b4" pt 7 title "ringcable p50", \
-     "$LOGDIR/lat-ringcable.dat" using 1:4 with linespoints lw 2 lc rgb "#1f77b4" pt 5 dt 2 title "ringcable p99", \
-     "$LOGDIR/lat-actioncable.dat" using 1:2 with linespoints lw 2 lc rgb "#d62728" pt 7 title "Action Cable p50", \
-     "$LOGDIR/lat-actioncable.dat" using 1:4 with linespoints lw 2 lc rgb "#d62728" pt 5 dt 2 title "Action Cable p99"
+plot $PLOT_CMD
 EOF
+fi
 
 {
   echo "# ringcable vs Action Cable: whole-server comparison"
