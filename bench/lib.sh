@@ -1,17 +1,18 @@
-# Shared by the whole-server benchmark scripts (bench/compare/run.sh, bench/targets.sh); source it
+# Shared by the whole-server scripts (bench/compare/run.sh, bench/targets.sh, scripts/soak.sh); source it
 # after setting BUILD (absolute) and LOGDIR. Every process started here is tracked in PIDS and
 # stopped by PID.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Sets RC_BIN, RPC_BIN and LOAD from $BUILD; exits 1 naming what is missing.
+# Sets RC_BIN, RPC_BIN and LOAD from $BUILD; exits (with $1, default 1) naming what is missing.
 require_binaries() {
+  local status=${1:-1}
   RC_BIN="$BUILD/ringcable"
   RPC_BIN="$BUILD/tools/rpc_stub/rpc_stub"
   LOAD="$BUILD/tools/load/ringcable-load"
   local b
   for b in "$RC_BIN" "$RPC_BIN" "$LOAD"; do
-    [[ -x "$b" ]] || { log "missing $b (cmake --build $BUILD --target ringcable rpc_stub ringcable-load)"; exit 1; }
+    [[ -x "$b" ]] || { log "missing $b (cmake --build $BUILD --target ringcable rpc_stub ringcable-load)"; exit "$status"; }
   done
 }
 

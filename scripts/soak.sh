@@ -9,37 +9,25 @@
 # (the workers' 2 x 8 MiB receive-buffer pools and allocator pages get touched gradually). Exit 1
 # otherwise, or on any lost delivery. Traffic stays on 127.0.0.1; every process started here is stopped by PID.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
 BUILD="${1:-build}"
+[[ "$BUILD" = /* ]] || BUILD="$ROOT/$BUILD"
 DURATION="${2:-600}"
 CLIENTS="${3:-2000}"
-LOAD="$BUILD/tools/load/ringcable-load"
-for bin in "$BUILD/ringcable" "$BUILD/tools/rpc_stub/rpc_stub" "$LOAD"; do
-  [[ -x "$bin" ]] || { echo "soak: $bin is missing (build the project first)" >&2; exit 2; }
-done
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/ringcable-soak.XXXXXX")"
+# log, require_binaries, PIDS / stop_all, wait_port, start_ringcable
+source "$ROOT/bench/lib.sh"
+require_binaries 2
+trap stop_all EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/ringcable-soak.XXXXXX")"
-RPC_PID=""; CABLE_PID=""
-cleanup() {
-  [[ -n "$CABLE_PID" ]] && kill "$CABLE_PID" 2>/dev/null && wait "$CABLE_PID" 2>/dev/null
-  [[ -n "$RPC_PID" ]] && kill "$RPC_PID" 2>/dev/null && wait "$RPC_PID" 2>/dev/null
-  true
-}
-trap cleanup EXIT INT TERM
 
-RPC_PORT=$(free_port); PORT=$(free_port); BPORT=$(free_port)
-"$BUILD/tools/rpc_stub/rpc_stub" --address "127.0.0.1:$RPC_PORT" >"$WORK/rpc.log" 2>&1 &
-RPC_PID=$!
-"$BUILD/ringcable" --host 127.0.0.1 --port "$PORT" --http_broadcast_port "$BPORT" \
-  --rpc_host "127.0.0.1:$RPC_PORT" --disconnect_rate 1000 --log_level warn >"$WORK/ringcable.log" 2>&1 &
-CABLE_PID=$!
-for _ in $(seq 1 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break
-  sleep 0.1
-done
+PORT=$(free_port); BPORT=$(free_port); RPC_PORT=$(free_port)
+start_ringcable "$PORT" "$BPORT" "$RPC_PORT" --disconnect_rate 1000 --log_level warn
+CABLE_PID=$SERVER_PID
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$CABLE_PID/status"; }
 
-echo "soak: ${DURATION}s, ${CLIENTS} clients per round, server pid $CABLE_PID (log: $WORK)"
+echo "soak: ${DURATION}s, ${CLIENTS} clients per round, server pid $CABLE_PID (logs: $LOGDIR)"
 echo "round,elapsed_s,rss_kib,deliveries,lost"
 start=$(date +%s); round=0; last=""; lost_total=0; samples=()
 while (( $(date +%s) - start < DURATION )); do
