@@ -42,16 +42,19 @@ wait_port() {  # port, what; up to 30 s
 }
 
 # start_ringcable PORT BROADCAST_PORT RPC_PORT [server flags...]: stops what runs, starts rpc_stub
-# and ringcable (logs appended in $LOGDIR), waits for their ports; sets SERVER_PID.
+# and ringcable (logs appended in $LOGDIR), waits for their ports; sets SERVER_PID. With
+# SERVER_CPUS set (a taskset list), both run pinned to those CPUs (taskset execs: same PID).
 SERVER_PID=""
 start_ringcable() {
   local port=$1 bport=$2 rport=$3
   shift 3
   stop_all
-  "$RPC_BIN" --address "127.0.0.1:$rport" >>"$LOGDIR/rpc_stub.log" 2>&1 &
+  local pin=()
+  [[ -z "${SERVER_CPUS:-}" ]] || pin=(taskset -c "$SERVER_CPUS")
+  "${pin[@]}" "$RPC_BIN" --address "127.0.0.1:$rport" >>"$LOGDIR/rpc_stub.log" 2>&1 &
   PIDS+=($!)
   wait_port "$rport" rpc_stub
-  "$RC_BIN" --host 127.0.0.1 --port "$port" --http_broadcast_port "$bport" \
+  "${pin[@]}" "$RC_BIN" --host 127.0.0.1 --port "$port" --http_broadcast_port "$bport" \
     --rpc_host "127.0.0.1:$rport" "$@" >>"$LOGDIR/ringcable.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")

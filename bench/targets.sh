@@ -7,8 +7,13 @@
 #   - coalesced deliveries per server CPU-second (1k subscribers, COALESCE_BATCH publications per
 #     POST in AnyCable's batch format, so each socket gets several frames per send);
 #   - one publication fanned out to 10k subscribers: p50 / p99 (10 publications/s, and isolated at 2/s),
-#     with the load tool's clients in FANOUT_PROCESSES processes (default 2): one reader thread for
-#     10k sockets needs ~55 ms of CPU per publication and would cap p99 on its own.
+#     in two setups:
+#       pinned:  the target's own shape, that of the raw floor it is set against
+#                (../shared/design/performance.md §2a′ and §3): ringcable with one worker and its RPC
+#                app pinned to CPU 0, the load tool (one process) pinned to CPU 1;
+#       default: one worker per CPU, nothing pinned, the load tool's clients in FANOUT_PROCESSES
+#                processes (default 2; one reader thread for 10k sockets needs ~55 ms of CPU per
+#                publication and would cap p99 by itself).
 # Per-core figures divide by the server's own CPU seconds (/proc/PID/stat, measured phase only):
 # the load tool and the RPC app share the same cores, so no run can give the server an idle core.
 #
@@ -38,21 +43,23 @@ require_binaries
 command -v jq >/dev/null || { log "needs jq (apt-get install jq)"; exit 1; }
 trap stop_all EXIT
 RESULTS="$LOGDIR/results.jsonl"
-FAN_WORKERS="1"
-[[ "$WORKERS" == 1 ]] || FAN_WORKERS="1 $WORKERS"
+PINNED=1
+(($(nproc) >= 2)) || { PINNED=0; log "one CPU: the pinned fan-out setup is skipped"; }
 
 PORT=29080
 BPORT=29090
 RPORT=29051
 
 # run NAME WORKERS load-tool-args...: one measurement on a fresh server (--workers WORKERS, 0 =
-# one per CPU); appends {"test":NAME,...RESULT} to the results.
+# one per CPU); appends {"test":NAME,...RESULT} to the results. SERVER_CPUS / LOAD_CPUS (taskset
+# lists) pin the server with its RPC app / the load tool.
 run() {
   local name=$1 workers=$2
   shift 2
   start_ringcable "$PORT" "$BPORT" "$RPORT" --broadcast_adapter http --workers "$workers"
-  local out
-  out=$(timeout 200 "$LOAD" --url "ws://127.0.0.1:$PORT/cable" \
+  local out pin=()
+  [[ -z "${LOAD_CPUS:-}" ]] || pin=(taskset -c "$LOAD_CPUS")
+  out=$(timeout 200 "${pin[@]}" "$LOAD" --url "ws://127.0.0.1:$PORT/cable" \
     --broadcast-url "http://127.0.0.1:$BPORT/_broadcast" --server-pid "$SERVER_PID" \
     --no-progress --timeout 60 "$@" 2>"$LOGDIR/load.err" | sed -n 's/^RESULT //p')
   stop_all
@@ -73,14 +80,16 @@ for r in $(seq "$ROUNDS"); do
     --msg-rate "$SINGLE_RATE"
   run coalesced "$WORKERS" --mode broadcast --connections 1000 --messages $((COALESCE_RATE * 4)) \
     --msg-rate "$COALESCE_RATE" --batch "$COALESCE_BATCH"
-  # The raw floor (bench/README) is one writer core and the reader on the other: one worker is
-  # that shape; the default (one worker per CPU) shares both cores with the load tool.
-  for w in $FAN_WORKERS; do
-    run "fanout10_w$w" "$w" --mode broadcast --connections 10000 --messages 50 --msg-rate 10 \
-      --processes "$FANOUT_PROCESSES"
-    run "fanout2_w$w" "$w" --mode broadcast --connections 10000 --messages 20 --msg-rate 2 \
-      --processes "$FANOUT_PROCESSES"
-  done
+  if ((PINNED)); then
+    SERVER_CPUS=0 LOAD_CPUS=1 run fanout10_pinned 1 --mode broadcast --connections 10000 \
+      --messages 50 --msg-rate 10 --processes 1
+    SERVER_CPUS=0 LOAD_CPUS=1 run fanout2_pinned 1 --mode broadcast --connections 10000 \
+      --messages 20 --msg-rate 2 --processes 1
+  fi
+  run fanout10_default "$WORKERS" --mode broadcast --connections 10000 --messages 50 \
+    --msg-rate 10 --processes "$FANOUT_PROCESSES"
+  run fanout2_default "$WORKERS" --mode broadcast --connections 10000 --messages 20 --msg-rate 2 \
+    --processes "$FANOUT_PROCESSES"
 done
 
 # ---- table: medians over the rounds, every round in brackets ----------------------------------
@@ -102,15 +111,19 @@ printf '| bytes per extra idle subscribed connection (5k → 15k) | %s B | RSS %
 fmt "connect→welcome→confirm per server CPU-second" connect "(.subscribed / .server_cpu_s | floor)" "/s"
 fmt "single-frame deliveries per server CPU-second ($SINGLE_RATE/s × 1k)" single "(.deliveries / .server_cpu_s | floor)" "/s"
 fmt "coalesced deliveries per server CPU-second ($COALESCE_RATE/s × 1k, $COALESCE_BATCH per POST)" coalesced "(.deliveries / .server_cpu_s | floor)" "/s"
-for w in $FAN_WORKERS; do
-  label="$w worker"
-  [[ "$w" == 0 ]] && label="one worker per CPU"
-  fmt "10k fan-out p50, 10/s, $label" "fanout10_w$w" ".latency_ms.p50" "ms"
-  fmt "10k fan-out p99, 10/s, $label" "fanout10_w$w" ".latency_ms.p99" "ms"
-  fmt "10k fan-out p50, 2/s, $label" "fanout2_w$w" ".latency_ms.p50" "ms"
-  fmt "10k fan-out p99, 2/s, $label" "fanout2_w$w" ".latency_ms.p99" "ms"
-  fmt "10k fan-out server CPU per delivery, 10/s, $label" "fanout10_w$w" "(.server_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
-  fmt "10k fan-out load tool CPU per delivery, 10/s, $label" "fanout10_w$w" "(.load_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
+for setup in pinned default; do
+  if [[ $setup == pinned ]]; then
+    ((PINNED)) || continue
+    label="pinned: 1 worker on CPU 0, load tool on CPU 1"
+  else
+    label="default: one worker per CPU, load tool in $FANOUT_PROCESSES processes"
+  fi
+  fmt "10k fan-out p50, 10/s, $label" "fanout10_$setup" ".latency_ms.p50" "ms"
+  fmt "10k fan-out p99, 10/s, $label" "fanout10_$setup" ".latency_ms.p99" "ms"
+  fmt "10k fan-out p50, 2/s, $label" "fanout2_$setup" ".latency_ms.p50" "ms"
+  fmt "10k fan-out p99, 2/s, $label" "fanout2_$setup" ".latency_ms.p99" "ms"
+  fmt "10k fan-out server CPU per delivery, 10/s, $label" "fanout10_$setup" "(.server_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
+  fmt "10k fan-out load tool CPU per delivery, 10/s, $label" "fanout10_$setup" "(.load_cpu_s * 1e6 / .deliveries * 100 | floor / 100)" "µs"
 done
 lost=$(jq -s '[.[] | select(.mode == "broadcast") | .lost + .out_of_order] | add' "$RESULTS")
 echo "| lost + out-of-order deliveries, all broadcast runs | $lost | |"
