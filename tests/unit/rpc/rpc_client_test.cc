@@ -606,13 +606,13 @@ TEST_F(RpcClientTest, DeferredSubmitsCompleteAfterFlush) {
 // Without BDP probing the HTTP/2 windows stay at their defaults (64 KiB), so replies and requests
 // of megabytes must flow through WINDOW_UPDATEs, several at once on one connection.
 TEST_F(RpcClientTest, MegabyteRequestsAndRepliesFlowConcurrently) {
-  server_.SetCommandHandler([](const anycable::CommandMessage& req, const Metadata&,
-                               anycable::CommandResponse* resp) {
-    resp->set_status(anycable::SUCCESS);
-    // Echo the request's data three times over: 1.5 MiB per reply, well under the 4 MiB limit.
-    resp->add_transmissions(req.data() + req.data() + req.data());
-    return grpc::Status::OK;
-  });
+  server_.SetCommandHandler(
+      [](const anycable::CommandMessage& req, const Metadata&, anycable::CommandResponse* resp) {
+        resp->set_status(anycable::SUCCESS);
+        // Echo the request's data three times over: 1.5 MiB per reply, well under the 4 MiB limit.
+        resp->add_transmissions(req.data() + req.data() + req.data());
+        return grpc::Status::OK;
+      });
   Client& client = NewClient({});
   constexpr int kCalls = 6;
   std::vector<CallPtr> calls;
