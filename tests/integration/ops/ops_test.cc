@@ -157,7 +157,8 @@ TEST_F(OpsTest, ScrapeMatchesClientsAndBroadcast) {
   EXPECT_GT(m["ringcable_worker_wakeups_total{env=\"test\",dc=\"eu\",worker=\"0\"}"] +
                 m["ringcable_worker_wakeups_total{env=\"test\",dc=\"eu\",worker=\"1\"}"],
             0);
-  // Send-queue depth per worker (sampled every tick; its value depends on timing, its presence not).
+  // Send-queue depth per worker: sampled every tick, so its value depends on timing; its
+  // presence does not.
   EXPECT_EQ(m.count("ringcable_worker_send_queue_bytes{env=\"test\",dc=\"eu\",worker=\"0\"}"), 1u);
   EXPECT_EQ(m.count("ringcable_worker_send_queue_bytes{env=\"test\",dc=\"eu\",worker=\"1\"}"), 1u);
 
