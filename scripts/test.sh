@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite: the warnings-as-errors build with every test, the same tests
-# under ASan+UBSan, and the hub tests under ThreadSanitizer. Exit status is ctest's.
+# under ASan+UBSan, and the hub tests under ThreadSanitizer. Exit status is ctest's. First, every
+# tracked C++ file must match .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+
+echo "== clang-format =="
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z '*.cc' '*.h' | xargs -0 clang-format --dry-run -Werror
+else
+  find src tests tools bench \( -name '*.cc' -o -name '*.h' \) -print0 | xargs -0 clang-format --dry-run -Werror
+fi
 
 echo "== build (Release, -Werror) =="
 cmake -S . -B build -DCABLE_WERROR=ON >/dev/null
