@@ -71,6 +71,15 @@ run() {
      else ", \(.server_bytes_per_conn) B/conn, RSS \(.server_rss_connected_kb) KiB" end)' >&2
 }
 
+# fanout SETUP WORKERS PROCESSES: 10k subscribers at 10 publications/s and isolated at 2/s, the
+# same two runs for every setup (SERVER_CPUS / LOAD_CPUS pass through to run).
+fanout() {
+  run "fanout10_$1" "$2" --mode broadcast --connections 10000 --messages 50 --msg-rate 10 \
+    --processes "$3"
+  run "fanout2_$1" "$2" --mode broadcast --connections 10000 --messages 20 --msg-rate 2 \
+    --processes "$3"
+}
+
 echo "ringcable $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), logs in $LOGDIR" >&2
 run idle5k "$WORKERS" --mode idle --connections 5000 --duration 3
 run idle15k "$WORKERS" --mode idle --connections 15000 --duration 3
@@ -80,16 +89,8 @@ for r in $(seq "$ROUNDS"); do
     --msg-rate "$SINGLE_RATE"
   run coalesced "$WORKERS" --mode broadcast --connections 1000 --messages $((COALESCE_RATE * 4)) \
     --msg-rate "$COALESCE_RATE" --batch "$COALESCE_BATCH"
-  if ((PINNED)); then
-    SERVER_CPUS=0 LOAD_CPUS=1 run fanout10_pinned 1 --mode broadcast --connections 10000 \
-      --messages 50 --msg-rate 10 --processes 1
-    SERVER_CPUS=0 LOAD_CPUS=1 run fanout2_pinned 1 --mode broadcast --connections 10000 \
-      --messages 20 --msg-rate 2 --processes 1
-  fi
-  run fanout10_default "$WORKERS" --mode broadcast --connections 10000 --messages 50 \
-    --msg-rate 10 --processes "$FANOUT_PROCESSES"
-  run fanout2_default "$WORKERS" --mode broadcast --connections 10000 --messages 20 --msg-rate 2 \
-    --processes "$FANOUT_PROCESSES"
+  if ((PINNED)); then SERVER_CPUS=0 LOAD_CPUS=1 fanout pinned 1 1; fi
+  fanout default "$WORKERS" "$FANOUT_PROCESSES"
 done
 
 # ---- table: medians over the rounds, every round in brackets ----------------------------------

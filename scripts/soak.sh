@@ -24,10 +24,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 PORT=$(free_port); BPORT=$(free_port); RPC_PORT=$(free_port)
 start_ringcable "$PORT" "$BPORT" "$RPC_PORT" --disconnect_rate 1000 --log_level warn
-CABLE_PID=$SERVER_PID
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$CABLE_PID/status"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 
-echo "soak: ${DURATION}s, ${CLIENTS} clients per round, server pid $CABLE_PID (logs: $LOGDIR)"
+echo "soak: ${DURATION}s, ${CLIENTS} clients per round, server pid $SERVER_PID (logs: $LOGDIR)"
 echo "round,elapsed_s,rss_kib,deliveries,lost"
 start=$(date +%s); round=0; last=""; lost_total=0; samples=()
 while (( $(date +%s) - start < DURATION )); do
@@ -43,7 +42,7 @@ while (( $(date +%s) - start < DURATION )); do
   samples+=("$last")
   lost_total=$((lost_total + ${lost:-0}))
   echo "$round,$(( $(date +%s) - start )),$last,${deliveries:-?},${lost:-?}"
-  kill -0 "$CABLE_PID" 2>/dev/null || { echo "soak: ringcable died" >&2; exit 1; }
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "soak: ringcable died" >&2; exit 1; }
 done
 n=${#samples[@]}
 (( n >= 6 )) || { echo "soak: only $n rounds; run longer (at least 6 rounds)" >&2; exit 2; }
