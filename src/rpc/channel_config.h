@@ -24,9 +24,9 @@ namespace cable::rpc {
 // often than the server's 5 minute floor (plus a margin for timer and network jitter).
 inline constexpr int kKeepaliveTimeMs = 330000;
 inline constexpr int kKeepaliveTimeoutMs = 20000;
-// Reconnect backoff cap. gRPC's default grows to 120 s; anycable-go resets the backoff when a call
-// finds the connection broken, which C++ 1.51 has no public API for. Capping it at about one
-// command timeout gets a restarted app server back within a few seconds instead.
+// Reconnect backoff cap while no call waits. gRPC's default grows to 120 s; capped at about one
+// command timeout. While calls wait (wait-for-ready), the dispatcher resets the backoff every
+// 200 ms (ChannelResetConnectionBackoff), so a restarted app server is found at once.
 inline constexpr int kMaxReconnectBackoffMs = 3000;
 inline constexpr int kDefaultConcurrency = 28;
 

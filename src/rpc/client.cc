@@ -14,6 +14,7 @@
 
 #include <absl/synchronization/mutex.h>
 #include <grpcpp/alarm.h>
+#include <grpcpp/channel.h>
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
 
@@ -33,6 +34,10 @@ namespace {
 constexpr int kExhaustedBackoffMs = 10;
 constexpr int kUnavailableBackoffMs = 100;
 constexpr int kMaxBackoffStep = 16;  // 100 ms << 16 is far beyond any sane command timeout
+// While calls wait for a connection, a channel in reconnect backoff is told to try again this
+// often: a restarted RPC server is found within this time, not after gRPC's backoff (up to
+// kMaxReconnectBackoffMs).
+constexpr int kReconnectPokeMs = 200;
 constexpr const char* kProtoVersion = "v1";
 
 const char* KindName(CallKind kind) {
@@ -54,8 +59,9 @@ const char* KindName(CallKind kind) {
 // wake_alarm_, which the one producer that takes sleeping_ arms (see PushAndWake).
 class Dispatcher {
  public:
-  Dispatcher(const Options& options, std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs)
-      : options_(options), stubs_(std::move(stubs)) {
+  Dispatcher(const Options& options, std::vector<std::shared_ptr<grpc::Channel>> channels)
+      : options_(options), channels_(std::move(channels)) {
+    for (const auto& ch : channels_) stubs_.push_back(anycable::RPC::NewStub(ch));
     capacity_ = options_.concurrency;
   }
 
@@ -183,6 +189,11 @@ class Dispatcher {
         int t = MsUntil(timers_.begin()->first);
         timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
       }
+      if (in_use_ > 0) {
+        PokeReconnects();
+        int t = MsUntil(next_poke_);
+        timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
+      }
 
       EndSinkBatches();
       bool slept = false;
@@ -216,6 +227,28 @@ class Dispatcher {
     bool ok = false;
     while (cq_.Next(&tag, &ok)) {
     }
+  }
+
+  // Calls wait for a connection (wait-for-ready) instead of failing fast while the RPC server is
+  // unreachable. gRPC retries connecting on its own backoff schedule (up to 3 s apart); while
+  // calls are waiting, a channel in TRANSIENT_FAILURE is told to retry now, at most every
+  // kReconnectPokeMs, so a restarted server is found well within --rpc_command_timeout.
+  void PokeReconnects() {
+    const Clock::time_point now = Clock::now();
+    if (now < next_poke_) return;
+    next_poke_ = now + std::chrono::milliseconds(kReconnectPokeMs);
+    for (const auto& ch : channels_) {
+      if (ch->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+        grpc::experimental::ChannelResetConnectionBackoff(ch.get());
+      }
+    }
+  }
+
+  bool AnyChannelReady() const {
+    for (const auto& ch : channels_) {
+      if (ch->GetState(false) == GRPC_CHANNEL_READY) return true;
+    }
+    return false;
   }
 
   void OnCompletion(void* tag) {
@@ -319,6 +352,9 @@ class Dispatcher {
     in.context = std::make_unique<grpc::ClientContext>();
     in.context->AddMetadata("sid", c->sid);
     in.context->AddMetadata("protov", kProtoVersion);
+    // Wait for a connection within the deadline instead of failing fast with UNAVAILABLE while
+    // the channel reconnects (a restarted RPC server): see PokeReconnects.
+    in.context->set_wait_for_ready(true);
     Clock::time_point deadline =
         options_.request_timeout_ms > 0
             ? Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)
@@ -376,12 +412,18 @@ class Dispatcher {
       Complete(c, Outcome::kCanceled);
       return;
     }
-    if (code == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // A per-attempt deadline (--rpc_request_timeout) that passed while no channel was connected
+    // most likely passed waiting for the connection: the request never left, so it is retried
+    // like the UNAVAILABLE that a fail-fast call would have got. Any other deadline is final.
+    const bool waited_for_connection = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+                                       options_.request_timeout_ms > 0 && !AnyChannelReady();
+    if (code == grpc::StatusCode::DEADLINE_EXCEEDED && !waited_for_connection) {
       stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
       Fail(c);
       return;
     }
-    if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    if (code != grpc::StatusCode::UNAVAILABLE && code != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        !waited_for_connection) {
       Fail(c);
       return;
     }
@@ -442,6 +484,7 @@ class Dispatcher {
   }
 
   const Options options_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs_;
   grpc::CompletionQueue cq_;  // attempts' completions and the wake alarm; Run() drains it
   grpc::Alarm wake_alarm_;    // its own address is its tag
@@ -462,6 +505,7 @@ class Dispatcher {
   int in_use_ = 0;  // slots held: in flight or backing off
   size_t live_ = 0;
   size_t next_stub_ = 0;
+  Clock::time_point next_poke_{};
   bool cancel_all_ = false;
   std::list<Call*> waiting_;
   std::multimap<Clock::time_point, Call*> timers_;
@@ -499,12 +543,11 @@ cable::Result<std::unique_ptr<Client>, std::string> Client::Create(const Options
   grpc::ChannelArguments args = ToGrpcArguments(BuildChannelArgs(options));
 
   const int channels = ChannelCount(options.concurrency);
-  std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs;
+  std::vector<std::shared_ptr<grpc::Channel>> grpc_channels;
   for (int i = 0; i < channels; ++i) {
-    stubs.push_back(
-        anycable::RPC::NewStub(grpc::CreateCustomChannel(target.value(), creds.value(), args)));
+    grpc_channels.push_back(grpc::CreateCustomChannel(target.value(), creds.value(), args));
   }
-  auto dispatcher = std::make_unique<Dispatcher>(options, std::move(stubs));
+  auto dispatcher = std::make_unique<Dispatcher>(options, std::move(grpc_channels));
   dispatcher->Start();
   LOG_INFO("RPC client initialized: %s (target %s, concurrency: %d, channels: %d, tls: %s)",
            options.host.c_str(), target.value().c_str(), options.concurrency, channels,

@@ -37,10 +37,10 @@ TEST(FaultsTest, RpcServerKilledMidCommandThenBack) {
   ASSERT_TRUE(rpc.Spawn({RpcStubPath(), "--address", rpc_addr, "--delay_ms", "300"}));
   ASSERT_TRUE(rpc.WaitOutput("listening on")) << rpc.Output();
 
+  // The default --rpc_command_timeout (3 s): a command waits that long for the RPC server.
   ServerProcess server;
-  ASSERT_TRUE(
-      server.Start({"--rpc_host", rpc_addr, "--http_broadcast_port",
-                    std::to_string(cable::test::FreePort()), "--rpc_command_timeout", "1000"}))
+  ASSERT_TRUE(server.Start(
+      {"--rpc_host", rpc_addr, "--http_broadcast_port", std::to_string(cable::test::FreePort())}))
       << server.Log();
   WsClient a, b;
   ASSERT_EQ(a.Connect(server.port(), "/cable?user=a", {{"X-Request-ID", "a"}}), 101);
@@ -53,7 +53,8 @@ TEST(FaultsTest, RpcServerKilledMidCommandThenBack) {
   std::this_thread::sleep_for(100ms);  // let the call reach the handler (either way it is lost)
   rpc.Kill(SIGKILL);
 
-  // The call fails once its retries run out (--rpc_command_timeout); the server logs it.
+  // The call is retried and waits for the server until --rpc_command_timeout, then fails; the
+  // server logs it.
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (server.Log().find("subscribe RPC failed") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
@@ -62,7 +63,9 @@ TEST(FaultsTest, RpcServerKilledMidCommandThenBack) {
   ASSERT_NE(server.Log().find("subscribe RPC failed"), std::string::npos) << server.Log();
   ASSERT_TRUE(server.running());
 
-  // The RPC server comes back on the same address; both connections keep working.
+  // The RPC server comes back on the same address; both connections keep working. Commands sent
+  // at once wait for the reconnection (gRPC wait-for-ready; ringcable retries connecting every
+  // 200 ms while calls wait) instead of failing on a channel still in reconnect backoff.
   Child rpc2;
   ASSERT_TRUE(rpc2.Spawn({RpcStubPath(), "--address", rpc_addr}));
   ASSERT_TRUE(rpc2.WaitOutput("listening on")) << rpc2.Output();

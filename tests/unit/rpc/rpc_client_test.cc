@@ -326,7 +326,7 @@ TEST_F(RpcClientTest, RequestTimeoutIsATimeoutNotRetried) {
   EXPECT_EQ(client.stats().errors.load(), 1u);
 }
 
-TEST_F(RpcClientTest, ServerDownEndsWithUnavailable) {
+TEST_F(RpcClientTest, ServerDownWaitsForTheConnectionUntilTheCommandTimeout) {
   Options options;
   options.host = "127.0.0.1:" + std::to_string(testing::UnusedPort());
   options.command_timeout_ms = 300;
@@ -334,11 +334,62 @@ TEST_F(RpcClientTest, ServerDownEndsWithUnavailable) {
   CallPtr call = MakeConnect("s", "http://x/cable");
   client.Submit(call, &sink_);
   ASSERT_TRUE(sink_.WaitFor(call));
+  // Wait-for-ready: one attempt that waits for a connection, not a burst of fail-fast retries.
   EXPECT_EQ(call->outcome, Outcome::kError);
-  EXPECT_EQ(call->grpc_code, grpc::StatusCode::UNAVAILABLE);
-  EXPECT_GE(call->attempts, 1);
-  EXPECT_EQ(client.stats().retries.load(), static_cast<uint64_t>(call->attempts - 1));
+  EXPECT_EQ(call->grpc_code, grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(call->attempts, 1);
+  EXPECT_EQ(client.stats().retries.load(), 0u);
+  EXPECT_EQ(client.stats().timeouts.load(), 1u);
   EXPECT_EQ(client.stats().errors.load(), 1u);
+}
+
+// The RPC server restarts: a call made while it is down completes once it is back, within the
+// call's --rpc_command_timeout, instead of failing on a channel still in reconnect backoff.
+TEST_F(RpcClientTest, CallMadeWhileServerIsDownSucceedsWhenItComesBack) {
+  const int port = testing::UnusedPort();
+  Options options;
+  options.host = "127.0.0.1:" + std::to_string(port);
+  options.command_timeout_ms = 60000;
+  Client& client = NewClient(options);
+  CallPtr early = MakeConnect("early", "http://x/cable");
+  client.Submit(early, &sink_);
+  ASSERT_TRUE(WaitUntil([&] { return client.stats().calls.load() == 1; }));
+  EXPECT_EQ(sink_.CountOf(early), 0);
+
+  ScriptedRpcServer late_server;
+  ASSERT_EQ(late_server.Start("127.0.0.1:" + std::to_string(port)), port);
+  ASSERT_TRUE(sink_.WaitFor(early));
+  EXPECT_EQ(early->outcome, Outcome::kOk) << early->error_message;
+  EXPECT_EQ(early->connect_response.status(), anycable::SUCCESS);
+  EXPECT_EQ(early->attempts, 1);
+  EXPECT_EQ(late_server.connects().size(), 1u);
+  client.Shutdown(std::chrono::milliseconds(0));
+  late_server.Stop();
+}
+
+// With a per-attempt deadline (--rpc_request_timeout) shorter than the time the server is away,
+// attempts that expire while no connection exists are retried within the command timeout.
+TEST_F(RpcClientTest, AttemptsThatExpireWaitingForAConnectionAreRetried) {
+  const int port = testing::UnusedPort();
+  Options options;
+  options.host = "127.0.0.1:" + std::to_string(port);
+  options.request_timeout_ms = 50;
+  options.command_timeout_ms = 60000;
+  Client& client = NewClient(options);
+  CallPtr call = MakeCommand("s", "subscribe", R"({"channel":"C"})");
+  client.Submit(call, &sink_);
+  ASSERT_TRUE(WaitUntil([&] { return client.stats().retries.load() >= 2; }));
+  EXPECT_EQ(sink_.CountOf(call), 0);
+
+  ScriptedRpcServer late_server;
+  ASSERT_EQ(late_server.Start("127.0.0.1:" + std::to_string(port)), port);
+  ASSERT_TRUE(sink_.WaitFor(call));
+  EXPECT_EQ(call->outcome, Outcome::kOk) << call->error_message;
+  EXPECT_EQ(call->command_response.status(), anycable::SUCCESS);
+  EXPECT_GE(call->attempts, 3);
+  EXPECT_EQ(client.stats().timeouts.load(), 0u);
+  client.Shutdown(std::chrono::milliseconds(0));
+  late_server.Stop();
 }
 
 TEST_F(RpcClientTest, CancelQueuedCall) {
