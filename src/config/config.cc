@@ -911,7 +911,12 @@ struct CliItem {
 
 // anycable-go 1.6's anycable.toml keys (the `toml` tags of config.Config and its sections, as its
 // ToToml writes them) and the flag each one sets. Keys not listed here fall back to flag names
-// (see ReadTomlFile).
+// (see ReadTomlFile). Read from anycable-go's sources: the top level, [server], [rpc], [broker],
+// [streams], [ws], [sse], [redis], [nats], [redis_stream_broadcast], [metrics], [app],
+// [embedded_nats]. Following the flag names because those sources were not at hand: [logging],
+// [jwt], [metrics.statsd], [http_broadcast], [redis_pubsub_broadcast]/[nats_broadcast] channel,
+// [disconnector], [app] enable_native_pings/shutdown_delay, [ws] max_pending_size,
+// [streams] presence, and the [pusher], [api], [ds] sections (flag-name fallback).
 struct TomlKey {
   std::string_view path;  // "server.host", "metrics.statsd.prefix", "secret"
   std::string_view flag;  // "" = a file-only setting anycable-go has no flag for
