@@ -876,7 +876,9 @@ std::string HelpText() {
       "\n\nUSAGE\n  ringcable [options]\n\n"
       "Options take --name=value, --name value or -name value; '_' and '-' are interchangeable.\n"
       "Each option can also be set with ANYCABLE_<NAME> (upper-case, '-' as '_').\n"
-      "Precedence: default < environment < command line.\n\nOPTIONS\n";
+      "Precedence: default < config file (anycable.toml) < environment < command line; presets\n"
+      "then change settings still at their default. --print-config writes the result as TOML.\n"
+      "\nOPTIONS\n";
   auto line = [&out](std::string left, std::string_view right) {
     out += "  ";
     out += left;
