@@ -10,6 +10,8 @@ namespace cable::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::atomic<bool> g_json{false};
+// Written once before the other threads exist (see SetNodeId); read-only afterwards.
+char g_node_id[32] = "";
 const char* LevelName(Level l) {
   switch (l) {
     case Level::kDebug:
@@ -27,6 +29,15 @@ const char* LevelName(Level l) {
 
 void SetLevel(Level level) { g_level.store(static_cast<int>(level), std::memory_order_relaxed); }
 void SetJsonFormat(bool json) { g_json.store(json, std::memory_order_relaxed); }
+void SetNodeId(const char* id) {
+  std::snprintf(g_node_id, sizeof(g_node_id), "%s", id);
+  // The id goes verbatim into text and JSON lines: characters that would need quoting there
+  // become '_' (generated ids never contain any).
+  for (char* p = g_node_id; *p; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f) *p = '_';
+  }
+}
 bool Enabled(Level level) {
   return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
 }
@@ -63,8 +74,17 @@ void Write(Level level, const char* fmt, ...) {
       }
     }
     esc[j] = 0;
-    n = std::snprintf(buf, sizeof(buf), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", when,
-                      LevelName(level), esc);
+    if (g_node_id[0] != 0) {
+      n = std::snprintf(buf, sizeof(buf),
+                        "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\",\"nodeid\":\"%s\"}\n",
+                        when, LevelName(level), esc, g_node_id);
+    } else {
+      n = std::snprintf(buf, sizeof(buf), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
+                        when, LevelName(level), esc);
+    }
+  } else if (g_node_id[0] != 0) {
+    n = std::snprintf(buf, sizeof(buf), "%s %s %s nodeid=%s\n", when, LevelName(level), msg,
+                      g_node_id);
   } else {
     n = std::snprintf(buf, sizeof(buf), "%s %s %s\n", when, LevelName(level), msg);
   }

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cctype>
@@ -9,7 +10,9 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
+#include <random>
 #include <utility>
 
 // Header-only and exception-free: parse errors come back as values.
@@ -261,6 +264,45 @@ std::optional<std::string> CheckPubsub(std::string_view origin, const Value& v) 
   return InvalidValue(origin, v.s, "must be one of none, redis, nats");
 }
 
+constexpr std::string_view kPresetNames[] = {"none", "fly", "heroku", "broker"};
+
+std::optional<std::string> CheckPresets(std::string_view origin, const Value& v) {
+  for (const auto& name : v.list) {
+    const std::string lower = Lower(name);
+    if (std::find(std::begin(kPresetNames), std::end(kPresetNames), lower) ==
+        std::end(kPresetNames)) {
+      return InvalidValue(origin, v.s,
+                          "unknown preset \"" + name + "\" (supported: none, fly, heroku, broker)");
+    }
+  }
+  return std::nullopt;
+}
+
+// "host:port" or "[v6]:port", port 1-65535; what the StatsD sender resolves at startup.
+std::optional<std::string> CheckStatsdHost(std::string_view origin, const Value& v) {
+  const std::string text = Trim(v.s);
+  if (text.empty()) return std::nullopt;
+  size_t colon = std::string::npos;
+  bool host_ok = false;
+  if (text.front() == '[') {
+    const size_t close = text.find(']');
+    host_ok = close != std::string::npos && close > 1;
+    if (host_ok && close + 1 < text.size() && text[close + 1] == ':') colon = close + 1;
+  } else {
+    colon = text.rfind(':');
+    host_ok = colon != std::string::npos && colon > 0 && text.find(':') == colon;
+  }
+  bool overflow = false;
+  const auto port = colon == std::string::npos
+                        ? std::nullopt
+                        : ParseInt(std::string_view(text).substr(colon + 1), &overflow);
+  if (!host_ok || !port || *port < 1 || *port > 65535 || text[colon + 1] == '+' ||
+      text[colon + 1] == '-') {
+    return InvalidValue(origin, v.s, "expected host:port with a port between 1 and 65535");
+  }
+  return std::nullopt;
+}
+
 // "scheme://user:secret@host" → "scheme://user:***@host", for every URL of a comma list.
 std::string RedactUrl(std::string s) {
   size_t from = 0;
@@ -367,8 +409,13 @@ const std::vector<FlagSpec>& Table() {
       // accepted and has no effect.
       {.name = "shutdown_pool_size", .kind = K::kInt, .default_value = "16", .supported = true,
        .hidden = true, .help = "Accepted for compatibility, no effect"},
-      {.name = "node_id", .kind = K::kString, .default_value = "", .hidden = true,
-       .help = "Node identifier (random by default)"},
+      {.name = "node_id", .kind = K::kString, .default_value = "", .supported = true,
+       .hidden = true, .help = "Unique node identifier (default: random, 6 characters)",
+       .apply =
+           [](Builder& b, const Value& v) {
+             b.config.node_id = Trim(v.s);
+             b.config.node_id_user_provided = !b.config.node_id.empty();
+           }},
       {.name = "ssl_cert", .kind = K::kString, .default_value = "", .help = "SSL certificate path"},
       {.name = "ssl_key", .kind = K::kString, .default_value = "", .help = "SSL private key path"},
       // Read by Parse() itself (pass 1); no setter.
@@ -379,8 +426,10 @@ const std::vector<FlagSpec>& Table() {
        .supported = true, .help = "Do not read a TOML configuration file"},
       {.name = "print-config", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Print the effective configuration and exit"},
-      {.name = "presets", .kind = K::kString, .default_value = "",
-       .help = "Configuration presets (none, fly, heroku, broker)", .also_default = {"none"}},
+      {.name = "presets", .kind = K::kList, .default_value = "", .supported = true,
+       .help = "Configuration presets, comma-separated (none, fly, heroku, broker; default: "
+               "detected from the platform's environment)",
+       .apply = CFG_SET(presets, LowerAll(v.list)), .check = CheckPresets},
       {.name = "log_level", .kind = K::kString, .default_value = "info", .supported = true,
        .help = "Logging level (debug, info, warn, error)", .apply = CFG_SET(log_level, v.s),
        .choices = {"debug", "info", "warn", "error"}},
@@ -685,20 +734,28 @@ const std::vector<FlagSpec>& Table() {
        .apply = CFG_SET(metrics_rotate_interval_s, AsInt(v)), .min = 1, .max = INT_MAX},
       {.name = "metrics_log_interval", .kind = K::kInt, .default_value = "-1", .hidden = true,
        .help = "[DEPRECATED] Metrics log interval", .also_default = {"0"}},
-      {.name = "metrics_log_filter", .kind = K::kString, .default_value = "",
-       .help = "Metrics to log (comma-separated)"},
+      {.name = "metrics_log_filter", .kind = K::kList, .default_value = "", .supported = true,
+       .help = "Only these metrics in the metrics log line (comma-separated; default: all)",
+       .apply = CFG_SET(metrics_log_filter, v.list)},
       {.name = "metrics_log_formatter", .kind = K::kString, .default_value = "", .hidden = true,
        .help = "Custom metrics log formatter"},
-      {.name = "stats_refresh_interval", .kind = K::kInt, .default_value = "5",
-       .help = "Stats refresh interval (in seconds)"},
-      {.name = "statsd_host", .kind = K::kString, .default_value = "",
-       .help = "StatsD server (host:port)"},
+      // anycable-go refreshes sampled gauges this often; ringcable's gauges are read live, so the
+      // value is kept (and printed) but changes nothing.
+      {.name = "stats_refresh_interval", .kind = K::kInt, .default_value = "5", .supported = true,
+       .help = "Stats refresh interval (in seconds; accepted, gauges are always live)",
+       .apply = CFG_SET(stats_refresh_interval_s, AsInt(v)), .min = 0, .max = INT_MAX},
+      {.name = "statsd_host", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "Send metrics to this StatsD server over UDP (host:port; empty = off)",
+       .apply = CFG_SET(statsd_host, Trim(v.s)), .check = CheckStatsdHost},
       {.name = "statsd_prefix", .kind = K::kString, .default_value = "anycable_go.",
-       .help = "StatsD metrics prefix"},
+       .supported = true, .help = "StatsD metrics prefix",
+       .apply = CFG_SET(statsd_prefix, v.s)},
       {.name = "statsd_tags_format", .kind = K::kString, .default_value = "datadog",
-       .help = "StatsD tags format (datadog, influxdb, graphite)"},
-      {.name = "statsd_max_packet_size", .kind = K::kInt, .default_value = "1400", .hidden = true,
-       .help = "StatsD max UDP packet size"},
+       .supported = true, .help = "StatsD tags format (datadog, influxdb, graphite)",
+       .apply = CFG_SET(statsd_tags_format, v.s), .choices = {"datadog", "influxdb", "graphite"}},
+      {.name = "statsd_max_packet_size", .kind = K::kInt, .default_value = "1400",
+       .supported = true, .hidden = true, .help = "StatsD maximum UDP packet size (bytes)",
+       .apply = CFG_SET(statsd_max_packet_size, AsInt(v)), .min = 64, .max = 65507},
 
       // --- 2.8 Transports / APIs ---
       {.name = "sse", .kind = K::kBool, .default_value = "false",
@@ -759,6 +816,31 @@ std::vector<std::string> EnvNames(const FlagSpec& spec) {
   return names;
 }
 
+std::string JoinList(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += separator;
+    out += items[i];
+  }
+  return out;
+}
+
+// The value as Config::flag_values keeps it: one spelling per value.
+std::string NormalText(const FlagSpec& spec, const Value& v) {
+  switch (spec.kind) {
+    case FlagKind::kBool:
+      return v.b ? "true" : "false";
+    case FlagKind::kInt:
+      return std::to_string(v.i);
+    case FlagKind::kList:
+      return JoinList(v.list, ",");
+    case FlagKind::kString:
+    case FlagKind::kSecret:
+      break;
+  }
+  return v.s;
+}
+
 // Parses, validates and applies one occurrence of a flag.
 std::optional<std::string> ApplyOne(Builder& builder, const FlagSpec& spec, std::string_view origin,
                                     std::string_view raw) {
@@ -766,8 +848,11 @@ std::optional<std::string> ApplyOne(Builder& builder, const FlagSpec& spec, std:
   if (!parsed.ok()) return parsed.error();
   const Value& v = parsed.value();
   if (!spec.supported) {
-    if (IsDefaultEquivalent(spec, v)) return std::nullopt;
-    return "flag --" + std::string(spec.name) + " is not supported by ringcable yet";
+    if (!IsDefaultEquivalent(spec, v)) {
+      return "flag --" + std::string(spec.name) + " is not supported by ringcable yet";
+    }
+    builder.config.flag_values[Normalize(spec.name)] = NormalText(spec, v);
+    return std::nullopt;
   }
   if (spec.kind == FlagKind::kInt && (v.i < spec.min || v.i > spec.max)) {
     return InvalidValue(origin, raw, RangeReason(spec.min, spec.max));
@@ -780,6 +865,7 @@ std::optional<std::string> ApplyOne(Builder& builder, const FlagSpec& spec, std:
   if (spec.check != nullptr) {
     if (auto err = spec.check(origin, v)) return err;
   }
+  builder.config.flag_values[Normalize(spec.name)] = NormalText(spec, v);
   if (spec.apply != nullptr) spec.apply(builder, v);
   return std::nullopt;
 }
@@ -790,7 +876,9 @@ std::string HelpText() {
       "\n\nUSAGE\n  ringcable [options]\n\n"
       "Options take --name=value, --name value or -name value; '_' and '-' are interchangeable.\n"
       "Each option can also be set with ANYCABLE_<NAME> (upper-case, '-' as '_').\n"
-      "Precedence: default < environment < command line.\n\nOPTIONS\n";
+      "Precedence: default < config file (anycable.toml) < environment < command line; presets\n"
+      "then change settings still at their default. --print-config writes the result as TOML.\n"
+      "\nOPTIONS\n";
   auto line = [&out](std::string left, std::string_view right) {
     out += "  ";
     out += left;
@@ -823,9 +911,159 @@ struct CliItem {
   std::string raw;
 };
 
-// The TOML file as (flag, raw value, origin) in file order. A key is a flag name at the top level;
-// inside [section] it means "<section>_<key>" if that flag exists, else "<key>" ([logging] also
-// tries "log_<key>"). Arrays become comma lists; strings, integers and booleans their text.
+// anycable-go 1.6's anycable.toml keys (the `toml` tags of config.Config and its sections, as its
+// ToToml writes them) and the flag each one sets. Keys not listed here fall back to flag names
+// (see ReadTomlFile). Read from anycable-go's sources: the top level, [server], [rpc], [broker],
+// [streams], [ws], [sse], [redis], [nats], [redis_stream_broadcast], [metrics], [app],
+// [embedded_nats]. Following the flag names because those sources were not at hand: [logging],
+// [jwt], [metrics.statsd], [http_broadcast], [redis_pubsub_broadcast]/[nats_broadcast] channel,
+// [disconnector], [app] enable_native_pings/shutdown_delay, [ws] max_pending_size,
+// [streams] presence, and the [pusher], [api], [ds] sections (flag-name fallback).
+struct TomlKey {
+  std::string_view path;  // "server.host", "metrics.statsd.prefix", "secret"
+  std::string_view flag;  // "" = a file-only setting anycable-go has no flag for
+  // File-only settings: the one value ringcable accepts (anycable-go's default); "*" = any value
+  // (settings that only matter with a feature whose own flag is checked).
+  std::string_view only_value = {};
+  std::string_view separator = ",";  // how an array becomes the flag's text
+};
+
+const std::vector<TomlKey>& TomlKeys() {
+  static const std::vector<TomlKey> kKeys = {
+      {"public", "public"},
+      {"noauth", "noauth"},
+      {"node_id", "node_id"},
+      {"secret", "secret"},
+      {"broadcast_adapters", "broadcast_adapter"},
+      {"broadcast_key", "broadcast_key"},
+      {"pubsub_adapter", "pubsub"},
+      {"presets", "presets"},
+      {"server.host", "host"},
+      {"server.port", "port"},
+      {"server.allowed_origins", "allowed_origins"},
+      {"server.max_conn", "max-conn"},
+      {"server.health_path", "health-path"},
+      {"server.ssl.cert_path", "ssl_cert"},
+      {"server.ssl.key_path", "ssl_key"},
+      {"logging.level", "log_level"},
+      {"logging.format", "log_format"},
+      {"logging.debug", "debug"},
+      // rpc.implementation is handled in ReadTomlFile ("none" means --norpc).
+      {"rpc.host", "rpc_host"},
+      {"rpc.proxy_headers", "headers"},
+      {"rpc.proxy_cookies", "proxy-cookies"},
+      {"rpc.concurrency", "rpc_concurrency"},
+      {"rpc.enable_tls", "rpc_enable_tls"},
+      {"rpc.tls_verify", "rpc_tls_verify"},
+      {"rpc.tls_root_ca_path", "rpc_tls_root_ca"},
+      {"rpc.max_recv_size", "rpc_max_call_recv_size"},
+      {"rpc.max_send_size", "rpc_max_call_send_size"},
+      {"rpc.secret", "http_rpc_secret"},
+      {"rpc.request_timeout", "rpc_request_timeout"},
+      {"rpc.command_timeout", "rpc_command_timeout"},
+      {"rpc.http_request_timeout", "http_rpc_timeout"},
+      {"broker.adapter", "broker"},
+      {"broker.history_ttl", "history_ttl"},
+      {"broker.history_limit", "history_limit"},
+      {"broker.sessions_ttl", "sessions_ttl"},
+      {"broker.presence_ttl", "presence_ttl"},
+      {"jwt.secret", "jwt_secret"},
+      {"jwt.param", "jwt_param"},
+      {"jwt.force", "enforce_jwt"},
+      {"streams.secret", "streams_secret"},
+      {"streams.public", "public_streams"},
+      {"streams.whisper", "streams_whisper"},
+      {"streams.presence", "streams_presence"},
+      {"streams.pubsub_channel", "", "$pubsub"},
+      {"streams.turbo", "turbo_streams"},
+      {"streams.turbo_secret", "turbo_streams_secret"},
+      {"streams.cable_ready", "cable_ready"},
+      {"streams.cable_ready_secret", "cable_ready_secret"},
+      {"ws.paths", "path"},
+      {"ws.read_buffer_size", "read_buffer_size"},
+      {"ws.write_buffer_size", "write_buffer_size"},
+      {"ws.max_message_size", "max_message_size"},
+      {"ws.write_timeout", "ws_write_timeout"},
+      {"ws.max_pending_size", "ws_max_pending_size"},
+      {"ws.enable_compression", "enable_ws_compression"},
+      {"sse.enabled", "sse"},
+      {"sse.path", "sse_path"},
+      {"sse.ping_interval", "", "0"},
+      {"redis.url", "redis_url"},
+      {"redis.sentinels", "redis_sentinels"},
+      {"redis.sentinel_discovery_interval", "redis_sentinel_discovery_interval"},
+      {"redis.keepalive_ping_interval", "redis_keepalive_interval"},
+      {"redis.tls_verify", "redis_tls_verify"},
+      {"redis.tls_ca_cert_path", "redis_tls_ca_cert_path"},
+      {"redis.tls_client_cert_path", "redis_tls_client_cert_path"},
+      {"redis.tls_client_key_path", "redis_tls_client_key_path"},
+      {"redis.max_reconnect_attempts", "", "5"},
+      {"redis.disable_cache", "redis_disable_cache"},
+      {"nats.servers", "nats_servers"},
+      {"nats.dont_randomize_servers", "nats_dont_randomize_servers"},
+      {"nats.max_reconnect_attempts", "", "5"},
+      {"http_broadcast.port", "http_broadcast_port"},
+      {"http_broadcast.path", "http_broadcast_path"},
+      {"http_broadcast.secret", "http_broadcast_secret"},
+      {"http_broadcast.cors", "http_broadcast_cors"},
+      {"redis_stream_broadcast.stream", "redisx_stream"},
+      {"redis_stream_broadcast.group", "redisx_group"},
+      {"redis_stream_broadcast.stream_read_block_milliseconds", "redisx_read_block_milliseconds"},
+      {"redis_pubsub_broadcast.channel", "redis_channel"},
+      {"nats_broadcast.channel", "nats_channel"},
+      {"metrics.http", "metrics_http"},
+      {"metrics.http_path", "metrics_http"},  // the tag anycable-go reads (it writes "http")
+      {"metrics.host", "metrics_host"},
+      {"metrics.port", "metrics_port"},
+      {"metrics.log", "metrics_log"},
+      {"metrics.rotate_interval", "metrics_rotate_interval"},
+      {"metrics.log_filter", "metrics_log_filter"},
+      // metrics.tags (a table) is handled in ReadTomlFile.
+      {"metrics.statsd.host", "statsd_host"},
+      {"metrics.statsd.prefix", "statsd_prefix"},
+      {"metrics.statsd.tags_format", "statsd_tags_format"},
+      {"metrics.statsd.max_packet_size", "statsd_max_packet_size"},
+      {"app.ping_interval", "ping_interval"},
+      {"app.ping_timestamp_precision", "ping_timestamp_precision"},
+      {"app.pong_timeout", "pong_timeout"},
+      {"app.enable_native_pings", "enable_native_pings"},
+      {"app.disconnect_mode", "disconnect_mode"},
+      {"app.shutdown_timeout", "shutdown_timeout"},
+      {"app.shutdown_delay", "shutdown_delay"},
+      {"app.stats_refresh_interval", "stats_refresh_interval"},
+      {"app.broadcast_gopool_size", "hub_gopool_size"},
+      {"app.shutdown_disconnect_gopool_size", "shutdown_pool_size"},
+      {"disconnector.rate", "disconnect_rate"},
+      {"disconnector.backlog_size", "disconnect_backlog_size"},
+      {"disconnector.shutdown_timeout", "disconnect_timeout"},
+      {"embedded_nats.enabled", "embed_nats"},
+      {"embedded_nats.debug", "enats_debug"},
+      {"embedded_nats.trace", "enats_trace"},
+      {"embedded_nats.name", "enats_server_name"},
+      {"embedded_nats.service_addr", "enats_addr"},
+      {"embedded_nats.cluster_addr", "enats_cluster"},
+      {"embedded_nats.cluster_name", "enats_cluster_name"},
+      {"embedded_nats.gateway_addr", "enats_gateway"},
+      {"embedded_nats.gateway_advertise", "enats_gateway_advertise"},
+      {"embedded_nats.gateways", "enats_gateways", {}, ";"},
+      {"embedded_nats.routes", "enats_cluster_routes"},
+      {"embedded_nats.jetstream", "", "false"},
+      {"embedded_nats.jetstream_store_dir", "enats_store_dir"},
+      {"embedded_nats.jetstream_ready_timeout", "", "*"},
+      {"embedded_nats.max_payload", "enats_max_payload"},
+      {"ds.enabled", "ds"},
+  };
+  return kKeys;
+}
+
+const TomlKey* FindTomlKey(std::string_view path) {
+  for (const auto& key : TomlKeys()) {
+    if (key.path == path) return &key;
+  }
+  return nullptr;
+}
+
+// The TOML file as (flag, raw value, origin) in file order (toml++ keeps a table's keys sorted).
 struct FileItem {
   const FlagSpec* spec;
   std::string raw;
@@ -842,65 +1080,323 @@ cable::Result<std::vector<FileItem>, std::string> ReadTomlFile(const std::string
   }
   std::vector<FileItem> out;
   std::optional<std::string> error;
+  const std::string in_file = " in config file " + path;
   auto scalar = [](const toml::node& n) -> std::optional<std::string> {
     if (auto v = n.value<std::string>()) return *v;
     if (n.is_integer()) return std::to_string(*n.value<int64_t>());
     if (n.is_boolean()) return std::string(*n.value<bool>() ? "true" : "false");
     return std::nullopt;
   };
-  auto add = [&](const std::string& key, const std::vector<std::string>& names,
-                 const toml::node& n) {
-    if (error) return;
-    const std::string origin = "key \"" + key + "\" in config file " + path;
-    const FlagSpec* spec = nullptr;
-    for (const auto& name : names) {
-      if ((spec = FindFlag(name))) break;
-    }
-    if (!spec) {
-      error = "unknown key \"" + key + "\" in config file " + path;
-      return;
-    }
-    std::string raw;
-    if (auto v = scalar(n)) {
-      raw = *v;
-    } else if (const toml::array* arr = n.as_array()) {
+  // A scalar as its text, an array as its items joined by `separator`.
+  auto text_of = [&](const std::string& key, const toml::node& n,
+                     std::string_view separator) -> std::optional<std::string> {
+    if (auto v = scalar(n)) return v;
+    if (const toml::array* arr = n.as_array()) {
+      std::string raw;
+      bool first = true;
       for (const auto& el : *arr) {
         auto v = scalar(el);
         if (!v) {
-          error = "invalid value for " + origin + ": array items must be strings or integers";
-          return;
+          error = "invalid value for key \"" + key + "\"" + in_file +
+                  ": array items must be strings or integers";
+          return std::nullopt;
         }
-        if (!raw.empty()) raw += ',';
+        if (!first) raw += separator;
         raw += *v;
+        first = false;
       }
-    } else {
-      error = "invalid value for " + origin + ": expected a string, integer, boolean or array";
+      return raw;
+    }
+    error = "invalid value for key \"" + key + "\"" + in_file +
+            ": expected a string, integer, boolean or array";
+    return std::nullopt;
+  };
+  auto push = [&](std::string_view flag, std::string raw, const std::string& key) {
+    out.push_back({FindFlag(flag), std::move(raw), "key \"" + key + "\"" + in_file});
+  };
+  auto add = [&](const std::string& key, const toml::node& n) {
+    if (key == "rpc.implementation") {
+      auto raw = text_of(key, n, ",");
+      if (!raw) return;
+      if (*raw == "none") {
+        push("norpc", "true", key);
+      } else {
+        push("rpc_impl", *raw, key);
+      }
       return;
     }
-    out.push_back({spec, std::move(raw), origin});
-  };
-  for (const auto& [k, node] : parsed.table()) {
-    const std::string key(k.str());
-    if (const toml::table* section = node.as_table()) {
-      for (const auto& [k2, node2] : *section) {
-        const std::string sub(k2.str());
-        std::vector<std::string> names{key + "_" + sub, sub};
-        if (key == "logging") names.insert(names.begin() + 1, "log_" + sub);
-        if (node2.is_table()) {
-          error = "unknown key \"" + key + "." + sub + "\" in config file " + path;
-          break;
+    const FlagSpec* spec = nullptr;
+    std::string_view separator = ",";
+    if (const TomlKey* known = FindTomlKey(key)) {
+      separator = known->separator;
+      if (known->flag.empty()) {
+        auto raw = text_of(key, n, separator);
+        if (raw && known->only_value != "*" && *raw != known->only_value) {
+          error = "key \"" + key + "\"" + in_file + ": value \"" + *raw +
+                  "\" is not supported by ringcable yet (only \"" + std::string(known->only_value) +
+                  "\")";
         }
-        add(key + "." + sub, names, node2);
+        return;
       }
+      spec = FindFlag(known->flag);
     } else {
-      add(key, {key}, node);
+      // Fallback: a flag name at the top level, or in [section] "<section>_<key>" if that flag
+      // exists, else "<key>" ([logging] also tries "log_<key>").
+      const size_t dot = key.find('.');
+      std::vector<std::string> names;
+      if (dot == std::string::npos) {
+        names = {key};
+      } else if (key.find('.', dot + 1) == std::string::npos) {
+        const std::string section = key.substr(0, dot);
+        const std::string sub = key.substr(dot + 1);
+        names = {section + "_" + sub, sub};
+        if (section == "logging") names.insert(names.begin() + 1, "log_" + sub);
+      }
+      for (const auto& name : names) {
+        if ((spec = FindFlag(name))) break;
+      }
     }
-    if (error) return cable::MakeError(*error);
+    if (!spec) {
+      error = "unknown key \"" + key + "\"" + in_file;
+      return;
+    }
+    if (auto raw = text_of(key, n, separator)) push(spec->name, std::move(*raw), key);
+  };
+  // Walks nested tables as dotted paths ([metrics.statsd] host → "metrics.statsd.host").
+  std::function<void(const toml::table&, const std::string&)> walk =
+      [&](const toml::table& table, const std::string& prefix) {
+        for (const auto& [k, node] : table) {
+          if (error) return;
+          const std::string key =
+              prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+          if (key == "metrics.tags" && node.is_table()) {
+            // [metrics] tags.<name> = "<value>" → --metrics_tags "<name>:<value>,..."
+            std::string raw;
+            for (const auto& [tag, value] : *node.as_table()) {
+              auto v = scalar(value);
+              if (!v) {
+                error = "invalid value for key \"metrics.tags." + std::string(tag.str()) + "\"" +
+                        in_file + ": expected a string";
+                return;
+              }
+              if (!raw.empty()) raw += ',';
+              raw += std::string(tag.str()) + ":" + *v;
+            }
+            push("metrics_tags", raw, key);
+          } else if (const toml::table* sub = node.as_table()) {
+            walk(*sub, key);
+          } else {
+            add(key, node);
+          }
+        }
+      };
+  walk(parsed.table(), "");
+  if (error) return cable::MakeError(*error);
+  return out;
+}
+
+// --- Presets (spec §2.9, anycable-go config/presets.go) ---
+// A preset changes a setting only while it is at its default, through the flag's own setter, so
+// a preset that needs a feature ringcable lacks fails with that flag's "not supported yet" error.
+
+// True when no source set `flag`, or set it to a value meaning the same as its default.
+bool FlagAtDefault(const Config& c, std::string_view flag) {
+  const FlagSpec* spec = FindFlag(flag);
+  auto it = c.flag_values.find(Normalize(flag));
+  if (spec == nullptr || it == c.flag_values.end()) return true;
+  // As anycable-go: only the default itself counts (an explicit --broker=none keeps the broker
+  // preset away); an empty string is how env files leave a setting unset.
+  const Value v = LiteralValue(*spec, it->second);
+  if (SameValue(spec->kind, LiteralValue(*spec, spec->default_value), v)) return true;
+  return spec->kind != FlagKind::kBool && spec->kind != FlagKind::kInt && Trim(it->second).empty();
+}
+
+// The flag's effective text: what a source set, else its default.
+std::string FlagValueText(const Config& c, std::string_view flag) {
+  auto it = c.flag_values.find(Normalize(flag));
+  if (it != c.flag_values.end()) return it->second;
+  const FlagSpec* spec = FindFlag(flag);
+  return spec ? std::string(spec->default_value) : std::string();
+}
+
+bool AtDefault(const Builder& b, std::string_view flag) { return FlagAtDefault(b.config, flag); }
+std::string FlagText(const Builder& b, std::string_view flag) {
+  return FlagValueText(b.config, flag);
+}
+
+std::optional<std::string> PresetSet(Builder& b, std::string_view preset, std::string_view flag,
+                                     const std::string& value) {
+  const FlagSpec* spec = FindFlag(flag);
+  if (auto err = ApplyOne(b, *spec, "preset " + std::string(preset), value)) {
+    return "preset " + std::string(preset) + ": " + *err;
+  }
+  return std::nullopt;
+}
+
+// Embedded NATS addresses and names: inert unless --embed_nats is on (a flag checked on its own),
+// so a preset records them even before ringcable has an embedded NATS.
+std::optional<std::string> PresetSetEnats(Builder& b, std::string_view preset,
+                                          std::string_view flag, const std::string& value) {
+  const FlagSpec* spec = FindFlag(flag);
+  if (spec->supported) return PresetSet(b, preset, flag, value);
+  b.config.flag_values[Normalize(flag)] = value;
+  b.config.inert_preset_flags[Normalize(flag)] = std::string(preset);
+  return std::nullopt;
+}
+
+bool Has(const std::map<std::string, std::string>& env, const char* name) {
+  return env.find(name) != env.end();
+}
+
+std::vector<std::string> DetectPresets(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> out;
+  if (Has(env, "FLY_APP_NAME") && Has(env, "FLY_ALLOC_ID") && Has(env, "FLY_REGION")) {
+    out.push_back("fly");
+  }
+  if (Has(env, "HEROKU_APP_ID") && Has(env, "HEROKU_DYNO_ID")) out.push_back("heroku");
+  return out;
+}
+
+std::string RandomChars(size_t n);
+std::string StableChars(std::string_view seed, size_t n);
+
+std::optional<std::string> LoadFlyPreset(Builder& b,
+                                         const std::map<std::string, std::string>& env) {
+  constexpr std::string_view kName = "fly";
+  auto env_or = [&env](const char* name) {
+    auto it = env.find(name);
+    return it == env.end() ? std::optional<std::string>() : std::optional<std::string>(it->second);
+  };
+  if (AtDefault(b, "host")) {
+    if (auto err = PresetSet(b, kName, "host", "0.0.0.0")) return err;
+  }
+  const auto region = env_or("FLY_REGION");
+  if (!region) return std::string("preset fly: FLY_REGION env is missing");
+  const auto app = env_or("FLY_APP_NAME");
+  if (!app) return std::string("preset fly: FLY_APP_NAME env is missing");
+  // HTTP broadcasts on the main port: Fly exposes one port per service.
+  if (AtDefault(b, "http_broadcast_port")) {
+    if (auto err = PresetSet(b, kName, "http_broadcast_port", std::to_string(b.config.port))) {
+      return err;
+    }
+  }
+  const std::string internal = *region + "." + *app + ".internal";
+  const std::pair<const char*, std::string> enats[] = {
+      {"enats_addr", "nats://0.0.0.0:4222"},
+      {"enats_cluster", "nats://0.0.0.0:5222"},
+      {"enats_cluster_name", *app + "-" + *region + "-cluster"},
+      {"enats_cluster_routes", "nats://" + internal + ":5222"},
+      {"enats_gateway_advertise", internal + ":7222"},
+      {"enats_server_name", "fly-" + *region + "-" + env_or("FLY_ALLOC_ID").value_or("") + "-" +
+                                StableChars(env_or("FLY_ALLOC_ID").value_or(""), 3)},
+  };
+  for (const auto& [flag, value] : enats) {
+    if (!AtDefault(b, flag)) continue;
+    if (auto err = PresetSetEnats(b, kName, flag, value)) return err;
+  }
+  // Pub/sub: the user's Redis if there is one, else an embedded NATS cluster.
+  if (AtDefault(b, "pubsub") && b.config.pubsub.empty()) {
+    if (!AtDefault(b, "redis_url")) {
+      if (auto err = PresetSet(b, kName, "pubsub", "redis")) return err;
+    } else {
+      if (auto err = PresetSet(b, kName, "pubsub", "nats")) return err;
+      if (FlagText(b, "embed_nats") != "true" || AtDefault(b, "nats_servers")) {
+        if (auto err = PresetSet(b, kName, "embed_nats", "true")) return err;
+        if (auto err = PresetSet(b, kName, "nats_servers", FlagText(b, "enats_addr"))) return err;
+      }
+    }
+  }
+  if (AtDefault(b, "broker") && FlagText(b, "embed_nats") == "true") {
+    if (auto err = PresetSet(b, kName, "broker", "nats")) return err;
+  }
+  if (auto rpc_app = env_or("ANYCABLE_FLY_RPC_APP_NAME"); rpc_app && AtDefault(b, "rpc_host")) {
+    const std::string host = "dns:///" + *region + "." + *rpc_app + ".internal:50051";
+    if (auto err = PresetSet(b, kName, "rpc_host", host)) return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> LoadHerokuPreset(Builder& b,
+                                            const std::map<std::string, std::string>& env) {
+  constexpr std::string_view kName = "heroku";
+  if (AtDefault(b, "host")) {
+    if (auto err = PresetSet(b, kName, "host", "0.0.0.0")) return err;
+  }
+  // Heroku routes only $PORT to the dyno: broadcasts must arrive there too.
+  auto port = env.find("PORT");
+  if (AtDefault(b, "http_broadcast_port") && port != env.end() && !port->second.empty()) {
+    if (auto err = PresetSet(b, kName, "http_broadcast_port", port->second)) return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> LoadBrokerPreset(Builder& b) {
+  constexpr std::string_view kName = "broker";
+  const bool redis = !AtDefault(b, "redis_url");
+  const bool enats = FlagText(b, "embed_nats") == "true";
+  if (AtDefault(b, "broker")) {
+    if (auto err = PresetSet(b, kName, "broker", enats ? "nats" : "memory")) return err;
+  }
+  if (AtDefault(b, "broadcast_adapter")) {
+    const char* adapters = enats ? "http,nats" : redis ? "http,redisx,redis" : "http";
+    if (auto err = PresetSet(b, kName, "broadcast_adapter", adapters)) return err;
+  }
+  if (AtDefault(b, "pubsub") && (enats || redis)) {
+    if (auto err = PresetSet(b, kName, "pubsub", enats ? "nats" : "redis")) return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> LoadPresets(Builder& b, const std::map<std::string, std::string>& env) {
+  Config& c = b.config;
+  const std::vector<std::string> presets = c.presets.empty() ? DetectPresets(env) : c.presets;
+  for (const auto& preset : presets) {
+    std::optional<std::string> err;
+    if (preset == "fly") {
+      err = LoadFlyPreset(b, env);
+    } else if (preset == "heroku") {
+      err = LoadHerokuPreset(b, env);
+    } else if (preset == "broker") {
+      err = LoadBrokerPreset(b);
+    } else {
+      continue;  // "none": no preset, and no detection either
+    }
+    if (err) return err;
+    c.applied_presets.push_back(preset);
+  }
+  return std::nullopt;
+}
+
+constexpr std::string_view kNanoidAlphabet =
+    "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+std::string RandomChars(size_t n) {
+  unsigned char bytes[32];
+  std::string out;
+  // 64 symbols: the low 6 bits of a random byte pick one without bias.
+  if (n > sizeof(bytes) || RAND_bytes(bytes, static_cast<int>(n)) != 1) {
+    std::random_device rd;
+    for (size_t i = 0; i < n; ++i) out += kNanoidAlphabet[rd() & 63];
+    return out;
+  }
+  for (size_t i = 0; i < n; ++i) out += kNanoidAlphabet[bytes[i] & 63];
+  return out;
+}
+
+// anycable-go adds 3 random characters to the eNATS server name; ringcable derives them from the
+// seed (the Fly allocation id) so that --print-config output reads back unchanged.
+std::string StableChars(std::string_view seed, size_t n) {
+  const std::string digest = HexHmacSha256(seed, "enats-server-name");
+  std::string out;
+  for (size_t i = 0; i < n && 2 * i + 1 < digest.size(); ++i) {
+    out += kNanoidAlphabet[std::stoi(digest.substr(2 * i, 2), nullptr, 16) & 63];
   }
   return out;
 }
 
 }  // namespace
+
+std::string RandomNodeId() { return RandomChars(6); }
 
 cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
                                          const std::map<std::string, std::string>& env) {
@@ -1008,8 +1504,11 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
       return cable::MakeError(*err);
     }
   }
+  // Pass 4: presets, on whatever is still at its default.
+  if (auto err = LoadPresets(builder, env)) return cable::MakeError(*err);
 
   Config& c = builder.config;
+  if (c.node_id.empty()) c.node_id = RandomNodeId();
   if (c.rpc_concurrency <= 0) c.rpc_concurrency = kDefaultRpcConcurrency;
   if (c.debug) {
     c.log_level = "debug";
@@ -1024,6 +1523,7 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     c.broadcast_key = builder.http_broadcast_secret;
   } else if (!c.secret.empty()) {
     c.broadcast_key = HexHmacSha256(c.secret, "broadcast-cable");
+    c.broadcast_key_derived = true;
   }
   // Auth / streams: --secret is used directly (not derived) for JWT and signed streams.
   if (c.jwt_secret.empty()) c.jwt_secret = builder.jwt_id_key;
@@ -1047,11 +1547,13 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     if (redisx || c.redis_url != "redis://localhost:6379") c.pubsub = "redis";
   }
   if (builder.public_mode) {
+    c.public_mode = true;
     c.noauth = true;
     c.public_streams = true;
     c.broadcast_key.clear();  // as anycable-go: public mode makes broadcasting public too
+    c.broadcast_key_derived = false;
   }
-  if (print_config) return Parsed{Action::kPrintConfig, c, Describe(c)};
+  if (print_config) return Parsed{Action::kPrintConfig, c, ToToml(c)};
   return Parsed{Action::kRun, std::move(c), std::string()};
 }
 
@@ -1175,6 +1677,456 @@ std::string Describe(const Config& c) {
   for (const auto& [name, value] : rows) {
     out.append(name).append(": ").append(value).append("\n");
   }
+  return out;
+}
+
+namespace {
+
+// TOML basic string: quotes, backslashes and control characters escaped.
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (ch == '\r') {
+      out += "\\r";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+std::string QuoteList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += Quote(items[i]);
+  }
+  return out + "]";
+}
+
+std::vector<std::string> SplitOn(std::string_view s, char separator) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    const size_t at = s.find(separator);
+    std::string item = Trim(s.substr(0, at));
+    if (!item.empty()) out.push_back(std::move(item));
+    if (at == std::string_view::npos) break;
+    s.remove_prefix(at + 1);
+  }
+  return out;
+}
+
+bool BareKey(std::string_view key) {
+  return !key.empty() && std::all_of(key.begin(), key.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || ch == '_' || ch == '-';
+  });
+}
+
+// Builds the file: a setting at its default is written as a comment (so the file keeps
+// following ringcable's defaults), anything else as `key = value`.
+class TomlWriter {
+ public:
+  explicit TomlWriter(const Config& c) : c_(c) {}
+  void Section(std::string_view comment, std::string_view name) {
+    if (!comment.empty()) out_.append("# ").append(comment).append("\n");
+    out_.append("[").append(name).append("]\n");
+  }
+  void End() { out_ += "\n"; }
+  void Comment(std::string_view text) { out_.append("# ").append(text).append("\n"); }
+  // `value` is TOML text; `example` is what the comment shows when at the default.
+  void Put(std::string_view help, std::string_view key, const std::string& value, bool at_default,
+           const std::string& example) {
+    if (!help.empty()) Comment(help);
+    if (at_default) {
+      out_.append("# ").append(key).append(" = ").append(example).append("\n");
+    } else {
+      out_.append(key).append(" = ").append(value).append("\n");
+    }
+  }
+  void Put(std::string_view help, std::string_view key, const std::string& value, bool at_default) {
+    Put(help, key, value, at_default, value);
+  }
+  void Always(std::string_view help, std::string_view key, const std::string& value) {
+    Put(help, key, value, false);
+  }
+  // A flag ringcable keeps no typed field for: its text from Config::flag_values.
+  void Flag(std::string_view help, std::string_view key, std::string_view flag,
+            char list_separator = ',') {
+    const FlagSpec* spec = FindFlag(flag);
+    const std::string text = FlagValueText(c_, flag);
+    if (auto by = c_.inert_preset_flags.find(Normalize(flag)); by != c_.inert_preset_flags.end()) {
+      // Recorded by a preset for a feature that is off: the preset sets it again on read-back.
+      if (!help.empty()) Comment(help);
+      Comment(std::string(key) + " = " + Quote(text) + " (set by the " + by->second + " preset)");
+      return;
+    }
+    std::string value;
+    switch (spec->kind) {
+      case FlagKind::kBool:
+      case FlagKind::kInt:
+        value = text;
+        break;
+      case FlagKind::kList:
+        value = QuoteList(SplitOn(text, list_separator));
+        break;
+      case FlagKind::kString:
+      case FlagKind::kSecret:
+        value = Quote(text);
+        break;
+    }
+    std::string example = value;
+    if (spec->kind == FlagKind::kBool) example = text == "true" ? "false" : "true";
+    Put(help, key, value, FlagAtDefault(c_, flag), example);
+  }
+  void FlagList(std::string_view help, std::string_view key, std::string_view flag, char sep) {
+    const std::string text = FlagValueText(c_, flag);
+    if (auto by = c_.inert_preset_flags.find(Normalize(flag)); by != c_.inert_preset_flags.end()) {
+      if (!help.empty()) Comment(help);
+      Comment(std::string(key) + " = " + QuoteList(SplitOn(text, sep)) + " (set by the " +
+              by->second + " preset)");
+      return;
+    }
+    Put(help, key, QuoteList(SplitOn(text, sep)), FlagAtDefault(c_, flag));
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  const Config& c_;
+  std::string out_;
+};
+
+std::string B(bool v) { return v ? "true" : "false"; }
+std::string I(int64_t v) { return std::to_string(v); }
+
+const char* ModeName(DisconnectMode m) {
+  return m == DisconnectMode::kAlways ? "always" : m == DisconnectMode::kNever ? "never" : "auto";
+}
+
+const char* PrecisionName(PingPrecision p) {
+  return p == PingPrecision::kMilliseconds ? "ms" : p == PingPrecision::kNanoseconds ? "ns" : "s";
+}
+
+// "k:v,k2:v2" as TOML dotted keys (tags.k = "v"), sorted by name so the file reads back into the
+// same text; nullopt when the text is not a clean list of unique key:value pairs.
+std::optional<std::vector<std::pair<std::string, std::string>>> TagPairs(const std::string& raw) {
+  std::map<std::string, std::string> sorted;
+  for (const auto& item : SplitOn(raw, ',')) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    std::string key = Trim(std::string_view(item).substr(0, colon));
+    if (!BareKey(key) ||
+        !sorted.emplace(key, Trim(std::string_view(item).substr(colon + 1))).second) {
+      return std::nullopt;
+    }
+  }
+  return std::vector<std::pair<std::string, std::string>>(sorted.begin(), sorted.end());
+}
+
+}  // namespace
+
+std::string ToToml(const Config& c) {
+  static const Config kDefault;
+  TomlWriter w(c);
+  w.Comment("AnyCable server configuration (written by ringcable --print-config).");
+  w.Comment("Save it as anycable.toml (or pass --config-path); keys follow anycable-go 1.6.");
+  w.Comment("Commented lines show a default or an example; secrets are written as they are.");
+  w.End();
+  w.Comment("General settings");
+  w.End();
+  w.Put(
+      "Public mode disables connection authentication, pub/sub streams and broadcasts "
+      "verification",
+      "public", "true", !c.public_mode, "false");
+  w.Put("Disable connection authentication only", "noauth", "true", !c.noauth, "false");
+  w.Put("Application instance ID", "node_id", Quote(c.node_id), !c.node_id_user_provided,
+        "\"<auto-generated at each server start>\"");
+  w.Always("The application secret key", "secret", Quote(c.secret.empty() ? "none" : c.secret));
+  w.Always("Broadcasting adapters for app-to-clients messages", "broadcast_adapters",
+           QuoteList(c.broadcast_adapters));
+  w.Comment("Broadcasting authorization key");
+  if (c.broadcast_key_derived) {
+    w.Comment("broadcast_key = \"<auto-generated from the application secret>\"");
+  } else {
+    w.Always("", "broadcast_key", Quote(c.broadcast_key.empty() ? "none" : c.broadcast_key));
+  }
+  w.Put("Pub/sub adapter for inter-node communication", "pubsub_adapter", Quote(c.pubsub),
+        c.pubsub.empty(), "\"redis\" # or \"nats\"");
+  w.Put("User-provided configuration presets", "presets", QuoteList(c.presets), c.presets.empty(),
+        "[\"broker\"]");
+  if (c.presets.empty() && !c.applied_presets.empty()) {
+    w.Comment("(detected from the environment: " + JoinList(c.applied_presets, ", ") + ")");
+  }
+  w.End();
+
+  w.Section("Server configuration", "server");
+  w.Always("Host address to bind to", "host", Quote(c.host));
+  w.Always("Port to listen on", "port", I(c.port));
+  w.Always("Allowed origins (a comma-separated list)", "allowed_origins",
+           Quote(JoinList(c.allowed_origins, ",")));
+  w.Put("Maximum number of allowed concurrent connections", "max_conn", I(c.max_conn),
+        c.max_conn == 0, "1000");
+  w.Always("Health check endpoint path", "health_path", Quote(c.health_path));
+  w.Comment("SSL configuration");
+  w.Flag("", "ssl.cert_path", "ssl_cert");
+  w.Flag("", "ssl.key_path", "ssl_key");
+  w.End();
+
+  w.Section("Logging configuration", "logging");
+  w.Always("Log level (debug, info, warn, error)", "level", Quote(c.log_level));
+  w.Always("Log format (text, json)", "format", Quote(c.log_format));
+  w.Put("Debug mode (debug level, text format)", "debug", "true", !c.debug, "false");
+  w.End();
+
+  w.Section("RPC configuration", "rpc");
+  w.Always("RPC implementation (grpc, http, or none)", "implementation",
+           Quote(c.norpc ? "none" : FlagValueText(c, "rpc_impl")));
+  w.Always("RPC service hostname (including port, e.g., 'anycable-rpc:50051')", "host",
+           Quote(c.rpc_host));
+  w.Always("Specify HTTP headers that must be proxied to the RPC service", "proxy_headers",
+           QuoteList(c.headers));
+  w.Put("Specify which cookies must be kept in the proxied Cookie header", "proxy_cookies",
+        QuoteList(c.proxy_cookies), c.proxy_cookies.empty(), "[\"_session_id\"]");
+  w.Always("RPC concurrency (max number of concurrent RPC requests)", "concurrency",
+           I(c.rpc_concurrency));
+  w.Put("Enable client-side TLS on RPC connections", "enable_tls", "true", !c.rpc_enable_tls,
+        "true");
+  w.Put("Enable TLS Verify for RPC connections", "tls_verify", B(c.rpc_tls_verify),
+        c.rpc_tls_verify, "true");
+  w.Put("CA root TLS certificate path (or PEM contents)", "tls_root_ca_path",
+        Quote(c.rpc_tls_root_ca), c.rpc_tls_root_ca.empty(), "\"/path/to/ca.pem\"");
+  w.Comment("HTTP RPC specific settings");
+  w.Flag("Secret for HTTP RPC authentication", "secret", "http_rpc_secret");
+  w.Flag("[DEPRECATED] HTTP RPC timeout (in ms)", "http_request_timeout", "http_rpc_timeout");
+  w.Put("Timeout for RPC requests (in ms)", "request_timeout", I(c.rpc_request_timeout_ms),
+        c.rpc_request_timeout_ms == kDefault.rpc_request_timeout_ms, "3000");
+  w.Put("Total timeout for RPC commands including retries (in ms)", "command_timeout",
+        I(c.rpc_command_timeout_ms), c.rpc_command_timeout_ms == kDefault.rpc_command_timeout_ms);
+  w.Comment("GRPC fine-tuning");
+  w.Always("Max allowed incoming message size (bytes)", "max_recv_size",
+           I(c.rpc_max_call_recv_size));
+  w.Always("Max allowed outgoing message size (bytes)", "max_send_size",
+           I(c.rpc_max_call_send_size));
+  w.End();
+
+  w.Section("Broker configuration", "broker");
+  w.Flag("Broker backend adapter (memory, nats)", "adapter", "broker");
+  w.Flag("For how long to keep streams history (seconds)", "history_ttl", "history_ttl");
+  w.Flag("Max number of messages to keep in a stream history", "history_limit", "history_limit");
+  w.Flag("For how long to store sessions state for resumeability (seconds)", "sessions_ttl",
+         "sessions_ttl");
+  w.Flag("For how long to keep presence information after session disconnect (seconds)",
+         "presence_ttl", "presence_ttl");
+  w.End();
+
+  w.Section("JWT configuration", "jwt");
+  w.Put("Secret key used to verify JWT tokens", "secret", Quote(c.jwt_secret), c.jwt_secret.empty(),
+        "\"\"");
+  w.Always("Query parameter (or X-<param> header) carrying the token", "param", Quote(c.jwt_param));
+  w.Put("Require a token for every connection", "force", "true", !c.enforce_jwt, "true");
+  w.End();
+
+  w.Section("Pub/sub (signed) streams configuration", "streams");
+  w.Put("Secret key used to sign and verify pub/sub streams", "secret", Quote(c.streams_secret),
+        c.streams_secret.empty(), "\"\"");
+  w.Put("Enable public (unsigned) streams", "public", "true", !c.public_streams, "true");
+  w.Put("Enable whispering support for pub/sub streams", "whisper", "true", !c.streams_whisper,
+        "true");
+  w.Flag("Enable presence for pub/sub streams", "presence", "streams_presence");
+  w.Always("Name of the channel used for pub/sub", "pubsub_channel", Quote("$pubsub"));
+  w.Put("Enable Turbo Streams support", "turbo", "true", !c.turbo_streams, "true");
+  w.Put("Custom secret key used to verify Turbo Streams", "turbo_secret",
+        Quote(c.turbo_streams_secret), c.turbo_streams_secret.empty(), "\"\"");
+  w.Put("Enable CableReady support", "cable_ready", "true", !c.cable_ready, "true");
+  w.Put("Custom secret key used to verify CableReady streams", "cable_ready_secret",
+        Quote(c.cable_ready_secret), c.cable_ready_secret.empty(), "\"\"");
+  w.End();
+
+  w.Section("WebSockets configuration", "ws");
+  w.Always("WebSocket endpoint paths", "paths", QuoteList(c.paths));
+  w.Always("Read buffer size (accepted, no effect)", "read_buffer_size", I(c.read_buffer_size));
+  w.Always("Write buffer size (accepted, no effect)", "write_buffer_size", I(c.write_buffer_size));
+  w.Always("Maximum message size", "max_message_size", I(c.max_message_size));
+  w.Always("Write timeout (seconds)", "write_timeout", I(c.ws_write_timeout_s));
+  w.Always("Max bytes queued for one client before it is disconnected (0 = unlimited)",
+           "max_pending_size", I(c.ws_max_pending_size));
+  w.Flag("Enable compression (per-message deflate)", "enable_compression", "enable_ws_compression");
+  w.End();
+
+  w.Section("SSE configuration", "sse");
+  w.Flag("Enable Server-sent events support", "enabled", "sse");
+  w.Flag("Server-sent events endpoint path", "path", "sse_path");
+  w.Comment("Keepalive interval for comment-based pings in raw mode (seconds)");
+  w.Comment("ping_interval = 15");
+  w.End();
+
+  w.Section("Redis configuration", "redis");
+  w.Always("Redis instance URL or master name in case of sentinels usage", "url",
+           Quote(c.redis_url));
+  w.Always("Sentinel addresses (comma-separated list)", "sentinels", Quote(c.redis_sentinels));
+  w.Flag("Sentinel discovery interval (seconds)", "sentinel_discovery_interval",
+         "redis_sentinel_discovery_interval");
+  w.Always("Keepalive ping interval (seconds)", "keepalive_ping_interval",
+           I(c.redis_keepalive_interval_s));
+  w.Put("Enable TLS Verify", "tls_verify", "true", !c.redis_tls_verify, "true");
+  w.Put("Path to CA certificate file to verify Redis server", "tls_ca_cert_path",
+        Quote(c.redis_tls_ca_cert_path), c.redis_tls_ca_cert_path.empty(), "\"/path/to/ca.pem\"");
+  w.Put("Path to client TLS certificate file for mutual TLS", "tls_client_cert_path",
+        Quote(c.redis_tls_client_cert_path), c.redis_tls_client_cert_path.empty(),
+        "\"/path/to/cert.pem\"");
+  w.Put("Path to client TLS private key file for mutual TLS", "tls_client_key_path",
+        Quote(c.redis_tls_client_key_path), c.redis_tls_client_key_path.empty(),
+        "\"/path/to/key.pem\"");
+  w.Always("Max number of reconnect attempts", "max_reconnect_attempts", "5");
+  w.Flag("Disable client-side caching", "disable_cache", "redis_disable_cache");
+  w.End();
+
+  w.Section("NATS configuration", "nats");
+  w.Always("NATS server URLs (comma-separated)", "servers", Quote(c.nats_servers));
+  w.Put("Don't randomize servers during connection", "dont_randomize_servers", "true",
+        !c.nats_dont_randomize_servers, "true");
+  w.Always("Max number of reconnect attempts", "max_reconnect_attempts", "5");
+  w.End();
+
+  w.Section("Broadcast adapters configuration", "http_broadcast");
+  w.Put("HTTP broadcasting port (default: the main port when a broadcast key is set, else 8090)",
+        "port", I(c.http_broadcast_port), c.http_broadcast_port == 0, "8090");
+  w.Always("HTTP broadcasting endpoint path", "path", Quote(c.http_broadcast_path));
+  w.Flag("Add CORS headers to HTTP broadcast responses", "cors", "http_broadcast_cors");
+  w.Section("", "redis_stream_broadcast");
+  w.Always("Redis stream name", "stream", Quote(c.redisx_stream));
+  w.Always("Redis stream consumer group name", "group", Quote(c.redisx_group));
+  w.Always("Redis stream read wait time (milliseconds)", "stream_read_block_milliseconds",
+           I(c.redisx_read_block_ms));
+  w.Section("", "redis_pubsub_broadcast");
+  w.Always("Redis channel for legacy broadcasting", "channel", Quote(c.redis_channel));
+  w.Section("", "nats_broadcast");
+  w.Always("NATS subject for legacy broadcasting", "channel", Quote(c.nats_channel));
+  w.End();
+
+  w.Section("Pub/sub adapters configuration (nothing to set in ringcable)", "redis_pubsub");
+  w.Section("", "nats_pubsub");
+  w.End();
+
+  w.Section("Metrics configuration", "metrics");
+  w.Put("HTTP endpoint (Prometheus)", "http", Quote(c.metrics_http), c.metrics_http.empty(),
+        "\"/metrics\"");
+  w.Put("Standalone metrics HTTP server host to bind to", "host", Quote(c.metrics_host),
+        c.metrics_host.empty(), "\"localhost\"");
+  w.Put("Metrics HTTP server port (default: the main server's port)", "port", I(c.metrics_port),
+        c.metrics_port == 0, "8082");
+  w.Put("Enable metrics logging", "log", "true", !c.metrics_log, "true");
+  w.Always("Metrics flush interval for logs and StatsD (seconds)", "rotate_interval",
+           I(c.metrics_rotate_interval_s));
+  w.Put("Log filter (show only selected metrics)", "log_filter", QuoteList(c.metrics_log_filter),
+        c.metrics_log_filter.empty(), "[]");
+  w.Comment("Metrics tags");
+  if (c.metrics_tags.empty()) {
+    w.Comment("tags.key = \"value\"");
+  } else if (auto pairs = TagPairs(c.metrics_tags)) {
+    for (const auto& [key, value] : *pairs) w.Always("", "tags." + key, Quote(value));
+  } else {
+    w.Always("", "tags", Quote(c.metrics_tags));  // not key:value pairs; startup rejects it
+  }
+  w.End();
+  w.Section("StatsD (UDP) metrics exporter", "metrics.statsd");
+  w.Put("StatsD server (host:port)", "host", Quote(c.statsd_host), c.statsd_host.empty(),
+        "\"localhost:8125\"");
+  w.Always("Metric names prefix", "prefix", Quote(c.statsd_prefix));
+  w.Always("Tags format (datadog, influxdb, graphite)", "tags_format", Quote(c.statsd_tags_format));
+  w.Always("Maximum UDP packet size (bytes)", "max_packet_size", I(c.statsd_max_packet_size));
+  w.End();
+
+  w.Section("App configuration", "app");
+  w.Always("Server-to-client heartbeat interval (seconds)", "ping_interval", I(c.ping_interval_s));
+  w.Always("Timestamp format for ping messages (s, ms, or ns)", "ping_timestamp_precision",
+           Quote(PrecisionName(c.ping_timestamp_precision)));
+  w.Flag("Client-to-server pong timeout (seconds)", "pong_timeout", "pong_timeout");
+  w.Put("Also send WebSocket ping frames", "enable_native_pings", "true", !c.enable_native_pings,
+        "true");
+  w.Always("Define when to invoke Disconnect RPC callback", "disconnect_mode",
+           Quote(ModeName(c.disconnect_mode)));
+  w.Always("Graceful shutdown period (seconds)", "shutdown_timeout", I(c.shutdown_timeout_s));
+  w.Put("Sleep before shutting down (seconds)", "shutdown_delay", I(c.shutdown_delay_s),
+        c.shutdown_delay_s == 0, "0");
+  w.Always("How often to refresh system-wide metrics (seconds)", "stats_refresh_interval",
+           I(c.stats_refresh_interval_s));
+  w.Flag("Broadcasting goroutine pool size (accepted, no effect)", "broadcast_gopool_size",
+         "hub_gopool_size");
+  w.Flag("Disconnect-on-shutdown goroutine pool size (accepted, no effect)",
+         "shutdown_disconnect_gopool_size", "shutdown_pool_size");
+  w.End();
+
+  w.Section("Disconnector configuration", "disconnector");
+  w.Always("Max number of Disconnect calls per second", "rate", I(c.disconnect_rate));
+  w.Always("Disconnect queue capacity", "backlog_size", I(c.disconnect_backlog_size));
+  w.Flag("[DEPRECATED] No effect", "shutdown_timeout", "disconnect_timeout");
+  w.End();
+
+  w.Section("Embedded NATS configuration", "embedded_nats");
+  w.Flag("Run an embedded NATS server", "enabled", "embed_nats");
+  w.Flag("Verbose logging settings", "debug", "enats_debug");
+  w.Flag("", "trace", "enats_trace");
+  w.Flag("Service name", "name", "enats_server_name");
+  w.Flag("Service address", "service_addr", "enats_addr");
+  w.Comment("Cluster configuration");
+  w.Flag("", "cluster_addr", "enats_cluster");
+  w.Flag("", "cluster_name", "enats_cluster_name");
+  w.Flag("", "gateway_addr", "enats_gateway");
+  w.Flag("", "gateway_advertise", "enats_gateway_advertise");
+  w.FlagList("", "gateways", "enats_gateways", ';');
+  w.FlagList("", "routes", "enats_cluster_routes", ',');
+  w.Comment("JetStream configuration");
+  w.Comment("jetstream = true");
+  w.Flag("", "jetstream_store_dir", "enats_store_dir");
+  w.Flag("Maximum message payload size (0 = 1 MB)", "max_payload", "enats_max_payload");
+  w.End();
+
+  w.Section("Pusher protocol", "pusher");
+  w.Flag("Pusher application ID", "app_id", "pusher_app_id");
+  w.Flag("Pusher application key", "app_key", "pusher_app_key");
+  w.Flag("Pusher secret", "secret", "pusher_secret");
+  w.Flag("Pusher REST API port", "api_port", "pusher_api_port");
+  w.End();
+
+  w.Section("REST API", "api");
+  w.Flag("API server port (0 = disabled)", "port", "api_port");
+  w.Flag("API path prefix", "path", "api_path");
+  w.Flag("API secret", "secret", "api_secret");
+  w.End();
+
+  w.Section("Durable Streams", "ds");
+  w.Flag("Enable Durable Streams", "enabled", "ds");
+  w.Flag("Path prefix", "path", "ds_path");
+  w.Flag("Serve without authentication", "skip_auth", "ds_skip_auth");
+  w.Flag("Long-poll interval (seconds)", "poll_interval", "ds_poll_interval");
+  w.Flag("SSE TTL (seconds)", "sse_ttl", "ds_sse_ttl");
+  w.End();
+
+  w.Section("ringcable's own settings (anycable-go has none of these)", "ringcable");
+  w.Put("Worker threads, one io_uring each (0 = number of online CPUs)", "workers", I(c.workers),
+        c.workers == 0, "0");
+  w.Always("Seconds an HTTP request or WebSocket upgrade may take (0 = no limit)",
+           "handshake_timeout", I(c.handshake_timeout_s));
+  w.Always("Seconds sent data may stay unacknowledged (0 = kernel default)", "tcp_user_timeout",
+           I(c.tcp_user_timeout_s));
+  return w.Take();
+}
+
+std::vector<std::pair<std::string, std::string>> TomlKeyFlags() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& key : TomlKeys()) out.emplace_back(key.path, key.flag);
   return out;
 }
 

@@ -1,8 +1,12 @@
-// Configuration module: turns the command line and ANYCABLE_* environment variables into one
-// validated, immutable Config, using anycable-go 1.6 flag names, env names and defaults
-// (spec §2, anycable-go cli/options.go). Flags that anycable-go has but ringcable does not
-// implement yet are recognised: their default value is accepted and ignored, any other value is
-// an error, so a deployment never silently loses a feature it asked for.
+// Configuration module: turns the command line, ANYCABLE_* environment variables and the TOML
+// file into one validated, immutable Config, using anycable-go 1.6 flag names, env names, TOML
+// keys and defaults (spec §2, anycable-go cli/options.go, config/config.go). Flags that
+// anycable-go has but ringcable does not implement yet are recognised: their default value is
+// accepted and ignored, any other value is an error, so a deployment never silently loses a
+// feature it asked for. Platform presets (fly, heroku, broker; spec §2.9) run after every source
+// and go through the same setters, so a preset that needs a missing feature fails the same way.
+// ToToml() prints the effective configuration in anycable-go's anycable.toml layout; reading that
+// file back gives the same configuration.
 //
 // Threading: Parse() is a pure function (no globals touched); call it once from main() before
 // any worker starts. EnvironFromProcess() reads `environ` and must not race with setenv().
@@ -13,6 +17,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -23,6 +28,13 @@ enum class DisconnectMode { kAuto, kAlways, kNever };
 enum class PingPrecision { kSeconds, kMilliseconds, kNanoseconds };
 
 struct Config {
+  // node identity: --node_id, else a random 6-character id (anycable-go's nanoid alphabet)
+  std::string node_id;
+  bool node_id_user_provided = false;
+  // --presets as given (e.g. {"broker"}, {"none"}); empty = detected from the environment
+  std::vector<std::string> presets;
+  std::vector<std::string> applied_presets;  // what actually ran, user's or detected
+
   // server
   std::string host = "localhost";
   int port = 8080;
@@ -36,6 +48,8 @@ struct Config {
   // else hex HMAC-SHA256(key=secret, msg="broadcast-cable") when secret is set. Empty = no auth
   // (also when --broadcast_key=none, which disables the derivation).
   std::string broadcast_key;
+  bool broadcast_key_derived = false;  // broadcast_key is HMAC(secret), not given explicitly
+  bool public_mode = false;            // --public (its effects are already folded in below)
   int shutdown_timeout_s = 30;
   int shutdown_delay_s = 0;
   std::string log_level = "info";   // debug|info|warn|error; --debug forces "debug"
@@ -113,9 +127,23 @@ struct Config {
   std::string metrics_tags;  // raw "k:v,k2:v2"; parsed by metrics::ParseTags
   bool metrics_log = false;
   int metrics_rotate_interval_s = 15;
+  std::vector<std::string> metrics_log_filter;  // metric names for the log line; empty = all
+  int stats_refresh_interval_s = 5;             // accepted; ringcable's gauges are always live
+  std::string statsd_host;                      // "host:port"; empty = StatsD off
+  std::string statsd_prefix = "anycable_go.";
+  std::string statsd_tags_format = "datadog";  // datadog | influxdb | graphite
+  int statsd_max_packet_size = 1400;
+
+  // Normalised text of every flag some source (file, env, CLI, preset) set, by canonical flag
+  // name, last writer wins. ToToml() reads settings that have no typed field above from here
+  // (features ringcable does not implement yet), so they still round-trip.
+  std::map<std::string, std::string> flag_values;
+  // Flags a preset recorded for a feature that is off (embedded NATS addresses): flag -> preset.
+  // ToToml() writes them as comments; the preset sets them again when the file is read back.
+  std::map<std::string, std::string> inert_preset_flags;
 };
 
-enum class Action { kRun, kHelp, kVersion, kPrintConfig };  // kPrintConfig: text = Describe()
+enum class Action { kRun, kHelp, kVersion, kPrintConfig };  // kPrintConfig: text = ToToml()
 
 struct Parsed {
   Action action = Action::kRun;
@@ -124,11 +152,13 @@ struct Parsed {
 };
 
 // args = argv without the program name; env = the process environment as name -> value.
-// Precedence: default < TOML file < env < command line. The file is --config-path, else
-// ./anycable.toml, else /etc/anycable/anycable.toml (none with --ignore-config-path); its keys are
-// flag names (top level, or `[section] key` meaning section_key, e.g. [rpc] host = rpc_host) and go
-// through the same setters. File errors name the key and the file. Error: one human-readable line,
-// e.g. "unknown flag: --foo" or "invalid value \"abc\" for flag --port: not an integer".
+// Precedence: default < TOML file < env < command line; then presets change settings that are
+// still at their default (as anycable-go's do). The file is --config-path, else ./anycable.toml,
+// else /etc/anycable/anycable.toml (none with --ignore-config-path). Its keys are anycable-go's
+// (`[server] host`, `[metrics.statsd] host`, `[rpc] implementation`, ...); as a fallback a key may
+// also be a flag name (top level, or `[section] key` meaning section_key). Every key goes through
+// the flag's setter. File errors name the key and the file. Error: one human-readable line, e.g.
+// "unknown flag: --foo" or "invalid value \"abc\" for flag --port: not an integer".
 cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
                                          const std::map<std::string, std::string>& env);
 
@@ -140,6 +170,20 @@ std::string HexHmacSha256(std::string_view key, std::string_view message);
 
 // One "name: value" line per setting, secrets redacted; for debug logs.
 std::string Describe(const Config& config);
+
+// The configuration as an anycable.toml in anycable-go 1.6's layout (top-level keys, [server],
+// [logging], [rpc], [broker], [jwt], [streams], [ws], [sse], [redis], [nats], the broadcast and
+// pub/sub sections, [metrics], [metrics.statsd], [app], [disconnector], [embedded_nats], then
+// ringcable's own [ringcable]). Secrets are written as their values ("none" when unset); settings
+// at their default are written as comments where anycable-go does so. Parse() of this text as a
+// config file gives back the same Config (except a random node_id, which stays random).
+std::string ToToml(const Config& config);
+
+// A random node id: 6 characters of anycable-go's nanoid alphabet (A-Za-z0-9_-).
+std::string RandomNodeId();
+
+// anycable-go's TOML keys ("server.host", ...) and the flag each sets ("" = file-only setting).
+std::vector<std::pair<std::string, std::string>> TomlKeyFlags();
 
 // Read-only view of the flag table, for help-like tooling and table-driven tests.
 enum class FlagKind { kBool, kInt, kString, kSecret, kList };

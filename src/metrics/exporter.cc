@@ -129,8 +129,8 @@ void HttpServer::Serve(int fd) {
   }
 }
 
-LogReporter::LogReporter(int interval_s, SnapshotFn snapshot)
-    : interval_s_(interval_s), snapshot_(std::move(snapshot)) {
+LogReporter::LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot)
+    : interval_s_(interval_s), filter_(std::move(filter)), snapshot_(std::move(snapshot)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -153,7 +153,7 @@ void LogReporter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::seconds(interval_s_), [this] { return stop_; })) {
     Snapshot cur = snapshot_();
-    LOG_INFO("metrics %s", RenderLog(cur, first ? nullptr : &prev).c_str());
+    LOG_INFO("metrics %s", RenderLog(cur, first ? nullptr : &prev, filter_).c_str());
     prev = std::move(cur);
     first = false;
   }

@@ -3,7 +3,8 @@
 //   request per connection, then close). Used only when the port differs from the main port;
 //   otherwise the workers route <path> themselves.
 // - LogReporter: every --metrics_rotate_interval seconds logs the counters (as deltas) and gauges
-//   at info.
+//   at info, only those named by --metrics_log_filter when it is set.
+// (The StatsD sender, the third exporter thread, is in statsd.h.)
 // Both take a callback that samples the counters (relaxed loads only); Stop() joins the thread and
 // may be called from any thread except the exporter's own. Each object owns its thread and socket.
 #pragma once
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/result.h"
 #include "metrics/metrics.h"
@@ -50,7 +52,8 @@ class HttpServer {
 class LogReporter {
  public:
   using SnapshotFn = std::function<Snapshot()>;
-  LogReporter(int interval_s, SnapshotFn snapshot);
+  // An empty filter logs every metric.
+  LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot);
   ~LogReporter();
   LogReporter(const LogReporter&) = delete;
   LogReporter& operator=(const LogReporter&) = delete;
@@ -59,6 +62,7 @@ class LogReporter {
  private:
   void Run();
   int interval_s_;
+  std::vector<std::string> filter_;
   SnapshotFn snapshot_;
   std::mutex mu_;
   std::condition_variable cv_;

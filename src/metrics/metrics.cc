@@ -291,24 +291,34 @@ std::string RenderPrometheus(const Snapshot& snap, const Tags& tags) {
   return out;
 }
 
-std::string RenderLog(const Snapshot& snap, const Snapshot* prev) {
-  std::map<std::string_view, int64_t> values;
+std::vector<IntervalValue> IntervalValues(const Snapshot& snap, const Snapshot* prev) {
+  std::vector<IntervalValue> out;
   for (const auto& d : Defs()) {
     int64_t v = d.get(snap);
     if (d.type == Type::kCounter && prev) v -= d.get(*prev);
-    values[d.name] = v;
+    out.push_back({d.name, d.type == Type::kCounter, v});
   }
   if (snap.cluster.present) {
     for (const auto& d : ClusterDefs()) {
       int64_t v = d.get(snap.cluster);
       if (d.type == Type::kCounter && prev) v -= d.get(prev->cluster);
-      values[d.name] = v;
+      out.push_back({d.name, d.type == Type::kCounter, v});
     }
   }
+  std::sort(out.begin(), out.end(),
+            [](const IntervalValue& a, const IntervalValue& b) { return a.name < b.name; });
+  return out;
+}
+
+std::string RenderLog(const Snapshot& snap, const Snapshot* prev,
+                      const std::vector<std::string>& filter) {
   std::string out;
-  for (const auto& [k, v] : values) {
+  for (const auto& m : IntervalValues(snap, prev)) {
+    if (!filter.empty() && std::find(filter.begin(), filter.end(), m.name) == filter.end()) {
+      continue;
+    }
     if (!out.empty()) out += ' ';
-    out.append(k).append("=").append(std::to_string(v));
+    out.append(m.name).append("=").append(std::to_string(m.value));
   }
   return out;
 }

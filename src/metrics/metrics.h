@@ -74,8 +74,21 @@ cable::Result<Tags, std::string> ParseTags(std::string_view text);
 // (prefix "ringcable_", label worker="<n>").
 std::string RenderPrometheus(const Snapshot& snap, const Tags& tags);
 
+// One anycable-go metric over an interval: the log line, StatsD and Prometheus share the names.
+struct IntervalValue {
+  std::string_view name;  // without prefix, e.g. "clients_num"
+  bool counter;           // counters: delta over the interval; gauges: value now
+  int64_t value;
+};
+
+// anycable-go's metrics (plus the cluster ones when a cluster adapter runs), sorted by name;
+// counters are deltas since `prev` (absolute when prev is null), gauges absolute.
+std::vector<IntervalValue> IntervalValues(const Snapshot& snap, const Snapshot* prev);
+
 // One log line's payload: "name=value" pairs sorted by name, separated by spaces; counters are
-// deltas since `prev` (absolute when prev is null), gauges absolute.
-std::string RenderLog(const Snapshot& snap, const Snapshot* prev);
+// deltas since `prev` (absolute when prev is null), gauges absolute. A non-empty `filter` keeps
+// only the metrics it names (--metrics_log_filter; unknown names are ignored, as anycable-go).
+std::string RenderLog(const Snapshot& snap, const Snapshot* prev,
+                      const std::vector<std::string>& filter = {});
 
 }  // namespace cable::metrics

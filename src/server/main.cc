@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "metrics/exporter.h"
 #include "metrics/sd_notify.h"
+#include "metrics/statsd.h"
 #include "server/worker.h"
 
 namespace cable::server {
@@ -116,8 +117,17 @@ int Main(int argc, char** argv) {
                 : cfg.log_level == "error" ? log::Level::kError
                                            : log::Level::kInfo);
   log::SetJsonFormat(cfg.log_format == "json");
+  log::SetNodeId(cfg.node_id.c_str());
   shared.ping_interval_ms = static_cast<int64_t>(cfg.ping_interval_s) * 1000;
-  if (auto tags = metrics::ParseTags(cfg.metrics_tags); !tags.ok()) return Fail(tags.error());
+  auto tags = metrics::ParseTags(cfg.metrics_tags);
+  if (!tags.ok()) return Fail(tags.error());
+  auto statsd_format = metrics::ParseStatsdTagFormat(cfg.statsd_tags_format);
+  if (!statsd_format.ok()) return Fail(statsd_format.error());
+  if (!cfg.applied_presets.empty()) {
+    std::string names;
+    for (const auto& p : cfg.applied_presets) names += (names.empty() ? "" : ",") + p;
+    LOG_INFO("config: presets loaded: %s", names.c_str());
+  }
   if (auto brokers = cluster::Cluster::CheckConfig(cfg); !brokers.ok()) {
     return Fail(brokers.error());
   }
@@ -191,6 +201,21 @@ int Main(int argc, char** argv) {
     if (!ms.ok()) return Fail(ms.error());
     metrics_server = std::move(ms.value());
   }
+  std::unique_ptr<metrics::StatsdReporter> statsd;
+  if (!cfg.statsd_host.empty()) {
+    metrics::StatsdOptions so;
+    so.prefix = cfg.statsd_prefix;
+    so.format = statsd_format.value();
+    so.tags = tags.value();
+    so.max_packet_size = static_cast<size_t>(cfg.statsd_max_packet_size);
+    auto sr = metrics::StatsdReporter::Start(cfg.statsd_host, cfg.metrics_rotate_interval_s, so,
+                                             [&shared] { return SampleMetrics(shared); });
+    if (!sr.ok()) return Fail(sr.error());
+    statsd = std::move(sr.value());
+    LOG_INFO("StatsD metrics to %s every %ds (prefix=%s, tags format=%s, max packet %d bytes)",
+             cfg.statsd_host.c_str(), cfg.metrics_rotate_interval_s, cfg.statsd_prefix.c_str(),
+             cfg.statsd_tags_format.c_str(), cfg.statsd_max_packet_size);
+  }
   for (auto& w : shared.workers) {
     auto r = w->Init(main_addr, main_len, separate_bcast ? &bcast_addr : nullptr, bcast_len);
     if (!r.ok()) return Fail(r.error());
@@ -217,8 +242,13 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<metrics::LogReporter> metrics_log;
   if (cfg.metrics_log) {
+    std::string only;
+    for (const auto& name : cfg.metrics_log_filter) only += (only.empty() ? "" : ",") + name;
+    if (!only.empty()) only = " (only " + only + ")";
+    LOG_INFO("Log metrics every %ds%s", cfg.metrics_rotate_interval_s, only.c_str());
     metrics_log = std::make_unique<metrics::LogReporter>(
-        cfg.metrics_rotate_interval_s, [&shared] { return SampleMetrics(shared); });
+        cfg.metrics_rotate_interval_s, cfg.metrics_log_filter,
+        [&shared] { return SampleMetrics(shared); });
   }
   // Every worker's listener is bound and its ring is running: tell systemd (Type=notify).
   metrics::SdNotify("READY=1\nSTATUS=Listening on " + cfg.host + ":" +
@@ -260,6 +290,7 @@ int Main(int argc, char** argv) {
   if (shared.cluster) shared.cluster->Stop();  // frees what the workers queued meanwhile
   shared.log->ReleaseUnconsumed();
   if (metrics_log) metrics_log->Stop();
+  if (statsd) statsd->Stop();
   if (metrics_server) metrics_server->Stop();
   shared.rpc->Shutdown(std::chrono::milliseconds(1000));
   LOG_INFO("shutdown complete");

@@ -251,6 +251,29 @@ TEST_F(OpsTest, BadMetricsTagsIsOneErrorLine) {
   EXPECT_EQ(r.output, "ringcable: invalid metrics tag \"env\": expected key:value\n");
 }
 
+TEST_F(OpsTest, ServerRunsFromAPrintedConfig) {
+  // --print-config's output saved as a file is a configuration ringcable starts with.
+  char tmpl[] = "/tmp/ringcable-ops-printed-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string file = std::string(tmpl) + "/anycable.toml";
+  auto printed = cable::test::RunCommand(
+      {cable::test::BinaryPath(), "--print-config", "--ignore-config-path", "--path", "/from-file",
+       "--metrics_http", "/m", "--metrics_tags", "env:file"},
+      20s);
+  ASSERT_EQ(printed.exit_code, 0) << printed.output;
+  std::ofstream(file) << printed.output;
+  StartServer({"--config-path", file});
+  WsClient ws;
+  EXPECT_EQ(ws.Connect(server_.port(), "/from-file"), 101);
+  WsClient other;
+  EXPECT_EQ(other.Connect(server_.port(), "/cable"), 404);
+  std::string raw;
+  Scrape(server_.port(), "/m", &raw);
+  EXPECT_NE(raw.find("anycable_go_clients_num{env=\"file\"} "), std::string::npos) << raw;
+  EXPECT_EQ(server_.Stop(), 0);
+  cable::test::RunCommand({"/bin/rm", "-rf", tmpl}, 10s);
+}
+
 TEST_F(OpsTest, BadMetricsPathIsRejected) {
   auto r = cable::test::RunCommand({cable::test::BinaryPath(), "--metrics_http", "metrics"}, 20s);
   EXPECT_EQ(r.exit_code, 1);
@@ -264,7 +287,27 @@ TEST_F(OpsTest, BadMetricsPathIsRejected) {
 namespace cable::ithub {
 namespace {
 
-// TOML config file through the real binary's --print-config (Describe() lines "name: value").
+// The value text of `key` in [section] ("" = top level) of a --print-config output, skipping
+// comments; "<absent>" when the key is not set there.
+std::string TomlValue(const std::string& toml, const std::string& section, const std::string& key) {
+  std::string current;
+  size_t pos = 0;
+  while (pos < toml.size()) {
+    size_t nl = toml.find('\n', pos);
+    if (nl == std::string::npos) nl = toml.size();
+    const std::string line = toml.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') {
+      current = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    if (current == section && line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
+  }
+  return "<absent>";
+}
+
+// TOML config file through the real binary's --print-config (anycable-go's anycable.toml).
 class ConfigFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -295,34 +338,35 @@ TEST_F(ConfigFileTest, FileIsBelowEnvWhichIsBelowCli) {
                            "[logging]\nlevel = \"warn\"\n");
   auto file_only = Run({"--config-path", path, "--print-config"});
   ASSERT_EQ(file_only.exit_code, 0) << file_only.output;
-  EXPECT_NE(file_only.output.find("port: 9001\n"), std::string::npos) << file_only.output;
-  EXPECT_NE(file_only.output.find("health_path: /from-file\n"), std::string::npos);
-  EXPECT_NE(file_only.output.find("rpc_host: file-rpc:50051\n"), std::string::npos);
-  EXPECT_NE(file_only.output.find("metrics_http: /m\n"), std::string::npos);
-  EXPECT_NE(file_only.output.find("metrics_tags: a:1\n"), std::string::npos);
-  EXPECT_NE(file_only.output.find("log_level: warn\n"), std::string::npos);
+  const std::string& f = file_only.output;
+  EXPECT_EQ(TomlValue(f, "server", "port"), "9001") << f;
+  EXPECT_EQ(TomlValue(f, "server", "health_path"), "\"/from-file\"");
+  EXPECT_EQ(TomlValue(f, "rpc", "host"), "\"file-rpc:50051\"");
+  EXPECT_EQ(TomlValue(f, "metrics", "http"), "\"/m\"");
+  EXPECT_EQ(TomlValue(f, "metrics", "tags.a"), "\"1\"");
+  EXPECT_EQ(TomlValue(f, "logging", "level"), "\"warn\"");
 
   auto env = Run({"--config-path", path, "--print-config"},
                  {{"ANYCABLE_PORT", "9002"}, {"ANYCABLE_RPC_HOST", "env-rpc:1"}});
   ASSERT_EQ(env.exit_code, 0) << env.output;
-  EXPECT_NE(env.output.find("port: 9002\n"), std::string::npos) << env.output;
-  EXPECT_NE(env.output.find("rpc_host: env-rpc:1\n"), std::string::npos);
-  EXPECT_NE(env.output.find("health_path: /from-file\n"), std::string::npos);
+  EXPECT_EQ(TomlValue(env.output, "server", "port"), "9002") << env.output;
+  EXPECT_EQ(TomlValue(env.output, "rpc", "host"), "\"env-rpc:1\"");
+  EXPECT_EQ(TomlValue(env.output, "server", "health_path"), "\"/from-file\"");
 
   auto cli =
       Run({"--config-path", path, "--print-config", "--port", "9003"}, {{"ANYCABLE_PORT", "9002"}});
   ASSERT_EQ(cli.exit_code, 0) << cli.output;
-  EXPECT_NE(cli.output.find("port: 9003\n"), std::string::npos) << cli.output;
+  EXPECT_EQ(TomlValue(cli.output, "server", "port"), "9003") << cli.output;
 }
 
 TEST_F(ConfigFileTest, DefaultFileInWorkingDirectoryAndIgnoreFlag) {
   Write("anycable.toml", "port = 9011\n");
   auto found = Run({"--print-config"});
   ASSERT_EQ(found.exit_code, 0) << found.output;
-  EXPECT_NE(found.output.find("port: 9011\n"), std::string::npos) << found.output;
+  EXPECT_EQ(TomlValue(found.output, "server", "port"), "9011") << found.output;
   auto ignored = Run({"--print-config", "--ignore-config-path"});
   ASSERT_EQ(ignored.exit_code, 0) << ignored.output;
-  EXPECT_NE(ignored.output.find("port: 8080\n"), std::string::npos) << ignored.output;
+  EXPECT_EQ(TomlValue(ignored.output, "server", "port"), "8080") << ignored.output;
 }
 
 TEST_F(ConfigFileTest, BadValueNamesKeyAndFile) {
@@ -363,6 +407,124 @@ TEST_F(ConfigFileTest, SyntaxErrorNamesFileAndLine) {
   EXPECT_EQ(r.output.rfind("ringcable: config file " + path + ": ", 0), 0u) << r.output;
   EXPECT_NE(r.output.find("(line 2, column "), std::string::npos) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1);
+}
+
+TEST_F(ConfigFileTest, PrintConfigReadsBackToTheSameOutput) {
+  // Many flags, secrets, lists, a preset and env values; the second run sees only the file.
+  const std::vector<std::string> args = {"--print-config",
+                                         "--host",
+                                         "127.0.0.1",
+                                         "--path",
+                                         "/cable,/admin/cable",
+                                         "--allowed_origins",
+                                         "a.example.com,*.example.io",
+                                         "--secret",
+                                         "s3cr\"t",
+                                         "--streams_secret",
+                                         "streams",
+                                         "--broadcast_key",
+                                         "bk",
+                                         "--turbo_streams",
+                                         "--jwt_param",
+                                         "token",
+                                         "--headers",
+                                         "cookie,x-api-key",
+                                         "--proxy-cookies",
+                                         "_session",
+                                         "--rpc_host",
+                                         "dns:///rpc.internal:50051",
+                                         "--rpc_concurrency",
+                                         "12",
+                                         "--broadcast_adapter",
+                                         "http,redisx",
+                                         "--redis_url",
+                                         "redis://u:pw@cache:6379/1",
+                                         "--metrics_http",
+                                         "/metrics",
+                                         "--metrics_tags",
+                                         "app:chat,zone:eu",
+                                         "--metrics_log",
+                                         "--metrics_log_filter",
+                                         "clients_num,rpc_call_total",
+                                         "--statsd_host",
+                                         "127.0.0.1:8125",
+                                         "--statsd_tags_format",
+                                         "graphite",
+                                         "--node_id",
+                                         "node-7",
+                                         "--presets",
+                                         "heroku",
+                                         "--disconnect_mode",
+                                         "never",
+                                         "--ping_timestamp_precision",
+                                         "ns",
+                                         "--workers",
+                                         "2"};
+  auto first = Run(args, {{"PORT", "7010"}, {"ANYCABLE_DEBUG", "true"}});
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_EQ(first.output.rfind("# AnyCable server configuration", 0), 0u) << first.output;
+  EXPECT_EQ(TomlValue(first.output, "", "presets"), "[\"heroku\"]");
+  EXPECT_EQ(TomlValue(first.output, "http_broadcast", "port"), "7010");  // heroku: $PORT
+  EXPECT_EQ(TomlValue(first.output, "", "secret"), "\"s3cr\\\"t\"");
+  EXPECT_EQ(TomlValue(first.output, "metrics.statsd", "host"), "\"127.0.0.1:8125\"");
+  const std::string path = Write("saved.toml", first.output);
+  auto second = Run({"--config-path", path, "--print-config"});
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(second.output, first.output);
+}
+
+TEST_F(ConfigFileTest, DetectedPresetsShowTheirEffect) {
+  const std::map<std::string, std::string> fly = {{"FLY_APP_NAME", "chat"},
+                                                  {"FLY_REGION", "ams"},
+                                                  {"FLY_ALLOC_ID", "a1b2"},
+                                                  {"ANYCABLE_FLY_RPC_APP_NAME", "web"}};
+  std::map<std::string, std::string> with_redis = fly;
+  with_redis["REDIS_URL"] = "redis://cache:6379";
+  auto first = Run({"--print-config", "--port", "8081"}, with_redis);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_EQ(TomlValue(first.output, "server", "host"), "\"0.0.0.0\"");
+  EXPECT_EQ(TomlValue(first.output, "http_broadcast", "port"), "8081");
+  EXPECT_EQ(TomlValue(first.output, "", "pubsub_adapter"), "\"redis\"");
+  EXPECT_EQ(TomlValue(first.output, "rpc", "host"), "\"dns:///ams.web.internal:50051\"");
+  EXPECT_NE(first.output.find("# (detected from the environment: fly)\n"), std::string::npos);
+  const std::string path = Write("fly.toml", first.output);
+  auto second = Run({"--config-path", path, "--print-config"}, fly);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(second.output, first.output);
+}
+
+TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
+  auto r = Run({"--presets", "broker"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output,
+            "ringcable: preset broker: flag --broker is not supported by ringcable yet\n");
+  r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output,
+            "ringcable: preset fly: flag --embed_nats is not supported by ringcable yet\n");
+  r = Run({"--presets", "fly,koyeb"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output,
+            "ringcable: invalid value \"fly,koyeb\" for flag --presets: unknown preset \"koyeb\" "
+            "(supported: none, fly, heroku, broker)\n");
+}
+
+TEST_F(ConfigFileTest, KnownButUnsupportedKeysFailLikeTheirFlags) {
+  std::string path = Write("broker.toml", "[broker]\nadapter = \"memory\"\n");
+  auto r = Run({"--config-path", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: flag --broker is not supported by ringcable yet\n");
+  path = Write("redis.toml", "[redis]\nmax_reconnect_attempts = 10\n");
+  r = Run({"--config-path", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: key \"redis.max_reconnect_attempts\" in config file " + path +
+                          ": value \"10\" is not supported by ringcable yet (only \"5\")\n");
+  // At anycable-go's defaults the same keys are fine.
+  path = Write("ok.toml",
+               "[broker]\n# adapter = \"memory\"\nhistory_limit = 100\n"
+               "[redis]\nmax_reconnect_attempts = 5\n");
+  r = Run({"--config-path", path, "--print-config"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST_F(ConfigFileTest, MissingExplicitFileIsAnError) {

@@ -1,4 +1,5 @@
-// Unit tests for src/metrics: rendering, tags, log deltas, sd_notify datagrams, the metrics server.
+// Unit tests for src/metrics: rendering, tags, log deltas and filter, StatsD lines and packets,
+// sd_notify datagrams, the metrics server.
 #include "metrics/metrics.h"
 
 #include <arpa/inet.h>
@@ -8,12 +9,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "metrics/exporter.h"
 #include "metrics/sd_notify.h"
+#include "metrics/statsd.h"
 
 namespace cable::metrics {
 namespace {
@@ -117,6 +121,98 @@ TEST(RenderLog, CountersAreDeltasGaugesAbsoluteKeysSorted) {
     size_t sp = line.find(' ', eq);
     pos = sp == std::string::npos ? line.size() : sp + 1;
   }
+}
+
+TEST(RenderLog, FilterKeepsOnlyNamedMetrics) {
+  Snapshot prev = TwoWorkers();
+  Snapshot cur = prev;
+  cur.rpc.calls += 2;
+  EXPECT_EQ(RenderLog(cur, &prev, {"rpc_call_total", "clients_num", "no_such_metric"}),
+            "clients_num=7 rpc_call_total=2");
+  EXPECT_EQ(RenderLog(cur, &prev, {"no_such_metric"}), "");
+  EXPECT_EQ(RenderLog(cur, &prev, {}), RenderLog(cur, &prev));
+}
+
+// The interval of TwoWorkers() plus 6 publications and 2 RPC calls.
+std::vector<std::string> IntervalLines(const StatsdOptions& options) {
+  Snapshot prev = TwoWorkers();
+  Snapshot cur = prev;
+  cur.workers[0].publications_total += 6;
+  cur.rpc.calls += 2;
+  return StatsdLines(cur, &prev, options);
+}
+
+TEST(Statsd, DatadogLinesAsGoStatsdWritesThem) {
+  StatsdOptions o;
+  o.tags = {{"env", "prod"}, {"app", "x"}};
+  // Counters with a zero delta are not sent; gauges always are; names in order.
+  EXPECT_EQ(IntervalLines(o), (std::vector<std::string>{
+                                  "anycable_go.broadcast_msg_total:6|c|#env:prod,app:x",
+                                  "anycable_go.broadcast_streams_num:0|g|#env:prod,app:x",
+                                  "anycable_go.clients_num:7|g|#env:prod,app:x",
+                                  "anycable_go.clients_uniq_num:7|g|#env:prod,app:x",
+                                  "anycable_go.disconnect_queue_size:0|g|#env:prod,app:x",
+                                  "anycable_go.publications_total:6|c|#env:prod,app:x",
+                                  "anycable_go.rpc_call_total:2|c|#env:prod,app:x",
+                                  "anycable_go.rpc_pending_num:1|g|#env:prod,app:x",
+                              }));
+  // First interval: counters since the start.
+  StatsdOptions plain;
+  const auto first = StatsdLines(TwoWorkers(), nullptr, plain);
+  EXPECT_EQ(first[0], "anycable_go.broadcast_msg_total:15|c");
+  EXPECT_EQ(std::count(first.begin(), first.end(), "anycable_go.rpc_call_total:9|c"), 1);
+}
+
+TEST(Statsd, InfluxdbAndGraphiteTagsFollowTheName) {
+  StatsdOptions o;
+  o.prefix = "app.";
+  o.tags = {{"env", "prod"}, {"app", "x"}};
+  o.format = StatsdTagFormat::kInfluxdb;
+  auto lines = IntervalLines(o);
+  ASSERT_EQ(lines.size(), 8u);
+  EXPECT_EQ(lines[0], "app.broadcast_msg_total,env=prod,app=x:6|c");
+  EXPECT_EQ(lines[2], "app.clients_num,env=prod,app=x:7|g");
+  o.format = StatsdTagFormat::kGraphite;
+  lines = IntervalLines(o);
+  EXPECT_EQ(lines[0], "app.broadcast_msg_total;env=prod;app=x:6|c");
+  EXPECT_EQ(lines[2], "app.clients_num;env=prod;app=x:7|g");
+  o.tags.clear();
+  EXPECT_EQ(IntervalLines(o)[2], "app.clients_num:7|g");
+}
+
+TEST(Statsd, NegativeGaugeIsReachedFromZero) {
+  Snapshot s;
+  s.workers.resize(1);
+  s.workers[0].clients_num = -2;
+  const auto lines = StatsdLines(s, &s, StatsdOptions{});
+  const auto at = std::find(lines.begin(), lines.end(), "anycable_go.clients_num:0|g");
+  ASSERT_NE(at, lines.end());
+  ASSERT_NE(at + 1, lines.end());
+  EXPECT_EQ(*(at + 1), "anycable_go.clients_num:-2|g");
+}
+
+TEST(Statsd, PacketsHoldWholeLinesUpToTheLimit) {
+  const std::string a(10, 'a'), b(10, 'b'), c(10, 'c'), big(30, 'z');
+  // "a\nb" is exactly 21 bytes.
+  EXPECT_EQ(PackStatsd({a, b, c}, 21), (std::vector<std::string>{a + "\n" + b, c}));
+  EXPECT_EQ(PackStatsd({a, b, c}, 20), (std::vector<std::string>{a, b, c}));
+  EXPECT_EQ(PackStatsd({a, b, c}, 100), (std::vector<std::string>{a + "\n" + b + "\n" + c}));
+  // A line longer than the limit still goes, alone.
+  EXPECT_EQ(PackStatsd({a, big, b}, 20), (std::vector<std::string>{a, big, b}));
+  EXPECT_TRUE(PackStatsd({}, 20).empty());
+}
+
+TEST(Statsd, TagFormatNamesAndBadAddress) {
+  EXPECT_EQ(ParseStatsdTagFormat("datadog").value(), StatsdTagFormat::kDatadog);
+  EXPECT_EQ(ParseStatsdTagFormat("influxdb").value(), StatsdTagFormat::kInfluxdb);
+  EXPECT_EQ(ParseStatsdTagFormat("graphite").value(), StatsdTagFormat::kGraphite);
+  auto bad = ParseStatsdTagFormat("statsite");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error(),
+            "unknown StatsD tags format \"statsite\" (supported: datadog, influxdb, graphite)");
+  auto r = StatsdReporter::Start("no-port", 1, StatsdOptions{}, [] { return Snapshot{}; });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), "invalid StatsD address \"no-port\": expected host:port");
 }
 
 TEST(Sample, ReadsCounters) {
