@@ -5,6 +5,8 @@ packages=(build-essential cmake pkg-config git curl ca-certificates
   liburing-dev libwslay-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsimdjson-dev libmimalloc-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   libtomlplusplus-dev prometheus
+  libcurl4-openssl-dev  # RPC over HTTP (libcurl's multi interface)
+  openssl  # the HTTP RPC tests make a throwaway CA for https://
   libhiredis-dev redis-server libnats-dev nats-server  # clusters (tests start their own brokers)
   iproute2  # the half-open connection test takes its own loopback down
   clang libclang-rt-14-dev  # clang + libFuzzer runtime: scripts/fuzz.sh

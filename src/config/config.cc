@@ -29,6 +29,7 @@ namespace {
 constexpr std::string_view kVersionText =
     "ringcable 0.1.0 (AnyCable protocol compatible with anycable-go 1.6)";
 constexpr int kDefaultRpcConcurrency = 28;
+constexpr int kHttpRpcRequestTimeoutMs = 3000;
 
 // A flag value after kind-specific parsing; only the member matching the kind is meaningful.
 struct Value {
@@ -50,6 +51,8 @@ struct Builder {
   std::string jwt_id_key;
   std::string turbo_rails_key;
   std::string cable_ready_key;
+  std::string http_rpc_secret;
+  int http_rpc_timeout_ms = 0;
 };
 
 std::string NoneIsUnset(const std::string& s) { return s == "none" ? std::string() : s; }
@@ -331,8 +334,13 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
 }
 
 std::optional<std::string> CheckRpcHost(std::string_view origin, const Value& v) {
-  if (StartsWithNoCase(v.s, "http://") || StartsWithNoCase(v.s, "https://")) {
-    return std::string("HTTP RPC (--rpc_host=http://...) is not supported yet");
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (!StartsWithNoCase(v.s, scheme)) continue;
+    std::string_view rest = std::string_view(v.s).substr(scheme.size());
+    if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
+      return InvalidValue(origin, v.s, "an http(s):// RPC URL needs a host");
+    }
+    return std::nullopt;
   }
   std::string_view host = v.s;
   if (host.starts_with("grpc://")) host.remove_prefix(7);
@@ -442,7 +450,8 @@ const std::vector<FlagSpec>& Table() {
       // --- 2.2 RPC ---
       {.name = "rpc_host", .kind = K::kString, .default_value = "localhost:50051",
        .supported = true,
-       .help = "RPC service address (host:port, grpc://, dns:///host:port or grpc-list://h1,h2)",
+       .help = "RPC service address (host:port, grpc://, dns:///host:port, grpc-list://h1,h2, "
+               "or an http(s):// URL for RPC over HTTP)",
        .apply = CFG_SET(rpc_host, v.s.starts_with("grpc://") ? v.s.substr(7) : v.s),
        .check = CheckRpcHost},
       {.name = "norpc", .kind = K::kBool, .default_value = "false", .supported = true,
@@ -451,7 +460,7 @@ const std::vector<FlagSpec>& Table() {
        .help = "Max number of concurrent RPC requests (<= 0 means 28)",
        .apply = CFG_SET(rpc_concurrency, AsInt(v)), .min = INT_MIN, .max = INT_MAX},
       {.name = "rpc_request_timeout", .kind = K::kInt, .default_value = "0", .supported = true,
-       .help = "Timeout of one RPC attempt (in ms, 0 = none)",
+       .help = "Timeout of one RPC attempt (in ms; 0 = none for gRPC, 3000 for HTTP)",
        .apply = CFG_SET(rpc_request_timeout_ms, AsInt(v)), .min = 0, .max = INT_MAX},
       {.name = "rpc_command_timeout", .kind = K::kInt, .default_value = "3000", .supported = true,
        .hidden = true, .help = "Timeout of an RPC call with retries (in ms)",
@@ -461,10 +470,13 @@ const std::vector<FlagSpec>& Table() {
       {.name = "proxy-cookies", .kind = K::kList, .default_value = "", .supported = true,
        .help = "Cookie names to proxy to RPC (default: all)",
        .apply = CFG_SET(proxy_cookies, v.list)},
-      {.name = "http_rpc_secret", .kind = K::kSecret, .default_value = "",
-       .help = "Authentication secret for RPC over HTTP"},
-      {.name = "http_rpc_timeout", .kind = K::kInt, .default_value = "0", .hidden = true,
-       .help = "[DEPRECATED] HTTP RPC timeout (in ms)"},
+      {.name = "http_rpc_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "Authentication secret for RPC over HTTP (default: derived from --secret)",
+       .apply = [](Builder& b, const Value& v) { b.http_rpc_secret = NoneIsUnset(v.s); }},
+      {.name = "http_rpc_timeout", .kind = K::kInt, .default_value = "0", .supported = true,
+       .hidden = true, .help = "[DEPRECATED] HTTP RPC timeout (in ms; use --rpc_request_timeout)",
+       .apply = [](Builder& b, const Value& v) { b.http_rpc_timeout_ms = AsInt(v); },
+       .min = 0, .max = INT_MAX},
       {.name = "rpc_enable_tls", .kind = K::kBool, .default_value = "false", .supported = true,
        .hidden = true, .help = "Enable client-side TLS with the RPC server",
        .apply = CFG_SET(rpc_enable_tls, v.b)},
@@ -1525,6 +1537,18 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     c.broadcast_key = HexHmacSha256(c.secret, "broadcast-cable");
     c.broadcast_key_derived = true;
   }
+  // RPC over HTTP: its own secret or one derived from --secret, and a 3 s attempt timeout unless
+  // one is given (anycable-go cannot run HTTP requests without one).
+  if (!builder.http_rpc_secret.empty()) {
+    c.http_rpc_secret = builder.http_rpc_secret;
+  } else if (!c.secret.empty()) {
+    c.http_rpc_secret = HexHmacSha256(c.secret, "rpc-cable");
+  }
+  if ((StartsWithNoCase(c.rpc_host, "http://") || StartsWithNoCase(c.rpc_host, "https://")) &&
+      c.rpc_request_timeout_ms == 0) {
+    c.rpc_request_timeout_ms =
+        builder.http_rpc_timeout_ms > 0 ? builder.http_rpc_timeout_ms : kHttpRpcRequestTimeoutMs;
+  }
   // Auth / streams: --secret is used directly (not derived) for JWT and signed streams.
   if (c.jwt_secret.empty()) c.jwt_secret = builder.jwt_id_key;
   if (c.jwt_secret.empty()) c.jwt_secret = c.secret;
@@ -1644,6 +1668,7 @@ std::string Describe(const Config& c) {
       {"rpc_tls_root_ca", c.rpc_tls_root_ca.empty() ? std::string("(system)") : "(set)"},
       {"rpc_max_call_recv_size", i(c.rpc_max_call_recv_size)},
       {"rpc_max_call_send_size", i(c.rpc_max_call_send_size)},
+      {"http_rpc_secret", redact(c.http_rpc_secret)},
       {"disconnect_mode", mode},
       {"disconnect_rate", i(c.disconnect_rate) + "/s"},
       {"disconnect_backlog_size", i(c.disconnect_backlog_size)},

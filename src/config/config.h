@@ -71,9 +71,12 @@ struct Config {
   std::string cable_ready_secret;    // else the streams secret
 
   // rpc
-  std::string rpc_host = "localhost:50051";    // "grpc://" stripped; dns:/// and grpc-list:// kept
-  int rpc_concurrency = 28;                    // a value <= 0 becomes 28
-  int rpc_request_timeout_ms = 0;              // per attempt; 0 = none
+  // "grpc://" stripped; dns:/// and grpc-list:// kept; an http(s):// URL selects RPC over HTTP.
+  std::string rpc_host = "localhost:50051";
+  int rpc_concurrency = 28;  // a value <= 0 becomes 28
+  // Per attempt; 0 = none. With an http(s):// rpc_host, 0 becomes --http_rpc_timeout if set,
+  // else 3000 (anycable-go's HTTP default).
+  int rpc_request_timeout_ms = 0;
   int rpc_command_timeout_ms = 3000;           // whole retry loop
   std::vector<std::string> headers{"cookie"};  // lower-cased header names proxied to RPC
   std::vector<std::string> proxy_cookies;      // empty = all cookies
@@ -82,6 +85,9 @@ struct Config {
   std::string rpc_tls_root_ca;  // file path or PEM text
   int rpc_max_call_recv_size = 0;
   int rpc_max_call_send_size = 0;
+  // Effective HTTP RPC secret: --http_rpc_secret, else hex HMAC-SHA256(key=secret,
+  // msg="rpc-cable") when secret is set; empty = no Authorization header.
+  std::string http_rpc_secret;
   DisconnectMode disconnect_mode = DisconnectMode::kAuto;
   int disconnect_rate = 100;  // Disconnect calls per second, >= 1
   int disconnect_backlog_size = 4096;

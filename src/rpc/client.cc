@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "rpc.grpc.pb.h"
 #include "rpc/channel_config.h"
+#include "rpc/http_codec.h"
+#include "rpc/http_transport.h"
 
 namespace cable::rpc {
 
@@ -54,14 +56,20 @@ const char* KindName(CallKind kind) {
 
 }  // namespace
 
-// Owns the queue, the gate, the timers, the channels and the completion queue. Everything not
-// atomic is touched only by the dispatcher thread (Run and the functions it calls), except
-// wake_alarm_, which the one producer that takes sleeping_ arms (see PushAndWake).
+// Owns the queue, the gate, the timers and one transport: gRPC (the channels and the completion
+// queue) or HTTP (http_, when rpc_host is an http(s):// URL; it then sleeps in libcurl instead of
+// the completion queue). Everything not atomic is touched only by the dispatcher thread (Run and
+// the functions it calls), except wake_alarm_ / http_->Wake(), which the one producer that takes
+// sleeping_ uses (see PushAndWake).
 class Dispatcher {
  public:
   Dispatcher(const Options& options, std::vector<std::shared_ptr<grpc::Channel>> channels)
       : options_(options), channels_(std::move(channels)) {
     for (const auto& ch : channels_) stubs_.push_back(anycable::RPC::NewStub(ch));
+    capacity_ = options_.concurrency;
+  }
+  Dispatcher(const Options& options, std::unique_ptr<HttpTransport> http)
+      : options_(options), http_(std::move(http)) {
     capacity_ = options_.concurrency;
   }
 
@@ -149,6 +157,10 @@ class Dispatcher {
   void Wake() {
     if (sleeping_.load(std::memory_order_seq_cst) &&
         sleeping_.exchange(false, std::memory_order_seq_cst)) {
+      if (http_) {
+        http_->Wake();  // libcurl's wakeup may be rung any number of times
+        return;
+      }
       // A deadline already in the past fires inline, on this thread; "now" would go through
       // gRPC's timer thread (one more thread hop per wake-up).
       wake_alarm_.Set(&cq_, gpr_time_0(GPR_CLOCK_MONOTONIC), &wake_alarm_);
@@ -157,7 +169,7 @@ class Dispatcher {
 
   // Takes sleeping_ back after a wait; if a producer took it first, its alarm is owed to us.
   void StopSleeping() {
-    if (!sleeping_.exchange(false, std::memory_order_seq_cst)) wake_owed_ = true;
+    if (!sleeping_.exchange(false, std::memory_order_seq_cst) && !http_) wake_owed_ = true;
   }
 
   void Run() {
@@ -189,7 +201,7 @@ class Dispatcher {
         int t = MsUntil(timers_.begin()->first);
         timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
       }
-      if (in_use_ > 0) {
+      if (in_use_ > 0 && !http_) {  // gRPC only: HTTP has no channel to poke
         PokeReconnects();
         int t = MsUntil(next_poke_);
         timeout_ms = timeout_ms < 0 ? t : std::min(timeout_ms, t);
@@ -204,6 +216,16 @@ class Dispatcher {
           continue;
         }
         slept = true;
+      }
+      if (http_) {
+        http_finished_.clear();
+        http_->Wait(timeout_ms, &http_finished_);
+        if (slept) StopSleeping();
+        for (HttpTransport::Finished& f : http_finished_) {
+          f.call->internal_.status = std::move(f.status);
+          HandleAttemptDone(f.call);
+        }
+        continue;
       }
       // With an alarm owed the wait ends when it rings (or on a response / timer) anyway.
       const gpr_timespec deadline =
@@ -308,6 +330,10 @@ class Dispatcher {
         Complete(c, Outcome::kCanceled);
         break;
       case CallState::kInFlight:
+        if (http_) {
+          http_->Cancel(c);  // the attempt completes with CANCELLED (or its result, if it ended)
+          break;
+        }
         c->internal_.context->TryCancel();  // the attempt completes with CANCELLED (or OK)
         break;
       case CallState::kBackoff:
@@ -349,6 +375,11 @@ class Dispatcher {
     auto& in = c->internal_;
     in.state = CallState::kInFlight;
     ++c->attempts;
+    if (http_) {
+      // request_timeout_ms is never 0 here (Create gives HTTP its 3 s default).
+      http_->Start(c, std::chrono::milliseconds(options_.request_timeout_ms));
+      return;
+    }
     in.context = std::make_unique<grpc::ClientContext>();
     in.context->AddMetadata("sid", c->sid);
     in.context->AddMetadata("protov", kProtoVersion);
@@ -415,7 +446,7 @@ class Dispatcher {
     // A per-attempt deadline (--rpc_request_timeout) that passed while no channel was connected
     // most likely passed waiting for the connection: the request never left, so it is retried
     // like the UNAVAILABLE that a fail-fast call would have got. Any other deadline is final.
-    const bool waited_for_connection = code == grpc::StatusCode::DEADLINE_EXCEEDED &&
+    const bool waited_for_connection = !http_ && code == grpc::StatusCode::DEADLINE_EXCEEDED &&
                                        options_.request_timeout_ms > 0 && !AnyChannelReady();
     if (code == grpc::StatusCode::DEADLINE_EXCEEDED && !waited_for_connection) {
       stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -486,6 +517,8 @@ class Dispatcher {
   const Options options_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<anycable::RPC::Stub>> stubs_;
+  std::unique_ptr<HttpTransport> http_;                 // set in HTTP mode (then stubs_ is empty)
+  std::vector<HttpTransport::Finished> http_finished_;  // reused by every Wait
   grpc::CompletionQueue cq_;  // attempts' completions and the wake alarm; Run() drains it
   grpc::Alarm wake_alarm_;    // its own address is its tag
   std::thread thread_;
@@ -535,6 +568,17 @@ cable::Result<std::unique_ptr<Client>, std::string> Client::Create(const Options
   if (options.max_send_size < 0) {
     return cable::MakeError("rpc_max_call_send_size must be >= 0, got " +
                             std::to_string(options.max_send_size));
+  }
+  if (http::IsHttpHost(options.host)) {
+    if (options.request_timeout_ms == 0) options.request_timeout_ms = kHttpDefaultRequestTimeoutMs;
+    auto http = HttpTransport::Create(options);
+    if (!http.ok()) return cable::MakeError(http.error());
+    const std::string mode = http.value()->Describe();
+    auto dispatcher = std::make_unique<Dispatcher>(options, std::move(http.value()));
+    dispatcher->Start();
+    LOG_INFO("RPC client initialized: %s (over %s, concurrency: %d, request timeout: %d ms)",
+             options.host.c_str(), mode.c_str(), options.concurrency, options.request_timeout_ms);
+    return std::unique_ptr<Client>(new Client(std::move(dispatcher)));
   }
   auto target = ResolveTarget(options.host);
   if (!target.ok()) return cable::MakeError(target.error());

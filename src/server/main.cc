@@ -179,6 +179,7 @@ int Main(int argc, char** argv) {
   ro.tls_root_ca = cfg.rpc_tls_root_ca;
   ro.max_recv_size = cfg.rpc_max_call_recv_size;
   ro.max_send_size = cfg.rpc_max_call_send_size;
+  ro.http_secret = cfg.http_rpc_secret;
   auto client = rpc::Client::Create(ro);
   if (!client.ok()) return Fail(client.error());
   shared.rpc = std::move(client.value());

@@ -21,6 +21,12 @@ void MergeState(StateMap& into, const google::protobuf::Map<std::string, std::st
   }
 }
 
+// As anycable-go's protocol.Parse*Response: only SUCCESS and FAILURE are answers; ERROR and any
+// value outside the enum (proto3 enums are open, over gRPC and over HTTP's JSON alike) are errors.
+bool IsErrorStatus(anycable::Status status) {
+  return status != anycable::SUCCESS && status != anycable::FAILURE;
+}
+
 std::string EncodeStateJson(const StateMap& state) {
   std::string out = "{";
   bool first = true;
@@ -218,7 +224,7 @@ void Worker::ProcessInbox() {
 void Worker::OnConnectDone(Conn& c, uint32_t slot, rpc::Call& call) {
   Session& s = *c.session;
   const anycable::ConnectionResponse& r = call.connect_response;
-  if (call.outcome != rpc::Outcome::kOk || r.status() == anycable::ERROR) {
+  if (call.outcome != rpc::Outcome::kOk || IsErrorStatus(r.status())) {
     LOG_ERROR(
         "sid=%s Connect RPC failed: %s", s.sid.c_str(),
         call.outcome != rpc::Outcome::kOk ? call.error_message.c_str() : r.error_msg().c_str());
@@ -259,7 +265,7 @@ void Worker::OnCommandDone(Conn& c, uint32_t slot, rpc::Call& call) {
   Session& s = *c.session;
   const anycable::CommandResponse& r = call.command_response;
   using protocol::CommandType;
-  if (call.outcome != rpc::Outcome::kOk || r.status() == anycable::ERROR) {
+  if (call.outcome != rpc::Outcome::kOk || IsErrorStatus(r.status())) {
     // RPC error: no reply frame, nothing recorded or removed (spec §5 items 8-10).
     LOG_ERROR(
         "sid=%s %s RPC failed: %s", s.sid.c_str(), call.command_request.command().c_str(),

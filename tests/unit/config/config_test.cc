@@ -277,6 +277,27 @@ TEST(ConfigValues, RpcHostSchemes) {
   EXPECT_EQ(MustParse({"--rpc_host=dns:///rpc:50051"}).rpc_host, "dns:///rpc:50051");
   EXPECT_EQ(MustParse({"--rpc_host=grpc-list://a:1,b:2"}).rpc_host, "grpc-list://a:1,b:2");
   EXPECT_EQ(MustParse({"--rpc_host=127.0.0.1:50052"}).rpc_host, "127.0.0.1:50052");
+  EXPECT_EQ(MustParse({"--rpc_host=https://app.example.com/_anycable"}).rpc_host,
+            "https://app.example.com/_anycable");
+  EXPECT_EQ(MustParse({"--rpc_host=HTTP://127.0.0.1:3000/rpc"}).rpc_host,
+            "HTTP://127.0.0.1:3000/rpc");
+}
+
+TEST(ConfigValues, HttpRpcRequestTimeoutDefaultsTo3000) {
+  EXPECT_EQ(MustParse({}).rpc_request_timeout_ms, 0);  // gRPC: none
+  EXPECT_EQ(MustParse({"--rpc_host=http://app/_anycable"}).rpc_request_timeout_ms, 3000);
+  EXPECT_EQ(MustParse({"--rpc_host=http://app/_anycable", "--rpc_request_timeout=250"})
+                .rpc_request_timeout_ms,
+            250);
+  // The deprecated flag applies when --rpc_request_timeout is not given.
+  EXPECT_EQ(MustParse({"--rpc_host=http://app/_anycable", "--http_rpc_timeout=700"})
+                .rpc_request_timeout_ms,
+            700);
+  EXPECT_EQ(MustParse({"--rpc_host=http://app/_anycable", "--http_rpc_timeout=700",
+                       "--rpc_request_timeout=250"})
+                .rpc_request_timeout_ms,
+            250);
+  EXPECT_EQ(MustParse({"--http_rpc_timeout=700"}).rpc_request_timeout_ms, 0);  // gRPC: no effect
 }
 
 TEST(ConfigValues, DeprecatedDisableDisconnect) {
@@ -371,10 +392,11 @@ TEST(ConfigValidation, ExactMessages) {
       {{"--health_path="}, "invalid value \"\" for flag --health-path: must start with '/'"},
       {{"--http_broadcast_path=pub"},
        "invalid value \"pub\" for flag --http_broadcast_path: must start with '/'"},
-      {{"--rpc_host=http://localhost:3000/_anycable"},
-       "HTTP RPC (--rpc_host=http://...) is not supported yet"},
-      {{"--rpc_host=HTTPS://app.example.com/_anycable"},
-       "HTTP RPC (--rpc_host=http://...) is not supported yet"},
+      {{"--rpc_host=http://"},
+       "invalid value \"http://\" for flag --rpc_host: an http(s):// RPC URL needs a host"},
+      {{"--rpc_host=HTTPS:///_anycable"},
+       "invalid value \"HTTPS:///_anycable\" for flag --rpc_host: an http(s):// RPC URL needs a "
+       "host"},
       {{"--rpc_host="}, "invalid value \"\" for flag --rpc_host: must not be empty"},
       {{"--rpc_host=grpc://"}, "invalid value \"grpc://\" for flag --rpc_host: must not be empty"},
   };
@@ -386,8 +408,9 @@ TEST(ConfigValidation, ExactMessages) {
 TEST(ConfigValidation, EnvValuesAreValidatedToo) {
   EXPECT_EQ(ParseError({}, {{"ANYCABLE_BROADCAST_ADAPTER", "http,rabbit"}}),
             "unknown broadcast adapter \"rabbit\" (supported: http, redis, redisx, nats)");
-  EXPECT_EQ(ParseError({}, {{"ANYCABLE_RPC_HOST", "https://app/_anycable"}}),
-            "HTTP RPC (--rpc_host=http://...) is not supported yet");
+  EXPECT_EQ(ParseError({}, {{"ANYCABLE_RPC_HOST", "https://"}}),
+            "invalid value \"https://\" for env ANYCABLE_RPC_HOST: an http(s):// RPC URL needs a "
+            "host");
   EXPECT_EQ(ParseError({}, {{"ANYCABLE_LOG_LEVEL", "trace"}}),
             "invalid value \"trace\" for env ANYCABLE_LOG_LEVEL: must be one of debug, info, warn, "
             "error");
@@ -521,6 +544,17 @@ TEST(ConfigSecrets, BroadcastKeyDerivedFromSecret) {
   EXPECT_EQ(MustParse({}, {{"ANYCABLE_SECRET", "s3cr3t"}}).broadcast_key, kBroadcastKeyForS3cr3t);
 }
 
+TEST(ConfigSecrets, HttpRpcSecretDerivedFromSecretUnlessGiven) {
+  // hex HMAC-SHA256(key="s3cr3t", msg="rpc-cable"), computed with `openssl dgst -hmac`.
+  const std::string derived = "4b7da2749fe2a4534cec0d2acbd16277a800cf2acd31158ac4edae4a62a8f18d";
+  EXPECT_EQ(MustParse({"--secret=s3cr3t"}).http_rpc_secret, derived);
+  EXPECT_EQ(MustParse({}, {{"ANYCABLE_SECRET", "s3cr3t"}}).http_rpc_secret, derived);
+  EXPECT_EQ(MustParse({"--secret=s3cr3t", "--http_rpc_secret=mine"}).http_rpc_secret, "mine");
+  EXPECT_EQ(MustParse({}, {{"ANYCABLE_HTTP_RPC_SECRET", "env"}}).http_rpc_secret, "env");
+  EXPECT_EQ(MustParse({"--secret=s3cr3t", "--http_rpc_secret=none"}).http_rpc_secret, derived);
+  EXPECT_EQ(MustParse({}).http_rpc_secret, "");
+}
+
 TEST(ConfigSecrets, HmacRfc4231Case2) {
   EXPECT_EQ(HexHmacSha256("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
@@ -599,7 +633,8 @@ TEST(ConfigDescribe, OneLinePerSettingSecretsRedacted) {
   EXPECT_THAT(d, Not(HasSubstr("s3cr3t")));
   EXPECT_THAT(d, Not(HasSubstr(kBroadcastKeyForS3cr3t)));
   EXPECT_THAT(d, HasSubstr("jwt_secret: (set)\n"));  // falls back to --secret
-  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 64);
+  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 65);
+  EXPECT_THAT(d, HasSubstr("http_rpc_secret: (set)\n"));  // derived from --secret
   // Broker URLs keep their shape but never their passwords.
   const std::string d2 = Describe(MustParse(
       {"--redis_url=redis://u:pw1@cache:6379/2", "--nats_servers=nats://a:pw2@n1:4222,nats://n2"}));
