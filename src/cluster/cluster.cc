@@ -24,6 +24,7 @@ namespace {
 constexpr const char kInternalChannel[] = "__anycable_internal__";
 constexpr size_t kSubscribeBatch = 256;  // channels per SUBSCRIBE on (re)connect, as anycable-go
 constexpr int kRedisxCount = 64;         // entries per XREADGROUP / XAUTOCLAIM
+constexpr int64_t kRedisxRetryMs = 250;  // after a failed XREADGROUP
 
 int64_t MonoMs() {
   timespec ts;
@@ -103,7 +104,7 @@ struct PendingBatch {
 
 // One Redis connection with its reconnect schedule and epoll registration.
 struct RedisSlot {
-  std::unique_ptr<redis::Connection> conn;
+  std::unique_ptr<redis::Client> conn;  // a Connection, or a ClusterClient for a cluster URL
   bool ready = false;
   int attempt = 0;
   int64_t reconnect_at_ms = 0;  // 0 = not scheduled
@@ -114,7 +115,7 @@ struct RedisSlot {
 
 }  // namespace
 
-struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
+struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   Impl(Cluster& owner, const config::Config& cfg, Sink* sink)
       : owner(owner), cfg(cfg), sink(sink), rng(std::random_device{}()) {}
 
@@ -149,6 +150,9 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   std::unique_ptr<nats::Link> nats_link;
   bool nats_up = false;
   bool rx_reading = false;
+  bool moved_hint_logged = false;
+  int64_t redisx_retry_at_ms = 0;  // no XREADGROUP before this (after a failed one)
+  std::string redisx_last_error;   // the last XREADGROUP failure, logged once
   int64_t next_autoclaim_ms = 0;
   int64_t next_keepalive_ms = 0;
   std::string consumer_name;
@@ -198,15 +202,17 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     consumer_name =
         std::string(host) + "-" + std::to_string(getpid()) + "-" + std::to_string(rng() % 100000);
     if (redis_broadcast || pubsub == "redis") {
-      sub.conn = std::make_unique<redis::Connection>(redis_options, this, "sub");
+      sub.conn = redis::MakeClient(redis_options, this, "sub");
+      // Before connecting: a cluster client then keeps its subscriptions on one node.
+      sub.conn->SetSubscribeMode();
       slots.push_back(&sub);
     }
     if (redisx || pubsub == "redis") {
-      cmd.conn = std::make_unique<redis::Connection>(redis_options, this, "cmd");
+      cmd.conn = redis::MakeClient(redis_options, this, "cmd");
       slots.push_back(&cmd);
     }
     if (redisx) {
-      rx.conn = std::make_unique<redis::Connection>(redis_options, this, "redisx");
+      rx.conn = redis::MakeClient(redis_options, this, "redisx");
       slots.push_back(&rx);
     }
     if (need_nats) {
@@ -540,49 +546,71 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   // Redis Streams (redisx)
 
   void StartRedisxRead() {
-    if (!rx.ready || rx_reading) return;
+    if (!rx.ready || rx_reading || MonoMs() < redisx_retry_at_ms) return;
     // Entries wait in Redis while pub/sub cannot take them: nothing is read just to be dropped.
     if (pubsub == "redis" && !cmd.ready) return;
     if (pubsub == "nats" && !nats_up) return;
     rx_reading = true;
-    rx.conn->Command({"XREADGROUP", "GROUP", cfg.redisx_group, consumer_name, "COUNT",
-                      std::to_string(kRedisxCount), "BLOCK",
-                      std::to_string(cfg.redisx_read_block_ms), "STREAMS", cfg.redisx_stream, ">"},
-                     [this](redis::Reply&& r) {
-                       rx_reading = false;
-                       rx.last_heard_ms = MonoMs();
-                       if (r.is_error()) {
-                         if (r.str.rfind("NOGROUP", 0) == 0)
-                           CreateGroup();  // stream was deleted
-                         else if (r.str.rfind("connection lost", 0) != 0)
-                           LOG_WARN("redis: XREADGROUP failed: %s", r.str.c_str());
-                         return;
-                       }
-                       // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
-                       if (r.type == redis::Reply::Type::kArray) {
-                         for (auto& stream : r.elements) {
-                           if (stream.elements.size() == 2) ConsumeEntries(stream.elements[1]);
-                         }
-                       }
-                       StartRedisxRead();
-                     });
+    rx.conn->KeyCommand(
+        cfg.redisx_stream,
+        {"XREADGROUP", "GROUP", cfg.redisx_group, consumer_name, "COUNT",
+         std::to_string(kRedisxCount), "BLOCK", std::to_string(cfg.redisx_read_block_ms), "STREAMS",
+         cfg.redisx_stream, ">"},
+        [this](redis::Reply&& r) {
+          rx_reading = false;
+          rx.last_heard_ms = MonoMs();
+          if (r.is_error()) {
+            // A failing read is not retried at once: a cluster that is down (CLUSTERDOWN) or a
+            // node being failed over answers immediately, so an instant retry would spin.
+            redisx_retry_at_ms = MonoMs() + kRedisxRetryMs;
+            const bool repeated = r.str == redisx_last_error;
+            redisx_last_error = r.str;
+            if (r.str.rfind("NOGROUP", 0) == 0) {
+              redisx_retry_at_ms = 0;
+              CreateGroup();  // stream was deleted
+            } else if (r.str.rfind("MOVED ", 0) == 0 && !redis_options.cluster_mode()) {
+              // A single URL naming one node of a Redis Cluster: say once how to configure it.
+              if (!moved_hint_logged) {
+                moved_hint_logged = true;
+                LOG_WARN(
+                    "redis: %s is a Redis Cluster node (XREADGROUP: %s); list the cluster's "
+                    "nodes in --redis_url (redis://h1:7000,redis://h2:7001) to use it",
+                    redis_options.Describe().c_str(), r.str.c_str());
+              }
+            } else if (r.str.rfind("connection lost", 0) != 0 && !repeated) {
+              // One line per distinct failure, not one per retry.
+              LOG_WARN("redis: XREADGROUP failed: %s (retrying)", r.str.c_str());
+            }
+            return;
+          }
+          redisx_last_error.clear();
+          // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
+          if (r.type == redis::Reply::Type::kArray) {
+            for (auto& stream : r.elements) {
+              if (stream.elements.size() == 2) ConsumeEntries(stream.elements[1]);
+            }
+          }
+          StartRedisxRead();
+        });
   }
 
   void CreateGroup() {
-    rx.conn->Command({"XGROUP", "CREATE", cfg.redisx_stream, cfg.redisx_group, "$", "MKSTREAM"},
-                     [this](redis::Reply&& r) {
-                       if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0 &&
-                           r.str.rfind("connection lost", 0) != 0) {
-                         LOG_WARN("redis: XGROUP CREATE %s %s failed: %s",
-                                  cfg.redisx_stream.c_str(), cfg.redisx_group.c_str(),
-                                  r.str.c_str());
-                       }
-                     });
+    rx.conn->KeyCommand(cfg.redisx_stream,
+                        {"XGROUP", "CREATE", cfg.redisx_stream, cfg.redisx_group, "$", "MKSTREAM"},
+                        [this](redis::Reply&& r) {
+                          if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0 &&
+                              r.str.rfind("connection lost", 0) != 0) {
+                            LOG_WARN("redis: XGROUP CREATE %s %s failed: %s",
+                                     cfg.redisx_stream.c_str(), cfg.redisx_group.c_str(),
+                                     r.str.c_str());
+                          }
+                        });
   }
 
   void AutoClaim() {
     if (!cmd.ready || (pubsub == "nats" && !nats_up)) return;
-    cmd.conn->Command(
+    cmd.conn->KeyCommand(
+        cfg.redisx_stream,
         {"XAUTOCLAIM", cfg.redisx_stream, cfg.redisx_group, consumer_name,
          std::to_string(cfg.redisx_read_block_ms), "0-0", "COUNT", std::to_string(kRedisxCount)},
         [this](redis::Reply&& r) {
@@ -644,28 +672,27 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
 
   void AckEntry(const std::string& id) {
     if (!cmd.ready) return;
-    cmd.conn->Command({"XACK", cfg.redisx_stream, cfg.redisx_group, id});
-    cmd.conn->Command({"XDEL", cfg.redisx_stream, id});
+    cmd.conn->KeyCommand(cfg.redisx_stream, {"XACK", cfg.redisx_stream, cfg.redisx_group, id});
+    cmd.conn->KeyCommand(cfg.redisx_stream, {"XDEL", cfg.redisx_stream, id});
   }
 
   // ---------------------------------------------------------------------------------------------
   // redis::Connection::Handler
 
-  RedisSlot* SlotOf(redis::Connection& c) {
+  RedisSlot* SlotOf(redis::Client& c) {
     for (RedisSlot* s : slots) {
       if (s->conn.get() == &c) return s;
     }
     return nullptr;
   }
 
-  void OnReady(redis::Connection& c) override {
+  void OnReady(redis::Client& c) override {
     RedisSlot* s = SlotOf(c);
     if (!s) return;
     s->ready = true;
     s->attempt = 0;
     s->last_heard_ms = MonoMs();
     if (s == &sub) {
-      c.SetSubscribeMode();
       SubscribeAll();
     } else if (s == &rx) {
       CreateGroup();
@@ -675,7 +702,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     UpdateRedisLink("");
   }
 
-  void OnPush(redis::Connection& c, redis::Reply&& r) override {
+  void OnPush(redis::Client& c, redis::Reply&& r) override {
     RedisSlot* s = SlotOf(c);
     if (s) s->last_heard_ms = MonoMs();
     if (r.type != redis::Reply::Type::kArray || r.elements.size() < 3) return;
@@ -684,7 +711,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     DeliverLocally(r.elements[2].str);
   }
 
-  void OnClosed(redis::Connection& c, const std::string& reason) override {
+  void OnClosed(redis::Client& c, const std::string& reason) override {
     RedisSlot* s = SlotOf(c);
     if (!s) return;
     s->ready = false;
