@@ -150,9 +150,11 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   std::unique_ptr<nats::Link> nats_link;
   bool nats_up = false;
   bool rx_reading = false;
-  bool moved_hint_logged = false;
-  int64_t redisx_retry_at_ms = 0;  // no XREADGROUP before this (after a failed one)
-  std::string redisx_last_error;   // the last XREADGROUP failure, logged once
+  bool cluster_probe_sent = false;  // CLUSTER INFO asked of a single --redis_url
+  bool cluster_known = false;       // whether Redis is a cluster is settled (redisx waits for it)
+  bool switch_to_cluster = false;   // it answered: a Redis Cluster node
+  int64_t redisx_retry_at_ms = 0;   // no XREADGROUP before this (after a failed one)
+  std::string redisx_last_error;    // the last XREADGROUP failure, logged once
   int64_t next_autoclaim_ms = 0;
   int64_t next_keepalive_ms = 0;
   std::string consumer_name;
@@ -185,6 +187,8 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
       redis_options.tls_ca_cert_path = cfg.redis_tls_ca_cert_path;
       redis_options.tls_client_cert_path = cfg.redis_tls_client_cert_path;
       redis_options.tls_client_key_path = cfg.redis_tls_client_key_path;
+      // Only a single address (not Sentinel) needs asking whether it is a cluster node.
+      cluster_known = redis_options.cluster_mode() || redis_options.sentinel_mode();
     }
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -294,6 +298,7 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
         if (slot->conn) slot->conn->OnEvents(events[i].events);
       }
       running = DrainInbox();
+      if (switch_to_cluster) SwitchToCluster();
       FlushNats();
       FlushDeliveries();
     }
@@ -545,8 +550,16 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   // ---------------------------------------------------------------------------------------------
   // Redis Streams (redisx)
 
+  // The redisx connection is ready (and Redis known to be a cluster or not): make sure the group
+  // exists and read.
+  void StartRedisx() {
+    CreateGroup();
+    rx_reading = false;
+    StartRedisxRead();
+  }
+
   void StartRedisxRead() {
-    if (!rx.ready || rx_reading || MonoMs() < redisx_retry_at_ms) return;
+    if (!rx.ready || !cluster_known || rx_reading || MonoMs() < redisx_retry_at_ms) return;
     // Entries wait in Redis while pub/sub cannot take them: nothing is read just to be dropped.
     if (pubsub == "redis" && !cmd.ready) return;
     if (pubsub == "nats" && !nats_up) return;
@@ -568,15 +581,6 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
             if (r.str.rfind("NOGROUP", 0) == 0) {
               redisx_retry_at_ms = 0;
               CreateGroup();  // stream was deleted
-            } else if (r.str.rfind("MOVED ", 0) == 0 && !redis_options.cluster_mode()) {
-              // A single URL naming one node of a Redis Cluster: say once how to configure it.
-              if (!moved_hint_logged) {
-                moved_hint_logged = true;
-                LOG_WARN(
-                    "redis: %s is a Redis Cluster node (XREADGROUP: %s); list the cluster's "
-                    "nodes in --redis_url (redis://h1:7000,redis://h2:7001) to use it",
-                    redis_options.Describe().c_str(), r.str.c_str());
-              }
             } else if (r.str.rfind("connection lost", 0) != 0 && !repeated) {
               // One line per distinct failure, not one per retry.
               LOG_WARN("redis: XREADGROUP failed: %s (retrying)", r.str.c_str());
@@ -608,7 +612,7 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   }
 
   void AutoClaim() {
-    if (!cmd.ready || (pubsub == "nats" && !nats_up)) return;
+    if (!cmd.ready || !cluster_known || (pubsub == "nats" && !nats_up)) return;
     cmd.conn->KeyCommand(
         cfg.redisx_stream,
         {"XAUTOCLAIM", cfg.redisx_stream, cfg.redisx_group, consumer_name,
@@ -677,7 +681,35 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // redis::Connection::Handler
+  // redis::Client::Handler
+
+  // The single --redis_url is a Redis Cluster node: every client is replaced by a cluster client
+  // seeded with that address (outside any client callback: the old ones are destroyed here).
+  // What was in flight fails (a publication is answered 501), as on a reconnect.
+  void SwitchToCluster() {
+    switch_to_cluster = false;
+    redis_options.cluster = true;
+    redis_options.cluster_seeds = {redis::Endpoint{redis_options.host, redis_options.port}};
+    LOG_INFO("redis: %s:%d is a Redis Cluster node; using cluster mode", redis_options.host.c_str(),
+             redis_options.port);
+    const int64_t now = MonoMs();
+    for (RedisSlot* s : slots) {
+      if (s->registered_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s->registered_fd, nullptr);
+      s->registered_fd = -1;
+      s->registered_events = 0;
+      s->conn->Close();
+      const std::string name = s->conn->name();
+      s->conn = redis::MakeClient(redis_options, this, name);
+      if (s == &sub) s->conn->SetSubscribeMode();
+      s->ready = false;
+      s->attempt = 0;
+      s->last_heard_ms = 0;
+      s->reconnect_at_ms = now;
+    }
+    rx_reading = false;
+    redisx_retry_at_ms = 0;
+    UpdateRedisLink("");
+  }
 
   RedisSlot* SlotOf(redis::Client& c) {
     for (RedisSlot* s : slots) {
@@ -692,12 +724,27 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     s->ready = true;
     s->attempt = 0;
     s->last_heard_ms = MonoMs();
+    if (s == &cmd && !cluster_known && !cluster_probe_sent) {
+      // Is the one address a Redis Cluster node? (anycable-go's client detects it too.) A
+      // standalone server answers "ERR This instance has cluster support disabled".
+      cluster_probe_sent = true;
+      cmd.conn->Command({"CLUSTER", "INFO"}, [this](redis::Reply&& r) {
+        if (r.is_error() && r.str.rfind("connection lost", 0) == 0) {
+          cluster_probe_sent = false;  // asked again on the next connect
+          return;
+        }
+        cluster_known = true;
+        if (!r.is_error()) {
+          switch_to_cluster = true;
+        } else if (rx.ready) {
+          StartRedisx();  // it waited for the answer
+        }
+      });
+    }
     if (s == &sub) {
       SubscribeAll();
-    } else if (s == &rx) {
-      CreateGroup();
-      rx_reading = false;
-      StartRedisxRead();
+    } else if (s == &rx && cluster_known) {
+      StartRedisx();
     }
     UpdateRedisLink("");
   }

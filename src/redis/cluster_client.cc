@@ -147,6 +147,7 @@ Options ClusterClient::NodeOptions(const Endpoint& ep) const {
   o.port = ep.port;
   o.db = 0;
   o.sentinels.clear();
+  o.cluster = false;
   o.cluster_seeds.clear();
   return o;
 }
@@ -354,7 +355,10 @@ void ClusterClient::Command(std::vector<std::string> args, Callback cb) {
     const int slot = KeySlot(args[1]);  // before `args` is moved into the call
     Route(slot, std::move(args), std::move(cb), 0, "", false);
   } else {
-    Route(-1, std::move(args), std::move(cb), 0, last_addr_, false);
+    // The last node used, while it is still a master.
+    const auto masters = Masters();
+    const bool live = std::find(masters.begin(), masters.end(), last_addr_) != masters.end();
+    Route(-1, std::move(args), std::move(cb), 0, live ? last_addr_ : std::string(), false);
   }
   SyncEpoll();
 }

@@ -51,13 +51,15 @@ struct Options {
   std::string tls_ca_cert_path, tls_client_cert_path, tls_client_key_path;
   std::vector<Endpoint> sentinels;  // --redis_sentinels; non-empty = Sentinel mode
   std::string sentinel_password;    // "[:pass@]host:port,..." in --redis_sentinels
-  // Redis Cluster: every address of a comma-separated --redis_url, the first one included (they
-  // are only where the slot map is first asked for). More than one = cluster mode.
+  // Redis Cluster: set for a comma-separated --redis_url (or by the owner once a single address
+  // turned out to be a cluster node). The seeds are where the slot map is first asked for: every
+  // address of the list, the first one included.
+  bool cluster = false;
   std::vector<Endpoint> cluster_seeds;
   int connect_timeout_ms = 5000;
 
   bool sentinel_mode() const { return !sentinels.empty(); }
-  bool cluster_mode() const { return cluster_seeds.size() > 1; }
+  bool cluster_mode() const { return cluster; }
   // For logs: "redis://host:port/db", "sentinels host:port,... (master name)" or
   // "cluster host:port,..."; no password.
   std::string Describe() const;

@@ -173,6 +173,7 @@ ParseResult ParseUrl(const std::string& url, const std::string& sentinels) {
       opts.cluster_seeds.push_back(Endpoint{one->host, one->port});
     }
   }
+  opts.cluster = entries.size() > 1;
   if (opts.cluster_mode() && !Trim(sentinels).empty()) {
     return MakeError(flag +
                      "a list of addresses (Redis Cluster) cannot be used with --redis_sentinels");

@@ -276,6 +276,48 @@ TEST_F(RedisClusterIt, BroadcastsSurviveFailovers) {
   }
 }
 
+// One address of a cluster (a managed service's configuration endpoint): the nodes find out with
+// CLUSTER INFO and route by slot from then on, so redisx works even when that address does not
+// own the stream.
+TEST_F(RedisClusterIt, SingleNodeUrlIsDetectedAsACluster) {
+  MakeCluster(/*replicas=*/0);
+  const int owner = StreamOwner();
+  ASSERT_GE(owner, 0);
+  const size_t other = static_cast<size_t>((owner + 1) % 3);
+  std::vector<std::string> flags = kFlags;
+  flags.insert(flags.end(), {"--redis_url", cluster_.node(other).url()});
+  StartNodes(flags);
+  const std::string detected = "redis: 127.0.0.1:" + std::to_string(cluster_.node(other).port()) +
+                               " is a Redis Cluster node; using cluster mode";
+  for (int node = 0; node < kNodes; ++node) {
+    ASSERT_TRUE(Poll([&] { return NodeLog(node).find(detected) != std::string::npos; }, 10s))
+        << "node " << node;
+  }
+  AddSubscribers(kStreams, 1);
+  std::vector<std::string> channels = kStreams;
+  channels.insert(channels.end(), {"__anycable__", "__anycable_internal__"});
+  ASSERT_TRUE(WaitSubscribed(channels, 10s));
+  ExpectEveryAdapterDelivers();
+  for (int node = 0; node < kNodes; ++node) {
+    EXPECT_EQ(CountOf(NodeLog(node), detected), 1u) << "node " << node;
+    EXPECT_EQ(NodeLog(node).find("XREADGROUP failed"), std::string::npos) << "node " << node;
+  }
+}
+
+// A standalone Redis answers CLUSTER INFO with an error: nothing changes.
+TEST_F(RedisClusterIt, StandaloneRedisStaysStandalone) {
+  if (!StartRedis()) GTEST_SKIP() << "redis-server is not installed";
+  std::vector<std::string> flags = kFlags;
+  flags.insert(flags.end(), {"--redis_url", redis_.url()});
+  StartNodes(flags);
+  AddSubscribers({"plain"}, 1);
+  ASSERT_TRUE(WaitRedisSubscribed({"plain", "__anycable__", "__anycable_internal__"}, kNodes));
+  ExpectDeliveredOnce({"plain"}, 5, HttpAlternating());
+  for (int node = 0; node < kNodes; ++node) {
+    EXPECT_EQ(NodeLog(node).find("Redis Cluster node"), std::string::npos) << "node " << node;
+  }
+}
+
 TEST(RedisClusterConfig, BadClusterUrlIsOneErrorLine) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"redis://127.0.0.1:7000/2,redis://127.0.0.1:7001",

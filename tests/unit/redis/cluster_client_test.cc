@@ -46,6 +46,7 @@ TEST(ParseUrl, ClusterLists) {
   auto full = ParseUrl("redis://:pw@10.0.0.1:7000, redis://10.0.0.2:7001 ,redis://h3", "");
   ASSERT_TRUE(full.ok()) << full.error();
   EXPECT_TRUE(full->cluster_mode());
+  EXPECT_TRUE(full->cluster);
   ASSERT_EQ(full->cluster_seeds.size(), 3u);
   EXPECT_EQ(full->cluster_seeds[0].host, "10.0.0.1");
   EXPECT_EQ(full->cluster_seeds[0].port, 7000);
@@ -68,6 +69,7 @@ TEST(ParseUrl, ClusterLists) {
   auto single = ParseUrl("localhost:6380", "");
   ASSERT_TRUE(single.ok()) << single.error();
   EXPECT_FALSE(single->cluster_mode());
+  EXPECT_TRUE(single->cluster_seeds.empty());
   EXPECT_EQ(single->host, "localhost");
   EXPECT_EQ(single->port, 6380);
 }
