@@ -19,7 +19,6 @@ namespace {
 
 constexpr int kMaxRedirects = 5;
 constexpr int64_t kMinRediscoverMs = 250;  // between two CLUSTER SLOTS rounds
-constexpr int64_t kNodeRetryMs = 500;      // a failed node is not dialled again sooner
 constexpr int16_t kNoOwner = -1;
 
 int64_t MonotonicMs() {
@@ -509,7 +508,7 @@ void ClusterClient::OnNodeClosed(Client& c, const std::string& reason) {
     LOG_DEBUG("redis %s: cluster node %s: %s", name_.c_str(), w->addr.c_str(), reason.c_str());
   }
   w->was_ready = false;
-  w->down_until_ms = MonotonicMs() + kNodeRetryMs;
+  w->down_until_ms = MonotonicMs() + options_.cluster_node_retry_ms;
   ScheduleRefresh();
 }
 

@@ -10,9 +10,10 @@
 //   - -MOVED <slot> <host:port>: the slot's owner is updated, the command is resent there and a
 //     map refresh is scheduled; -ASK <slot> <host:port>: ASKING + the command go to that node, the
 //     map is left as it is. At most 5 redirections per command.
-//   - a node whose connection fails is left alone for 500 ms (commands for it fail at once, so a
-//     caller never waits on a dead node) and the map is refreshed (at most every 250 ms); a
-//     failover thus reaches the promoted replica as soon as the cluster reports it.
+//   - a node whose connection fails is left alone for Options::cluster_node_retry_ms (500 ms;
+//     commands for it fail at once, so a caller never waits on a dead node) and the map is
+//     refreshed (at most every 250 ms); a failover thus reaches the promoted replica as soon as
+//     the cluster reports it.
 // The client is ready once a map is known; a refresh that no node answers closes it (OnClosed),
 // and its owner reconnects with backoff as with a single connection.
 //

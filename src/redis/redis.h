@@ -56,6 +56,7 @@ struct Options {
   // address of the list, the first one included.
   bool cluster = false;
   std::vector<Endpoint> cluster_seeds;
+  int cluster_node_retry_ms = 500;  // a failed cluster node is not dialled again sooner
   int connect_timeout_ms = 5000;
 
   bool sentinel_mode() const { return !sentinels.empty(); }

@@ -293,6 +293,38 @@ TEST_F(ClusterClientTest, RedirectionsAreBounded) {
   EXPECT_EQ(client.stats().moved, 5u);
 }
 
+// A master dies and nobody takes over (no replicas): commands for its slots fail at once instead
+// of waiting on a dead node, while the other masters keep serving.
+TEST_F(ClusterClientTest, DeadNodeFailsFast) {
+  MakeCluster(3, 0);
+  Recorder rec;
+  Options options = ClusterOptions();
+  options.cluster_node_retry_ms = 600000;  // the node stays "down" for the whole test
+  ClusterClient client(options, &rec, "cmd");
+  ASSERT_TRUE(ConnectAndWait(client, rec));
+  std::string dead_key, live_key;
+  int dead = -1;
+  for (int i = 0; i < 1000 && (dead_key.empty() || live_key.empty()); ++i) {
+    const std::string k = "df:" + std::to_string(i);
+    const int owner = cluster_.MasterOf(KeySlot(k));
+    if (dead < 0) dead = owner;
+    if (owner == dead && dead_key.empty()) dead_key = k;
+    if (owner != dead && live_key.empty()) live_key = k;
+  }
+  ASSERT_FALSE(dead_key.empty() || live_key.empty());
+  ASSERT_EQ(KeyRoundtrip(client, dead_key, {"SET", dead_key, "1"}).str, "OK");
+  cluster_.node(static_cast<size_t>(dead)).Kill();
+  Reply first = KeyRoundtrip(client, dead_key, {"SET", dead_key, "2"});
+  ASSERT_TRUE(first.is_error());
+  EXPECT_EQ(first.str.rfind("connection lost: ", 0), 0u) << first.str;
+  Reply second = KeyRoundtrip(client, dead_key, {"GET", dead_key});
+  EXPECT_EQ(second.str, "connection lost: node " + Addr(dead) + " is down");
+  EXPECT_EQ(client.stats().node_lost, 1u);
+  EXPECT_EQ(KeyRoundtrip(client, live_key, {"SET", live_key, "ok"}).str, "OK")
+      << "the other masters keep serving";
+  EXPECT_EQ(client.state(), Client::State::kReady);
+}
+
 TEST_F(ClusterClientTest, CommandsBeforeConnectFail) {
   Recorder rec;
   ClusterClient client(ParseUrl("redis://127.0.0.1:1,redis://127.0.0.1:2", "").value(), &rec,
