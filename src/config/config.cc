@@ -475,7 +475,8 @@ const std::vector<FlagSpec>& Table() {
              b.http_broadcast_secret = v.s == "none" ? std::string() : v.s;
            }},
       {.name = "redis_url", .kind = K::kString, .default_value = "redis://localhost:6379",
-       .supported = true, .help = "Redis URL (redis://, rediss:// for TLS)",
+       .supported = true,
+       .help = "Redis URL (redis://, rediss:// for TLS; comma-separated node URLs: Redis Cluster)",
        // An empty value (an env file's "unset") keeps the default.
        .apply = CFG_SET(redis_url, Trim(v.s).empty() ? "redis://localhost:6379" : Trim(v.s)),
        .env_aliases = {"REDIS_URL"}},

@@ -343,10 +343,10 @@ TEST_F(ServerTest, ChildThatNeverAnswersIsStopped) {
   chmod(script.c_str(), 0755);
   Plan plan = MustPlan(BaseConfig(port_));
   plan.binary = script;
-  auto started = Server::Start(plan, /*ready_timeout_ms=*/300);
+  auto started = Server::Start(plan, /*ready_timeout_ms=*/1500);
   ASSERT_FALSE(started.ok());
   EXPECT_EQ(started.error(), "--embed_nats: nats-server did not answer on 127.0.0.1:" +
-                                 std::to_string(port_) + " within 300 ms");
+                                 std::to_string(port_) + " within 1500 ms");
   std::ifstream pid_file(std::string(dir) + "/pid");
   pid_t pid = 0;
   pid_file >> pid;
