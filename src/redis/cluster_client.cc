@@ -539,6 +539,11 @@ void ClusterClient::Tick(int64_t now_ms) {
   if (probe_) probe_->conn->Tick(now_ms);
   if (sub_) sub_->conn->Tick(now_ms);
   for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i]->conn->Tick(now_ms);
+  if (state_ == State::kReady && !subscribe_mode_ && !discovering_ && refresh_due_ms_ == 0 &&
+      options_.cluster_refresh_ms > 0 &&
+      now_ms - last_discovery_ms_ >= options_.cluster_refresh_ms) {
+    refresh_due_ms_ = now_ms;  // the periodic re-read
+  }
   if (state_ == State::kReady && !discovering_ && refresh_due_ms_ != 0 &&
       now_ms >= refresh_due_ms_) {
     StartDiscovery();

@@ -14,6 +14,8 @@
 //     commands for it fail at once, so a caller never waits on a dead node) and the map is
 //     refreshed (at most every 250 ms); a failover thus reaches the promoted replica as soon as
 //     the cluster reports it.
+// The map is also re-read every Options::cluster_refresh_ms (5 s): after a manual failover the
+// demoted master still accepts PUBLISH, and only a fresh map moves each channel back to one path.
 // The client is ready once a map is known; a refresh that no node answers closes it (OnClosed),
 // and its owner reconnects with backoff as with a single connection.
 //

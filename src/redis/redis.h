@@ -57,6 +57,9 @@ struct Options {
   bool cluster = false;
   std::vector<Endpoint> cluster_seeds;
   int cluster_node_retry_ms = 500;  // a failed cluster node is not dialled again sooner
+  // The slot map is re-read at least this often: after a manual failover a demoted master still
+  // takes keyless commands (PUBLISH), so no error would ever ask for a new map.
+  int cluster_refresh_ms = 5000;
   int connect_timeout_ms = 5000;
 
   bool sentinel_mode() const { return !sentinels.empty(); }

@@ -107,6 +107,26 @@ class RedisClusterIt : public ClusterTest {
       return true;
     };
   }
+  // Every ringcable node's `cmd` client has a slot map naming cluster node `master` as a master
+  // (its "cluster slot map" log line): from then on both nodes publish each stream through the
+  // same Redis node again, so publications keep their order across ringcable nodes.
+  bool WaitNodesSeeMaster(int master, std::chrono::milliseconds timeout) {
+    const std::string port = "127.0.0.1:" + std::to_string(cluster_.node(master).port());
+    return Poll(
+        [&] {
+          for (int n = 0; n < kNodes; ++n) {
+            std::istringstream in(NodeLog(n));
+            bool seen = false;
+            for (std::string line; std::getline(in, line) && !seen;) {
+              seen = line.find("redis cmd: cluster slot map") != std::string::npos &&
+                     line.find(port) != std::string::npos;
+            }
+            if (!seen) return false;
+          }
+          return true;
+        },
+        timeout);
+  }
   int LiveNode() {
     for (size_t i = 0; i < cluster_.size(); ++i)
       if (cluster_.node(i).running()) return static_cast<int>(i);
@@ -222,6 +242,8 @@ TEST_F(RedisClusterIt, BroadcastsSurviveFailovers) {
   cluster_.node(static_cast<size_t>(victim)).Kill();
   ASSERT_TRUE(cluster_.WaitHealthy(30s, victim_slot)) << "no failover";
   ASSERT_TRUE(cluster_.WaitHealthy(30s, redis::KeySlot("__anycable__")));
+  ASSERT_TRUE(WaitNodesSeeMaster(cluster_.MasterOf(victim_slot), 30s))
+      << "both nodes must learn the promoted replica";
   ProbeUntilEveryoneHears(60s);
   if (HasFailure()) return;
   EXPECT_TRUE(WaitSubscribed(channels, 20s)) << "every stream subscribed again";
@@ -267,6 +289,8 @@ TEST_F(RedisClusterIt, BroadcastsSurviveFailovers) {
   ASSERT_EQ(Cli(static_cast<size_t>(replica), {"CLUSTER", "FAILOVER"}), "OK\n");
   ASSERT_TRUE(Poll([&] { return StreamOwner() == replica; }, 30s)) << "manual failover";
   ASSERT_TRUE(cluster_.WaitHealthy(30s, redis::KeySlot("__anycable__")));
+  // The demoted master still takes PUBLISH: the nodes move by the periodic map re-read.
+  ASSERT_TRUE(WaitNodesSeeMaster(replica, 30s)) << "both nodes must learn the new master";
   ExpectEveryAdapterDelivers();
   EXPECT_TRUE(WaitSubscribed(channels, 10s));
   for (int node = 0; node < kNodes; ++node) {

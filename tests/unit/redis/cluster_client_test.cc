@@ -325,6 +325,43 @@ TEST_F(ClusterClientTest, DeadNodeFailsFast) {
   EXPECT_EQ(client.state(), Client::State::kReady);
 }
 
+// A manual CLUSTER FAILOVER changes nothing a keyless command notices (the demoted master still
+// takes PUBLISH): the periodic re-read moves the client to the new master by itself.
+TEST_F(ClusterClientTest, PeriodicRefreshFollowsAManualFailover) {
+  MakeCluster(3, 1);
+  Recorder rec;
+  Options options = ClusterOptions();
+  options.cluster_refresh_ms = 200;
+  ClusterClient client(options, &rec, "cmd");
+  ASSERT_TRUE(ConnectAndWait(client, rec));
+  const int slot = KeySlot("news");
+  const int master = cluster_.MasterOf(slot);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(client.OwnerOf(static_cast<uint16_t>(slot)), Addr(master));
+  int replica = -1;
+  for (size_t n = 0; n < cluster_.size() && replica < 0; ++n) {
+    std::string info = cluster_.Cli(n, {"INFO", "replication"});
+    if (info.find("master_port:" + std::to_string(cluster_.node(master).port())) !=
+        std::string::npos)
+      replica = static_cast<int>(n);
+  }
+  ASSERT_GE(replica, 0);
+  ASSERT_EQ(cluster_.Cli(static_cast<size_t>(replica), {"CLUSTER", "FAILOVER"}), "OK\n");
+  ASSERT_TRUE(cluster_.WaitHealthy(30s, slot));
+  ASSERT_EQ(cluster_.MasterOf(slot), replica);
+  // PUBLISH to the demoted master still works: no redirection tells the client anything.
+  bool done = false;
+  client.Command({"PUBLISH", "news", "x"}, [&](Reply&& r) {
+    EXPECT_FALSE(r.is_error()) << r.str;
+    done = true;
+  });
+  ASSERT_TRUE(loop_.Until(client, [&] { return done; }));
+  ASSERT_TRUE(loop_.Until(
+      client, [&] { return client.OwnerOf(static_cast<uint16_t>(slot)) == Addr(replica); }, 20s))
+      << "the periodic re-read must find the new master";
+  EXPECT_EQ(client.stats().moved, 0u);
+}
+
 TEST_F(ClusterClientTest, CommandsBeforeConnectFail) {
   Recorder rec;
   ClusterClient client(ParseUrl("redis://127.0.0.1:1,redis://127.0.0.1:2", "").value(), &rec,
