@@ -100,6 +100,7 @@ struct ClusterClient::Watched {
   uint32_t registered_events = 0;
   int64_t down_until_ms = 0;  // commands fail at once until then
   bool was_ready = false;     // for one log line per lost node
+  bool retired = false;       // no longer a master: closed once its replies are in
 };
 
 struct ClusterClient::Map {
@@ -291,17 +292,12 @@ void ClusterClient::InstallMap(Map&& map) {
     LOG_INFO("redis %s: cluster slot map: %zu masters (%s)", name_.c_str(), after.size(),
              list.c_str());
   }
-  // Connections to nodes that are no longer masters go; commands in flight there get an error
-  // (a caller retries through the new map).
-  for (size_t i = 0; i < nodes_.size();) {
-    if (std::find(after.begin(), after.end(), nodes_[i]->addr) == after.end()) {
-      nodes_[i]->conn->Close();
-      Bury(std::move(nodes_[i]));
-      nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(i));
-    } else {
-      ++i;
-    }
+  // Connections to nodes that are no longer masters are retired: commands in flight there still
+  // get their replies (a demoted master answers a PUBLISH), then CloseRetired drops them.
+  for (auto& w : nodes_) {
+    w->retired = std::find(after.begin(), after.end(), w->addr) == after.end();
   }
+  CloseRetired();
   if (state_ != State::kConnecting) return;
   if (!subscribe_mode_) {
     state_ = State::kReady;
@@ -447,9 +443,24 @@ void ClusterClient::Route(int slot, std::vector<std::string> args, Callback cb, 
       });
 }
 
+void ClusterClient::CloseRetired() {
+  for (size_t i = 0; i < nodes_.size();) {
+    if (nodes_[i]->retired && nodes_[i]->conn->pending_commands() == 0) {
+      nodes_[i]->conn->Close();
+      Bury(std::move(nodes_[i]));
+      nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
 ClusterClient::Watched* ClusterClient::EnsureNode(const std::string& addr) {
   for (auto& w : nodes_) {
-    if (w->addr == addr) return w.get();
+    if (w->addr == addr) {
+      w->retired = false;  // a redirection (or the map) sends commands there again
+      return w.get();
+    }
   }
   Endpoint ep;
   SplitAddr(addr, &ep);
@@ -530,6 +541,7 @@ void ClusterClient::OnEvents(uint32_t) {
     }
     if (w) w->conn->OnEvents(events[i].events);
   }
+  CloseRetired();
   SyncEpoll();
   Collect();
 }
@@ -539,6 +551,7 @@ void ClusterClient::Tick(int64_t now_ms) {
   if (probe_) probe_->conn->Tick(now_ms);
   if (sub_) sub_->conn->Tick(now_ms);
   for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i]->conn->Tick(now_ms);
+  CloseRetired();
   if (state_ == State::kReady && !subscribe_mode_ && !discovering_ && refresh_due_ms_ == 0 &&
       options_.cluster_refresh_ms > 0 &&
       now_ms - last_discovery_ms_ >= options_.cluster_refresh_ms) {

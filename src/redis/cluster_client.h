@@ -114,6 +114,7 @@ class ClusterClient : public Client {
   void Route(int slot, std::vector<std::string> args, Callback cb, int redirects,
              const std::string& forced_addr, bool asking);
   Watched* EnsureNode(const std::string& addr);
+  void CloseRetired();
   Watched* FindByClient(const Client& c);
   void Bury(std::unique_ptr<Watched> w);
   void Collect();
