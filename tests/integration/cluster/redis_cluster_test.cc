@@ -107,15 +107,22 @@ class RedisClusterIt : public ClusterTest {
       return true;
     };
   }
-  // Every ringcable node's `cmd` client has a slot map naming cluster node `master` as a master
-  // (its "cluster slot map" log line): from then on both nodes publish each stream through the
-  // same Redis node again, so publications keep their order across ringcable nodes.
-  bool WaitNodesSeeMaster(int master, std::chrono::milliseconds timeout) {
+  // Log lengths now, so WaitNodesSeeMaster looks only at what comes after a topology change.
+  std::vector<size_t> LogMarks() {
+    std::vector<size_t> marks;
+    for (int n = 0; n < kNodes; ++n) marks.push_back(NodeLog(n).size());
+    return marks;
+  }
+  // Since `marks`, every ringcable node's `cmd` client logged a slot map naming cluster node
+  // `master` as a master: from then on both nodes publish each stream through the same Redis node
+  // again, so publications keep their order across ringcable nodes.
+  bool WaitNodesSeeMaster(int master, const std::vector<size_t>& marks,
+                          std::chrono::milliseconds timeout) {
     const std::string port = "127.0.0.1:" + std::to_string(cluster_.node(master).port());
     return Poll(
         [&] {
           for (int n = 0; n < kNodes; ++n) {
-            std::istringstream in(NodeLog(n));
+            std::istringstream in(NodeLog(n).substr(marks[static_cast<size_t>(n)]));
             bool seen = false;
             for (std::string line; std::getline(in, line) && !seen;) {
               seen = line.find("redis cmd: cluster slot map") != std::string::npos &&
@@ -239,10 +246,11 @@ TEST_F(RedisClusterIt, BroadcastsSurviveFailovers) {
   }
   ASSERT_GE(victim_slot, 0);
   RecordProperty("killed_stream_master", victim == StreamOwner() ? "yes" : "no");
+  auto marks = LogMarks();
   cluster_.node(static_cast<size_t>(victim)).Kill();
   ASSERT_TRUE(cluster_.WaitHealthy(30s, victim_slot)) << "no failover";
   ASSERT_TRUE(cluster_.WaitHealthy(30s, redis::KeySlot("__anycable__")));
-  ASSERT_TRUE(WaitNodesSeeMaster(cluster_.MasterOf(victim_slot), 30s))
+  ASSERT_TRUE(WaitNodesSeeMaster(cluster_.MasterOf(victim_slot), marks, 30s))
       << "both nodes must learn the promoted replica";
   ProbeUntilEveryoneHears(60s);
   if (HasFailure()) return;
@@ -286,11 +294,12 @@ TEST_F(RedisClusterIt, BroadcastsSurviveFailovers) {
       },
       30s))
       << "the stream's master has no live replica";
+  marks = LogMarks();
   ASSERT_EQ(Cli(static_cast<size_t>(replica), {"CLUSTER", "FAILOVER"}), "OK\n");
   ASSERT_TRUE(Poll([&] { return StreamOwner() == replica; }, 30s)) << "manual failover";
   ASSERT_TRUE(cluster_.WaitHealthy(30s, redis::KeySlot("__anycable__")));
   // The demoted master still takes PUBLISH: the nodes move by the periodic map re-read.
-  ASSERT_TRUE(WaitNodesSeeMaster(replica, 30s)) << "both nodes must learn the new master";
+  ASSERT_TRUE(WaitNodesSeeMaster(replica, marks, 30s)) << "both nodes must learn the new master";
   ExpectEveryAdapterDelivers();
   EXPECT_TRUE(WaitSubscribed(channels, 10s));
   for (int node = 0; node < kNodes; ++node) {
