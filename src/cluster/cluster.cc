@@ -24,6 +24,7 @@ namespace {
 constexpr const char kInternalChannel[] = "__anycable_internal__";
 constexpr size_t kSubscribeBatch = 256;  // channels per SUBSCRIBE on (re)connect, as anycable-go
 constexpr int kRedisxCount = 64;         // entries per XREADGROUP / XAUTOCLAIM
+constexpr int64_t kRedisxRetryMs = 250;  // after a failed XREADGROUP
 
 int64_t MonoMs() {
   timespec ts;
@@ -103,7 +104,7 @@ struct PendingBatch {
 
 // One Redis connection with its reconnect schedule and epoll registration.
 struct RedisSlot {
-  std::unique_ptr<redis::Connection> conn;
+  std::unique_ptr<redis::Client> conn;  // a Connection, or a ClusterClient for a cluster URL
   bool ready = false;
   int attempt = 0;
   int64_t reconnect_at_ms = 0;  // 0 = not scheduled
@@ -114,7 +115,7 @@ struct RedisSlot {
 
 }  // namespace
 
-struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
+struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   Impl(Cluster& owner, const config::Config& cfg, Sink* sink)
       : owner(owner), cfg(cfg), sink(sink), rng(std::random_device{}()) {}
 
@@ -149,6 +150,11 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   std::unique_ptr<nats::Link> nats_link;
   bool nats_up = false;
   bool rx_reading = false;
+  bool cluster_probe_sent = false;  // CLUSTER INFO asked of a single --redis_url
+  bool cluster_known = false;       // whether Redis is a cluster is settled (redisx waits for it)
+  bool switch_to_cluster = false;   // it answered: a Redis Cluster node
+  int64_t redisx_retry_at_ms = 0;   // no XREADGROUP before this (after a failed one)
+  std::string redisx_last_error;    // the last XREADGROUP failure, logged once
   int64_t next_autoclaim_ms = 0;
   int64_t next_keepalive_ms = 0;
   std::string consumer_name;
@@ -181,6 +187,8 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
       redis_options.tls_ca_cert_path = cfg.redis_tls_ca_cert_path;
       redis_options.tls_client_cert_path = cfg.redis_tls_client_cert_path;
       redis_options.tls_client_key_path = cfg.redis_tls_client_key_path;
+      // Only a single address (not Sentinel) needs asking whether it is a cluster node.
+      cluster_known = redis_options.cluster_mode() || redis_options.sentinel_mode();
     }
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -198,15 +206,17 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     consumer_name =
         std::string(host) + "-" + std::to_string(getpid()) + "-" + std::to_string(rng() % 100000);
     if (redis_broadcast || pubsub == "redis") {
-      sub.conn = std::make_unique<redis::Connection>(redis_options, this, "sub");
+      sub.conn = redis::MakeClient(redis_options, this, "sub");
+      // Before connecting: a cluster client then keeps its subscriptions on one node.
+      sub.conn->SetSubscribeMode();
       slots.push_back(&sub);
     }
     if (redisx || pubsub == "redis") {
-      cmd.conn = std::make_unique<redis::Connection>(redis_options, this, "cmd");
+      cmd.conn = redis::MakeClient(redis_options, this, "cmd");
       slots.push_back(&cmd);
     }
     if (redisx) {
-      rx.conn = std::make_unique<redis::Connection>(redis_options, this, "redisx");
+      rx.conn = redis::MakeClient(redis_options, this, "redisx");
       slots.push_back(&rx);
     }
     if (need_nats) {
@@ -288,6 +298,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
         if (slot->conn) slot->conn->OnEvents(events[i].events);
       }
       running = DrainInbox();
+      if (switch_to_cluster) SwitchToCluster();
       FlushNats();
       FlushDeliveries();
     }
@@ -539,50 +550,71 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
   // ---------------------------------------------------------------------------------------------
   // Redis Streams (redisx)
 
+  // The redisx connection is ready (and Redis known to be a cluster or not): make sure the group
+  // exists and read.
+  void StartRedisx() {
+    CreateGroup();
+    rx_reading = false;
+    StartRedisxRead();
+  }
+
   void StartRedisxRead() {
-    if (!rx.ready || rx_reading) return;
+    if (!rx.ready || !cluster_known || rx_reading || MonoMs() < redisx_retry_at_ms) return;
     // Entries wait in Redis while pub/sub cannot take them: nothing is read just to be dropped.
     if (pubsub == "redis" && !cmd.ready) return;
     if (pubsub == "nats" && !nats_up) return;
     rx_reading = true;
-    rx.conn->Command({"XREADGROUP", "GROUP", cfg.redisx_group, consumer_name, "COUNT",
-                      std::to_string(kRedisxCount), "BLOCK",
-                      std::to_string(cfg.redisx_read_block_ms), "STREAMS", cfg.redisx_stream, ">"},
-                     [this](redis::Reply&& r) {
-                       rx_reading = false;
-                       rx.last_heard_ms = MonoMs();
-                       if (r.is_error()) {
-                         if (r.str.rfind("NOGROUP", 0) == 0)
-                           CreateGroup();  // stream was deleted
-                         else if (r.str.rfind("connection lost", 0) != 0)
-                           LOG_WARN("redis: XREADGROUP failed: %s", r.str.c_str());
-                         return;
-                       }
-                       // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
-                       if (r.type == redis::Reply::Type::kArray) {
-                         for (auto& stream : r.elements) {
-                           if (stream.elements.size() == 2) ConsumeEntries(stream.elements[1]);
-                         }
-                       }
-                       StartRedisxRead();
-                     });
+    rx.conn->KeyCommand(
+        cfg.redisx_stream,
+        {"XREADGROUP", "GROUP", cfg.redisx_group, consumer_name, "COUNT",
+         std::to_string(kRedisxCount), "BLOCK", std::to_string(cfg.redisx_read_block_ms), "STREAMS",
+         cfg.redisx_stream, ">"},
+        [this](redis::Reply&& r) {
+          rx_reading = false;
+          rx.last_heard_ms = MonoMs();
+          if (r.is_error()) {
+            // A failing read is not retried at once: a cluster that is down (CLUSTERDOWN) or a
+            // node being failed over answers immediately, so an instant retry would spin.
+            redisx_retry_at_ms = MonoMs() + kRedisxRetryMs;
+            const bool repeated = r.str == redisx_last_error;
+            redisx_last_error = r.str;
+            if (r.str.rfind("NOGROUP", 0) == 0) {
+              redisx_retry_at_ms = 0;
+              CreateGroup();  // stream was deleted
+            } else if (r.str.rfind("connection lost", 0) != 0 && !repeated) {
+              // One line per distinct failure, not one per retry.
+              LOG_WARN("redis: XREADGROUP failed: %s (retrying)", r.str.c_str());
+            }
+            return;
+          }
+          redisx_last_error.clear();
+          // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout
+          if (r.type == redis::Reply::Type::kArray) {
+            for (auto& stream : r.elements) {
+              if (stream.elements.size() == 2) ConsumeEntries(stream.elements[1]);
+            }
+          }
+          StartRedisxRead();
+        });
   }
 
   void CreateGroup() {
-    rx.conn->Command({"XGROUP", "CREATE", cfg.redisx_stream, cfg.redisx_group, "$", "MKSTREAM"},
-                     [this](redis::Reply&& r) {
-                       if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0 &&
-                           r.str.rfind("connection lost", 0) != 0) {
-                         LOG_WARN("redis: XGROUP CREATE %s %s failed: %s",
-                                  cfg.redisx_stream.c_str(), cfg.redisx_group.c_str(),
-                                  r.str.c_str());
-                       }
-                     });
+    rx.conn->KeyCommand(cfg.redisx_stream,
+                        {"XGROUP", "CREATE", cfg.redisx_stream, cfg.redisx_group, "$", "MKSTREAM"},
+                        [this](redis::Reply&& r) {
+                          if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0 &&
+                              r.str.rfind("connection lost", 0) != 0) {
+                            LOG_WARN("redis: XGROUP CREATE %s %s failed: %s",
+                                     cfg.redisx_stream.c_str(), cfg.redisx_group.c_str(),
+                                     r.str.c_str());
+                          }
+                        });
   }
 
   void AutoClaim() {
-    if (!cmd.ready || (pubsub == "nats" && !nats_up)) return;
-    cmd.conn->Command(
+    if (!cmd.ready || !cluster_known || (pubsub == "nats" && !nats_up)) return;
+    cmd.conn->KeyCommand(
+        cfg.redisx_stream,
         {"XAUTOCLAIM", cfg.redisx_stream, cfg.redisx_group, consumer_name,
          std::to_string(cfg.redisx_read_block_ms), "0-0", "COUNT", std::to_string(kRedisxCount)},
         [this](redis::Reply&& r) {
@@ -644,38 +676,80 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
 
   void AckEntry(const std::string& id) {
     if (!cmd.ready) return;
-    cmd.conn->Command({"XACK", cfg.redisx_stream, cfg.redisx_group, id});
-    cmd.conn->Command({"XDEL", cfg.redisx_stream, id});
+    cmd.conn->KeyCommand(cfg.redisx_stream, {"XACK", cfg.redisx_stream, cfg.redisx_group, id});
+    cmd.conn->KeyCommand(cfg.redisx_stream, {"XDEL", cfg.redisx_stream, id});
   }
 
   // ---------------------------------------------------------------------------------------------
-  // redis::Connection::Handler
+  // redis::Client::Handler
 
-  RedisSlot* SlotOf(redis::Connection& c) {
+  // The single --redis_url is a Redis Cluster node: every client is replaced by a cluster client
+  // seeded with that address (outside any client callback: the old ones are destroyed here).
+  // What was in flight fails (a publication is answered 501), as on a reconnect.
+  void SwitchToCluster() {
+    switch_to_cluster = false;
+    redis_options.cluster = true;
+    redis_options.cluster_seeds = {redis::Endpoint{redis_options.host, redis_options.port}};
+    LOG_INFO("redis: %s:%d is a Redis Cluster node; using cluster mode", redis_options.host.c_str(),
+             redis_options.port);
+    const int64_t now = MonoMs();
+    for (RedisSlot* s : slots) {
+      if (s->registered_fd >= 0) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s->registered_fd, nullptr);
+      s->registered_fd = -1;
+      s->registered_events = 0;
+      s->conn->Close();
+      const std::string name = s->conn->name();
+      s->conn = redis::MakeClient(redis_options, this, name);
+      if (s == &sub) s->conn->SetSubscribeMode();
+      s->ready = false;
+      s->attempt = 0;
+      s->last_heard_ms = 0;
+      s->reconnect_at_ms = now;
+    }
+    rx_reading = false;
+    redisx_retry_at_ms = 0;
+    UpdateRedisLink("");
+  }
+
+  RedisSlot* SlotOf(redis::Client& c) {
     for (RedisSlot* s : slots) {
       if (s->conn.get() == &c) return s;
     }
     return nullptr;
   }
 
-  void OnReady(redis::Connection& c) override {
+  void OnReady(redis::Client& c) override {
     RedisSlot* s = SlotOf(c);
     if (!s) return;
     s->ready = true;
     s->attempt = 0;
     s->last_heard_ms = MonoMs();
+    if (s == &cmd && !cluster_known && !cluster_probe_sent) {
+      // Is the one address a Redis Cluster node? (anycable-go's client detects it too.) A
+      // standalone server answers "ERR This instance has cluster support disabled".
+      cluster_probe_sent = true;
+      cmd.conn->Command({"CLUSTER", "INFO"}, [this](redis::Reply&& r) {
+        if (r.is_error() && r.str.rfind("connection lost", 0) == 0) {
+          cluster_probe_sent = false;  // asked again on the next connect
+          return;
+        }
+        cluster_known = true;
+        if (!r.is_error()) {
+          switch_to_cluster = true;
+        } else if (rx.ready) {
+          StartRedisx();  // it waited for the answer
+        }
+      });
+    }
     if (s == &sub) {
-      c.SetSubscribeMode();
       SubscribeAll();
-    } else if (s == &rx) {
-      CreateGroup();
-      rx_reading = false;
-      StartRedisxRead();
+    } else if (s == &rx && cluster_known) {
+      StartRedisx();
     }
     UpdateRedisLink("");
   }
 
-  void OnPush(redis::Connection& c, redis::Reply&& r) override {
+  void OnPush(redis::Client& c, redis::Reply&& r) override {
     RedisSlot* s = SlotOf(c);
     if (s) s->last_heard_ms = MonoMs();
     if (r.type != redis::Reply::Type::kArray || r.elements.size() < 3) return;
@@ -684,7 +758,7 @@ struct Cluster::Impl : redis::Connection::Handler, nats::Link::Handler {
     DeliverLocally(r.elements[2].str);
   }
 
-  void OnClosed(redis::Connection& c, const std::string& reason) override {
+  void OnClosed(redis::Client& c, const std::string& reason) override {
     RedisSlot* s = SlotOf(c);
     if (!s) return;
     s->ready = false;

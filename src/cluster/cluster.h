@@ -12,8 +12,11 @@
 //     delivers what arrives. A node receives its own publications that way, so every node delivers
 //     each publication exactly once.
 //
-// Threads and ownership: one cluster thread owns the Redis connections (redis::Connection on an
-// epoll loop), the subscription counts and the pending deliveries. libnats runs its own threads;
+// Redis may be one server, a Sentinel-managed master or a Redis Cluster (redis::MakeClient picks
+// the client; see redis/cluster_client.h for routing, MOVED/ASK and the subscribe connection).
+//
+// Threads and ownership: one cluster thread owns the Redis clients (redis::Client on an epoll
+// loop), the subscription counts and the pending deliveries. libnats runs its own threads;
 // their callbacks only push to the cluster's inbox. Workers talk to the cluster only through
 // Publish/StreamUp/StreamDown (lock-free inbox + eventfd); the cluster answers a Publish through
 // AckSink (called on the cluster thread) and hands received messages to the Sink (the server's

@@ -113,6 +113,25 @@ struct Config {
   std::string nats_servers = "nats://127.0.0.1:4222";
   std::string nats_channel = "__anycable__";
   bool nats_dont_randomize_servers = false;
+  // --broker: "" (none) today; the embedded NATS server turns JetStream on for "nats".
+  std::string broker;
+
+  // embedded NATS (--embed_nats): a supervised nats-server child (src/enats). With it,
+  // --nats_servers defaults to --enats_addr (as anycable-go).
+  bool embed_nats = false;
+  std::string enats_addr = "nats://127.0.0.1:4222";
+  std::string enats_cluster;  // cluster listen address; empty = no cluster
+  std::string enats_cluster_name = "anycable-cluster";
+  std::string enats_cluster_routes;  // comma-separated URLs
+  std::string enats_gateway;         // gateway listen address; empty = no gateway
+  std::string enats_gateways;        // "name:url,url;name2:url"
+  std::string enats_gateway_advertise;
+  std::string enats_store_dir;  // JetStream store; empty = $TMPDIR/nats-data/<server name>
+  std::string enats_server_name;
+  int enats_max_payload = 0;  // 0 = nats-server's default (1 MB)
+  bool enats_debug = false;
+  bool enats_trace = false;
+  std::string enats_server_path;  // ringcable-only; empty = nats-server from PATH or /usr/sbin
 
   // ping / websocket
   int ping_interval_s = 3;

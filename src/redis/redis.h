@@ -1,23 +1,27 @@
-// redis — a Redis client connection driven by its owner's event loop (the cluster thread).
+// redis — Redis clients driven by their owner's event loop (the cluster thread).
 //
 // hiredis (libhiredis-dev 0.14) provides the protocol: commands are encoded with
 // redisFormatCommandArgv and replies parsed with redisReader. The socket, TLS (OpenSSL, for
-// rediss://; hiredis 0.14 has none), AUTH/SELECT, Sentinel master discovery and timeouts are ours,
-// so the connection never blocks the thread that drives it, except for the name lookup
-// (getaddrinfo), which happens on that same non-ring thread.
+// rediss://; hiredis 0.14 has none), AUTH/SELECT, Sentinel master discovery, Redis Cluster routing
+// and timeouts are ours, so a client never blocks the thread that drives it, except for the name
+// lookup (getaddrinfo), which happens on that same non-ring thread.
 //
-// Threads and ownership: a Connection belongs to the thread that created it; every method is
-// called on that thread. Handler callbacks run inside Connect/OnEvents/Tick/Close on that thread.
-// A handler must not destroy the Connection from inside a callback (mark it and do it later);
+// Two clients share one interface (Client): Connection, one server (standalone or the master a
+// Sentinel names), and ClusterClient (cluster_client.h), which routes each command to the master
+// owning its key's slot. MakeClient picks the one the URL asks for.
+//
+// Threads and ownership: a client belongs to the thread that created it; every method is
+// called on that thread. Handler callbacks run inside Connect/OnEvents/Tick/Close/Command on that
+// thread. A handler must not destroy the client from inside a callback (mark it and do it later);
 // Close(), Connect() and Command() from inside a callback are fine. The destructor drops pending
 // callbacks without calling them.
 //
 // Event-loop contract: watch fd() for events() level-triggered, and re-read both after every call
-// into the connection: the socket changes on reconnect and from a sentinel to the master (the
-// new fd may reuse the old number), and Command() only appends to the output buffer (it never
+// into the client: a Connection's socket changes on reconnect and from a sentinel to the master
+// (the new fd may reuse the old number), and Command() only appends to the output buffer (it never
 // writes; events() then asks for EPOLLOUT). Reads are bounded per OnEvents call, so an
 // edge-triggered watch could miss data. Sentinels are spoken to over plain TCP; TLS (rediss://)
-// applies to the master.
+// applies to the master (and to every cluster node).
 #pragma once
 
 #include <cstdint>
@@ -47,16 +51,31 @@ struct Options {
   std::string tls_ca_cert_path, tls_client_cert_path, tls_client_key_path;
   std::vector<Endpoint> sentinels;  // --redis_sentinels; non-empty = Sentinel mode
   std::string sentinel_password;    // "[:pass@]host:port,..." in --redis_sentinels
+  // Redis Cluster: set for a comma-separated --redis_url (or by the owner once a single address
+  // turned out to be a cluster node). The seeds are where the slot map is first asked for: every
+  // address of the list, the first one included.
+  bool cluster = false;
+  std::vector<Endpoint> cluster_seeds;
+  int cluster_node_retry_ms = 500;  // a failed cluster node is not dialled again sooner
+  // The slot map is re-read at least this often: after a manual failover a demoted master still
+  // takes keyless commands (PUBLISH), so no error would ever ask for a new map.
+  int cluster_refresh_ms = 5000;
   int connect_timeout_ms = 5000;
 
   bool sentinel_mode() const { return !sentinels.empty(); }
-  // For logs: "redis://host:port/db" or "sentinels host:port,... (master name)"; no password.
+  bool cluster_mode() const { return cluster; }
+  // For logs: "redis://host:port/db", "sentinels host:port,... (master name)" or
+  // "cluster host:port,..."; no password.
   std::string Describe() const;
 };
 
 // Parses anycable-go's --redis_url / REDIS_URL forms: redis://[[user]:password@]host[:port][/db]
-// and rediss://... (TLS). `sentinels` is --redis_sentinels ("[:password@]host:port,host:port");
-// when given, the URL's host is the master name. Errors name the problem in one line.
+// and rediss://... (TLS); a missing scheme means redis://. A comma-separated list of them names a
+// Redis Cluster (anycable-go 1.6: "redis://h1:7000,redis://h2:7001" or the short
+// "redis://h1:7000,h2:7001"): the first entry gives user, password and TLS for every node, the
+// others only add addresses; the database must be 0. `sentinels` is --redis_sentinels
+// ("[:password@]host:port,host:port"); when given, the URL's host is the master name. Errors name
+// the problem in one line.
 cable::Result<Options, std::string> ParseUrl(const std::string& url, const std::string& sentinels);
 
 // One reply, owned (converted from redisReply so callers never touch hiredis).
@@ -76,54 +95,94 @@ struct Reply {
   }
 };
 
-class Connection {
+// What the owner's event loop and the cluster layer see of a Redis client.
+class Client {
  public:
   enum class State : uint8_t { kIdle, kConnecting, kReady, kClosed };
 
   class Handler {
    public:
     virtual ~Handler() = default;
-    // Connected, TLS done, authenticated, db selected: commands flow from now on.
-    virtual void OnReady(Connection& conn) = 0;
+    // Connected, TLS done, authenticated, db selected (cluster: slot map known; in subscribe mode
+    // also the subscribe connection up): commands flow from now on.
+    virtual void OnReady(Client& client) = 0;
     // In subscribe mode, every reply (subscribe confirmations, ["message", channel, payload],
     // ["pong", ""]) arrives here instead of a command callback.
-    virtual void OnPush(Connection& conn, Reply&& reply) = 0;
-    // The connection failed to connect or was lost (reason in one line). Callbacks of commands
-    // still pending were already called with an error reply. The owner decides when to Connect()
-    // again (backoff).
-    virtual void OnClosed(Connection& conn, const std::string& reason) = 0;
+    virtual void OnPush(Client& client, Reply&& reply) = 0;
+    // The client failed to connect or was lost (reason in one line). Callbacks of commands still
+    // pending were already called with an error reply. The owner decides when to Connect() again
+    // (backoff).
+    virtual void OnClosed(Client& client, const std::string& reason) = 0;
   };
   // Called with the command's reply, or with Reply::Error("connection lost ...") when the
   // connection goes away first.
   using Callback = std::function<void(Reply&&)>;
 
+  virtual ~Client() = default;
+
+  // Starts connecting (from kIdle or kClosed). Never blocks on the network; failures arrive as
+  // Handler::OnClosed.
+  virtual void Connect() = 0;
+  // A command without a key (PING, SUBSCRIBE): any server. `cb` may be empty.
+  virtual void Command(std::vector<std::string> args, Callback cb = nullptr) = 0;
+  // A command whose keys all hash to `key`'s slot (use {hash tags} for several keys): in a
+  // cluster it goes to the slot's master, following MOVED and ASK redirections. A standalone
+  // connection ignores `key`.
+  virtual void KeyCommand(const std::string& key, std::vector<std::string> args,
+                          Callback cb = nullptr) = 0;
+  // From now on, replies go to Handler::OnPush. Call before Connect (a cluster client then keeps
+  // one connection, to one node, for its subscriptions).
+  virtual void SetSubscribeMode() = 0;
+  // Drops the client now; pending callbacks get an error reply; Handler::OnClosed is NOT called.
+  // The client can Connect() again.
+  virtual void Close() = 0;
+
+  // Event-loop integration: the descriptor to watch (-1 when none) and what to watch it for.
+  virtual int fd() const = 0;
+  virtual uint32_t events() const = 0;
+  virtual void OnEvents(uint32_t epoll_events) = 0;
+  // Enforces timeouts and runs timers; call at least every 100 ms.
+  virtual void Tick(int64_t now_ms) = 0;
+
+  virtual State state() const = 0;
+  virtual const std::string& name() const = 0;
+  virtual size_t pending_commands() const = 0;
+};
+
+// A Connection for a standalone / Sentinel URL, a ClusterClient for a cluster URL.
+std::unique_ptr<Client> MakeClient(const Options& options, Client::Handler* handler,
+                                   std::string name);
+
+// One connection to one server (the master a Sentinel names, or a cluster node).
+class Connection : public Client {
+ public:
   Connection(Options options, Handler* handler, std::string name);
-  ~Connection();  // closes without calling the handler
+  ~Connection() override;  // closes without calling the handler
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Starts connecting (from kIdle or kClosed): [Sentinel: ask a sentinel for the master's
-  // address], TCP connect, TLS handshake, AUTH, SELECT, then Handler::OnReady. Never blocks on the
-  // network; failures arrive as Handler::OnClosed.
-  void Connect();
-  // Queues a command (written when ready; before that it waits). `cb` may be empty.
-  void Command(std::vector<std::string> args, Callback cb = nullptr);
-  // From now on, replies go to Handler::OnPush (call before sending SUBSCRIBE).
-  void SetSubscribeMode() { subscribe_mode_ = true; }
-  // Drops the connection now; pending callbacks get an error reply; Handler::OnClosed is NOT
-  // called. The connection can Connect() again.
-  void Close();
+  // [Sentinel: ask a sentinel for the master's address], TCP connect, TLS handshake, AUTH,
+  // SELECT, then Handler::OnReady.
+  void Connect() override;
+  // Queues a command (written when ready; before that it waits).
+  void Command(std::vector<std::string> args, Callback cb = nullptr) override;
+  void KeyCommand(const std::string&, std::vector<std::string> args,
+                  Callback cb = nullptr) override {
+    Command(std::move(args), std::move(cb));
+  }
+  void SetSubscribeMode() override { subscribe_mode_ = true; }
+  void Close() override;
 
-  // Event-loop integration: the socket to watch (-1 when none) and what to watch it for.
-  int fd() const { return fd_; }
-  uint32_t events() const;  // EPOLLIN, plus EPOLLOUT while connecting or output is pending
-  void OnEvents(uint32_t epoll_events);
-  // Enforces the connect timeout; call at least every 100 ms.
-  void Tick(int64_t now_ms);
+  int fd() const override { return fd_; }
+  // EPOLLIN, plus EPOLLOUT while connecting or output is pending.
+  uint32_t events() const override;
+  void OnEvents(uint32_t epoll_events) override;
+  // Enforces the connect timeout.
+  void Tick(int64_t now_ms) override;
 
-  State state() const { return state_; }
-  const std::string& name() const { return name_; }
-  size_t pending_commands() const { return callbacks_.size(); }
+  State state() const override { return state_; }
+  const std::string& name() const override { return name_; }
+  size_t pending_commands() const override { return callbacks_.size(); }
 
  private:
   struct Impl;

@@ -1,6 +1,7 @@
 // ParseUrl and Options::Describe: anycable-go's --redis_url / --redis_sentinels forms.
 #include <cctype>
 #include <string>
+#include <vector>
 
 #include "redis/redis.h"
 
@@ -93,15 +94,12 @@ std::string HostPort(const std::string& host, int port) {
   return host + ":" + std::to_string(port);
 }
 
-}  // namespace
-
-ParseResult ParseUrl(const std::string& url, const std::string& sentinels) {
+// One redis:// or rediss:// URL (a missing scheme means redis://, as anycable-go 1.6).
+ParseResult ParseOneUrl(const std::string& input) {
   const std::string flag = "--redis_url: ";
   Options opts;
+  const std::string url = input.find("://") == std::string::npos ? "redis://" + input : input;
   size_t sep = url.find("://");
-  if (sep == std::string::npos) {
-    return MakeError(flag + "missing scheme in \"" + url + "\" (want redis://host:port)");
-  }
   std::string scheme = url.substr(0, sep);
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (scheme == "rediss") {
@@ -144,6 +142,42 @@ ParseResult ParseUrl(const std::string& url, const std::string& sentinels) {
     }
     opts.db = std::stoi(db);
   }
+  return opts;
+}
+
+}  // namespace
+
+ParseResult ParseUrl(const std::string& url, const std::string& sentinels) {
+  const std::string flag = "--redis_url: ";
+  // A comma-separated list is a Redis Cluster: the first URL's options, every URL's address.
+  std::vector<std::string> entries;
+  for (size_t start = 0;;) {
+    size_t comma = url.find(',', start);
+    entries.push_back(Trim(url.substr(start, comma == std::string::npos ? comma : comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  Options opts;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].empty()) {
+      return MakeError(flag + "empty address #" + std::to_string(i + 1) + " in \"" + url + "\"");
+    }
+    auto one = ParseOneUrl(entries[i]);
+    if (!one.ok()) return one;
+    if (i == 0) opts = one.value();
+    if (entries.size() > 1) {
+      if (one->db != 0) {
+        return MakeError(flag + "a Redis Cluster has only database 0, got /" +
+                         std::to_string(one->db) + " in \"" + entries[i] + "\"");
+      }
+      opts.cluster_seeds.push_back(Endpoint{one->host, one->port});
+    }
+  }
+  opts.cluster = entries.size() > 1;
+  if (opts.cluster_mode() && !Trim(sentinels).empty()) {
+    return MakeError(flag +
+                     "a list of addresses (Redis Cluster) cannot be used with --redis_sentinels");
+  }
 
   std::string list = Trim(sentinels);
   if (!list.empty()) {
@@ -173,6 +207,14 @@ ParseResult ParseUrl(const std::string& url, const std::string& sentinels) {
 }
 
 std::string Options::Describe() const {
+  if (cluster_mode()) {
+    std::string s = "cluster ";
+    for (size_t i = 0; i < cluster_seeds.size(); ++i) {
+      if (i) s += ",";
+      s += HostPort(cluster_seeds[i].host, cluster_seeds[i].port);
+    }
+    return tls ? s + " (tls)" : s;
+  }
   if (sentinel_mode()) {
     std::string s = "sentinels ";
     for (size_t i = 0; i < sentinels.size(); ++i) {

@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "common/log.h"
 #include "config/config.h"
+#include "enats/enats.h"
 #include "metrics/exporter.h"
 #include "metrics/sd_notify.h"
 #include "metrics/statsd.h"
@@ -131,6 +133,13 @@ int Main(int argc, char** argv) {
   if (auto brokers = cluster::Cluster::CheckConfig(cfg); !brokers.ok()) {
     return Fail(brokers.error());
   }
+  // --embed_nats: settings and the nats-server binary are checked before anything starts.
+  std::optional<enats::Plan> enats_plan;
+  if (cfg.embed_nats) {
+    auto plan = enats::MakePlan(cfg);
+    if (!plan.ok()) return Fail(plan.error());
+    enats_plan = std::move(plan.value());
+  }
 
   auto features = ring::ProbeFeatures();
   if (!features.ok()) return Fail(features.error());
@@ -187,6 +196,14 @@ int Main(int argc, char** argv) {
   shared.log = std::make_unique<hub::BroadcastLog>(1u << 16, cfg.workers);
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
+  }
+  // The embedded NATS server runs before the node's NATS link connects to it; it outlives the
+  // cluster thread on every return (declared before the ClusterStopper).
+  std::unique_ptr<enats::Server> embedded_nats;
+  if (enats_plan) {
+    auto server = enats::Server::Start(*enats_plan);
+    if (!server.ok()) return Fail(server.error());
+    embedded_nats = std::move(server.value());
   }
   // Messages from Redis / NATS enter the same broadcast log as HTTP publications.
   LogSink cluster_sink(shared);
@@ -284,11 +301,13 @@ int Main(int argc, char** argv) {
   }
   if (!all_done) {
     LOG_WARN("shutdown timeout (%ds) reached; exiting with work left", cfg.shutdown_timeout_s);
+    if (embedded_nats) embedded_nats->Stop(1000);
     std::fflush(stderr);
     std::_Exit(0);
   }
   for (auto& w : shared.workers) w->Join();
   if (shared.cluster) shared.cluster->Stop();  // frees what the workers queued meanwhile
+  if (embedded_nats) embedded_nats->Stop();    // after the node's NATS link is closed
   shared.log->ReleaseUnconsumed();
   if (metrics_log) metrics_log->Stop();
   if (statsd) statsd->Stop();

@@ -166,6 +166,175 @@ std::string BrokerProcess::Log() const {
   return ss.str();
 }
 
+bool RedisCluster::Start(int masters, int replicas, int node_timeout_ms) {
+  const int total = masters * (1 + replicas);
+  for (int i = 0; i < total; ++i) {
+    auto node = std::make_unique<BrokerProcess>(BrokerProcess::Kind::kRedis);
+    // nodes.conf lives in the node's own directory (redis --dir), so a restart keeps its identity.
+    if (!node->Start({"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                      "--cluster-node-timeout", std::to_string(node_timeout_ms), "--cluster-port",
+                      std::to_string(FreePort()),
+                      // Replicas sync at once and may always take over: a failover test kills a
+                      // master seconds after the cluster was made.
+                      "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor",
+                      "0"})) {
+      error_ = "redis-server node " + std::to_string(i) + " did not start:\n" + node->Log();
+      return false;
+    }
+    nodes_.push_back(std::move(node));
+  }
+  std::vector<std::string> argv = {"redis-cli", "--cluster", "create"};
+  for (auto& n : nodes_) argv.push_back("127.0.0.1:" + std::to_string(n->port()));
+  argv.insert(argv.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
+  RunResult created = RunCommand(argv, 60s);
+  if (created.exit_code != 0) {
+    error_ = "redis-cli --cluster create failed:\n" + created.output;
+    return false;
+  }
+  if (!WaitHealthy(30s)) {
+    error_ = "the cluster did not become healthy:\n" + Cli(0, {"CLUSTER", "INFO"});
+    return false;
+  }
+  // Every replica has its master's data (a replica that never synced cannot be promoted).
+  auto deadline = Clock::now() + 30s;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    while (true) {
+      std::string info = Cli(i, {"INFO", "replication"});
+      if (info.find("role:master") != std::string::npos ||
+          info.find("master_link_status:up") != std::string::npos) {
+        break;
+      }
+      if (Clock::now() > deadline) {
+        error_ = "replica " + std::to_string(i) + " did not sync:\n" + info;
+        return false;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  return true;
+}
+
+std::string RedisCluster::Url() const {
+  std::string url;
+  for (const auto& n : nodes_) url += (url.empty() ? "" : ",") + n->url();
+  return url;
+}
+
+std::string RedisCluster::Cli(size_t i, const std::vector<std::string>& args) {
+  return RedisCli(nodes_[i]->port(), args);
+}
+
+int RedisCluster::IndexOfPort(int port) const {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i]->port() == port) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+namespace {
+// Lines of CLUSTER NODES: "<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link>
+// <slot ranges...>"; returns (port, flags, slot ranges) of each.
+struct NodeLine {
+  int port = 0;
+  std::string flags;
+  std::string link;
+  std::vector<std::string> ranges;
+};
+std::vector<NodeLine> ParseClusterNodes(const std::string& text) {
+  std::vector<NodeLine> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.size() < 8) continue;
+    NodeLine n;
+    size_t colon = f[1].rfind(':');
+    n.port = std::atoi(f[1].c_str() + colon + 1);  // stops at '@'
+    n.flags = f[2];
+    n.link = f[7];
+    n.ranges.assign(f.begin() + 8, f.end());
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+bool RangeHas(const std::string& range, int slot) {
+  if (range.empty() || range[0] == '[') return false;  // a slot being migrated/imported
+  size_t dash = range.find('-');
+  int lo = std::atoi(range.c_str());
+  int hi = dash == std::string::npos ? lo : std::atoi(range.c_str() + dash + 1);
+  return slot >= lo && slot <= hi;
+}
+}  // namespace
+
+int RedisCluster::MasterOf(int slot) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i]->running()) continue;
+    for (const auto& n : ParseClusterNodes(Cli(i, {"CLUSTER", "NODES"}))) {
+      if (n.flags.find("master") == std::string::npos || n.flags.find("fail") != std::string::npos)
+        continue;
+      for (const auto& r : n.ranges) {
+        if (RangeHas(r, slot)) return IndexOfPort(n.port);
+      }
+    }
+    return -1;
+  }
+  return -1;
+}
+
+std::vector<int> RedisCluster::Masters() {
+  std::vector<int> out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i]->running()) continue;
+    for (const auto& n : ParseClusterNodes(Cli(i, {"CLUSTER", "NODES"}))) {
+      if (n.flags.find("master") != std::string::npos &&
+          n.flags.find("fail") == std::string::npos && !n.ranges.empty()) {
+        out.push_back(IndexOfPort(n.port));
+      }
+    }
+    break;
+  }
+  return out;
+}
+
+bool RedisCluster::WaitHealthy(std::chrono::milliseconds timeout, int slot) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    bool ok = true;
+    int owner = -2;
+    for (size_t i = 0; ok && i < nodes_.size(); ++i) {
+      if (!nodes_[i]->running()) continue;
+      ok = Cli(i, {"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+      if (ok && slot >= 0) {
+        int here = -1;
+        for (const auto& n : ParseClusterNodes(Cli(i, {"CLUSTER", "NODES"}))) {
+          if (n.flags.find("master") == std::string::npos ||
+              n.flags.find("fail") != std::string::npos)
+            continue;
+          for (const auto& r : n.ranges) {
+            if (RangeHas(r, slot)) here = IndexOfPort(n.port);
+          }
+        }
+        ok = here >= 0 && nodes_[static_cast<size_t>(here)]->running() &&
+             (owner == -2 || owner == here);
+        owner = here;
+      }
+    }
+    if (ok) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+std::string RedisCluster::Logs() const {
+  std::string out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    out += "---- redis node " + std::to_string(i) + " (port " + std::to_string(nodes_[i]->port()) +
+           ") ----\n" + nodes_[i]->Log();
+  }
+  return out;
+}
+
 std::string RedisCli(int port, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"redis-cli", "--raw", "-h",
                                    "127.0.0.1", "-p",    std::to_string(port)};

@@ -166,6 +166,10 @@ std::string ClusterTest::Redis(const std::vector<std::string>& args) {
 }
 
 bool ClusterTest::RedisPipe(const std::vector<std::vector<std::string>>& commands) {
+  return RedisPipeTo(redis_.port(), commands);
+}
+
+bool ClusterTest::RedisPipeTo(int port, const std::vector<std::vector<std::string>>& commands) {
   char tmpl[] = "/tmp/ringcable-pipe-XXXXXX";
   int fd = mkstemp(tmpl);
   if (fd < 0) return false;
@@ -180,8 +184,7 @@ bool ClusterTest::RedisPipe(const std::vector<std::vector<std::string>>& command
     }
   }
   auto r = cable::test::RunCommand(
-      {"/bin/sh", "-c",
-       "redis-cli -h 127.0.0.1 -p " + std::to_string(redis_.port()) + " --pipe < " + path},
+      {"/bin/sh", "-c", "redis-cli -h 127.0.0.1 -p " + std::to_string(port) + " --pipe < " + path},
       30s);
   unlink(path.c_str());
   const std::string want = "errors: 0, replies: " + std::to_string(commands.size());

@@ -85,6 +85,8 @@ class ClusterTest : public ::testing::Test {
   // Sends the commands through `redis-cli --pipe` (one connection, in order); true when every
   // command was answered without an error.
   bool RedisPipe(const std::vector<std::vector<std::string>>& commands);
+  // The same against any Redis port (a Redis Cluster node).
+  bool RedisPipeTo(int port, const std::vector<std::vector<std::string>>& commands);
   // Number of Redis connections subscribed to `channel` (PUBSUB NUMSUB).
   int RedisNumSub(const std::string& channel);
   // Number of NATS connections subscribed to `subject` (monitoring endpoint /connz?subs=1).

@@ -486,7 +486,6 @@ TEST(ConfigUnsupported, SpotChecks) {
             "flag --pong_timeout is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--enable_ws_compression"}),
             "flag --enable_ws_compression is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--embed_nats"}), "flag --embed_nats is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--metrics_log_formatter=f.rb"}),
             "flag --metrics_log_formatter is not supported by ringcable yet");
@@ -524,6 +523,45 @@ TEST(ConfigClusters, RedisUrlAliasAndAutoPubsub) {
   EXPECT_EQ(c.nats_channel, "bc");
   EXPECT_EQ(c.redis_channel, "rc");
   EXPECT_EQ(c.redisx_stream, "xs");
+}
+
+TEST(ConfigClusters, EmbeddedNats) {
+  Config c = MustParse({});
+  EXPECT_FALSE(c.embed_nats);
+  EXPECT_EQ(c.enats_addr, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c.enats_cluster_name, "anycable-cluster");
+  EXPECT_EQ(c.enats_max_payload, 0);
+  EXPECT_EQ(c.enats_server_path, "");
+  // The embedded server is the node's NATS unless servers were given (as anycable-go).
+  c = MustParse({"--embed_nats", "--enats_addr=nats://127.0.0.1:4333"});
+  EXPECT_TRUE(c.embed_nats);
+  EXPECT_EQ(c.nats_servers, "nats://127.0.0.1:4333");
+  EXPECT_EQ(MustParse({"--embed_nats", "--nats_servers=nats://n:1"}).nats_servers, "nats://n:1");
+  EXPECT_EQ(MustParse({"--enats_addr=nats://127.0.0.1:4333"}).nats_servers, "nats://127.0.0.1:4222")
+      << "without --embed_nats nothing changes";
+  c = MustParse({"--embed_nats", "--enats_cluster=nats://0.0.0.0:4243", "--enats_cluster_name=c1",
+                 "--enats_gateway=nats://0.0.0.0:7222",
+                 "--enats_gateways=a:nats://x:1;b:nats://y:2", "--enats_gateway_advertise=g:7222",
+                 "--enats_store_dir=/data", "--enats_server_name=s1", "--enats_max_payload=2048",
+                 "--enats_debug", "--enats_trace", "--enats_server_path=/opt/nats-server"},
+                {{"ANYCABLE_ENATS_CLUSTER_ROUTES", "nats://r1:4243,nats://r2:4243"}});
+  EXPECT_EQ(c.enats_cluster, "nats://0.0.0.0:4243");
+  EXPECT_EQ(c.enats_cluster_name, "c1");
+  EXPECT_EQ(c.enats_cluster_routes, "nats://r1:4243,nats://r2:4243");
+  EXPECT_EQ(c.enats_gateway, "nats://0.0.0.0:7222");
+  EXPECT_EQ(c.enats_gateways, "a:nats://x:1;b:nats://y:2");
+  EXPECT_EQ(c.enats_gateway_advertise, "g:7222");
+  EXPECT_EQ(c.enats_store_dir, "/data");
+  EXPECT_EQ(c.enats_server_name, "s1");
+  EXPECT_EQ(c.enats_max_payload, 2048);
+  EXPECT_TRUE(c.enats_debug);
+  EXPECT_TRUE(c.enats_trace);
+  EXPECT_EQ(c.enats_server_path, "/opt/nats-server");
+  EXPECT_EQ(ParseError({"--enats_max_payload=67108865"}),
+            "invalid value \"67108865\" for flag --enats_max_payload: must be between 0 and "
+            "67108864");
+  EXPECT_EQ(ParseError({"--enats_addr="}),
+            "invalid value \"\" for flag --enats_addr: must not be empty");
 }
 
 TEST(ConfigUnsupported, EmptyStringsCountAsDefault) {

@@ -23,6 +23,7 @@
 
 #include "tests/support/brokers.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/redis/redis_loop.h"
 
 namespace cable::redis {
 namespace {
@@ -30,12 +31,6 @@ namespace {
 using namespace std::chrono_literals;
 using test::BrokerProcess;
 using test::RedisCli;
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // ---------------------------------------------------------------- ParseUrl
 
@@ -84,7 +79,6 @@ TEST(ParseUrl, GoodForms) {
 TEST(ParseUrl, BadForms) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"http://h:6379", "--redis_url: unsupported scheme \"http\" (want redis:// or rediss://)"},
-      {"localhost:6379", "missing scheme"},
       {"redis://h:abc", "bad port \"abc\""},
       {"redis://h:", "bad port \"\""},
       {"redis://h:0", "bad port \"0\""},
@@ -143,62 +137,6 @@ TEST(ParseUrl, DescribeHidesThePassword) {
   EXPECT_EQ(s.Describe().find("secret"), std::string::npos) << s.Describe();
 }
 
-// ---------------------------------------------------------------- event-loop driver
-
-class Recorder : public Connection::Handler {
- public:
-  void OnReady(Connection& conn) override {
-    ready++;
-    if (on_ready) on_ready(conn);
-  }
-  void OnPush(Connection&, Reply&& reply) override { pushes.push_back(std::move(reply)); }
-  void OnClosed(Connection& conn, const std::string& reason) override {
-    closed.push_back(reason);
-    EXPECT_EQ(conn.state(), Connection::State::kClosed);
-    EXPECT_EQ(conn.pending_commands(), 0u);
-  }
-
-  int ready = 0;
-  std::vector<Reply> pushes;
-  std::vector<std::string> closed;
-  std::function<void(Connection&)> on_ready;
-};
-
-// Pumps one connection with epoll (level-triggered, re-registered every round because the
-// connection may switch sockets) until `done` holds or 10 s pass.
-class Loop {
- public:
-  Loop() : epfd_(epoll_create1(EPOLL_CLOEXEC)) {}
-  ~Loop() { close(epfd_); }
-
-  bool Until(Connection& conn, const std::function<bool()>& done,
-             std::chrono::milliseconds limit = 10s) {
-    int64_t deadline = NowMs() + limit.count();
-    while (!done()) {
-      if (NowMs() > deadline) return false;
-      if (registered_ >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, registered_, nullptr);
-      registered_ = -1;
-      if (conn.fd() >= 0 && conn.events() != 0) {
-        epoll_event ev{};
-        ev.events = conn.events();
-        ev.data.fd = conn.fd();
-        if (epoll_ctl(epfd_, EPOLL_CTL_ADD, conn.fd(), &ev) == 0) registered_ = conn.fd();
-      }
-      epoll_event got[4];
-      int n = epoll_wait(epfd_, got, 4, 20);
-      for (int i = 0; i < n; ++i) {
-        if (got[i].data.fd == conn.fd()) conn.OnEvents(got[i].events);
-      }
-      conn.Tick(NowMs());
-    }
-    return true;
-  }
-
- private:
-  int epfd_;
-  int registered_ = -1;
-};
-
 Options LocalOptions(int port, const std::string& suffix = "") {
   auto r = ParseUrl("redis://127.0.0.1:" + std::to_string(port) + suffix, "");
   EXPECT_TRUE(r.ok());
@@ -209,18 +147,6 @@ Options UrlOptions(const std::string& url) {
   auto r = ParseUrl(url, "");
   EXPECT_TRUE(r.ok()) << url;
   return r.ok() ? r.value() : Options{};
-}
-
-// Runs one command to completion and returns its reply.
-Reply Roundtrip(Loop& loop, Connection& conn, std::vector<std::string> args) {
-  bool done = false;
-  Reply out = Reply::Error("no reply (timeout)");
-  conn.Command(std::move(args), [&](Reply&& r) {
-    out = std::move(r);
-    done = true;
-  });
-  loop.Until(conn, [&] { return done; });
-  return out;
 }
 
 class RedisTest : public ::testing::Test {
@@ -235,7 +161,7 @@ class RedisTest : public ::testing::Test {
     EXPECT_TRUE(ok) << broker_.Log();
     return ok;
   }
-  bool ConnectAndWait(Connection& conn, Recorder& rec) {
+  bool ConnectAndWait(Client& conn, Recorder& rec) {
     conn.Connect();
     return loop_.Until(conn, [&] { return rec.ready > 0 || !rec.closed.empty(); }) && rec.ready > 0;
   }
@@ -385,7 +311,7 @@ TEST_F(RedisTest, SubscribeModeDeliversPushes) {
   Recorder rec;
   Connection conn(LocalOptions(broker_.port()), &rec, "sub");
   conn.SetSubscribeMode();
-  rec.on_ready = [](Connection& c) { c.Command({"SUBSCRIBE", "alpha", "beta"}); };
+  rec.on_ready = [](Client& c) { c.Command({"SUBSCRIBE", "alpha", "beta"}); };
   ASSERT_TRUE(ConnectAndWait(conn, rec));
   ASSERT_TRUE(loop_.Until(conn, [&] { return rec.pushes.size() >= 2; }));
   EXPECT_EQ(conn.pending_commands(), 0u);
