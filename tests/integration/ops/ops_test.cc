@@ -500,8 +500,7 @@ TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
             "ringcable: preset broker: flag --broker is not supported by ringcable yet\n");
   r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output,
-            "ringcable: preset fly: flag --embed_nats is not supported by ringcable yet\n");
+  EXPECT_EQ(r.output, "ringcable: preset fly: flag --broker is not supported by ringcable yet\n");
   r = Run({"--presets", "fly,koyeb"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,

@@ -904,10 +904,10 @@ TEST(ConfigPresets, FlyWithRedis) {
 }
 
 TEST(ConfigPresets, FeaturesRingcableLacksFailLikeTheirFlags) {
-  // Fly without Redis wants an embedded NATS.
+  // Fly without Redis wants an embedded NATS (supported) with the NATS broker (not yet).
   EXPECT_EQ(
       ParseError({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "x"}}),
-      "preset fly: flag --embed_nats is not supported by ringcable yet");
+      "preset fly: flag --broker is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--presets=broker"}),
             "preset broker: flag --broker is not supported by ringcable yet");
   EXPECT_EQ(ParseError({}, {{"ANYCABLE_PRESETS", "heroku,broker"}}),
@@ -1202,8 +1202,6 @@ TEST(ConfigToml, ExactErrors) {
   EXPECT_EQ(FileError("[broker]\nadapter = \"memory\"\n"),
             "flag --broker is not supported by ringcable yet");
   EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
-  EXPECT_EQ(FileError("[embedded_nats]\nenabled = true\n"),
-            "flag --embed_nats is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
             "flag --rpc_impl is not supported by ringcable yet");
   EXPECT_EQ(FileError("[metrics.statsd]\ntags_format = \"x\"\n"),
