@@ -53,6 +53,7 @@ struct Builder {
   std::string cable_ready_key;
   std::string http_rpc_secret;
   int http_rpc_timeout_ms = 0;
+  std::string rpc_impl;  // --rpc_impl: "" (from --rpc_host's scheme), "grpc" or "http"
 };
 
 std::string NoneIsUnset(const std::string& s) { return s == "none" ? std::string() : s; }
@@ -333,6 +334,12 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
+std::optional<std::string> CheckRpcImpl(std::string_view origin, const Value& v) {
+  const std::string impl = Lower(Trim(v.s));
+  if (impl.empty() || impl == "grpc" || impl == "http") return std::nullopt;
+  return InvalidValue(origin, v.s, "must be grpc or http");
+}
+
 std::optional<std::string> CheckRpcHost(std::string_view origin, const Value& v) {
   for (std::string_view scheme : {"http://", "https://"}) {
     if (!StartsWithNoCase(v.s, scheme)) continue;
@@ -492,8 +499,10 @@ const std::vector<FlagSpec>& Table() {
       {.name = "rpc_max_call_send_size", .kind = K::kInt, .default_value = "0", .supported = true,
        .hidden = true, .help = "Max RPC request size (bytes, 0 = gRPC default)",
        .apply = CFG_SET(rpc_max_call_send_size, AsInt(v)), .min = 0, .max = INT_MAX},
-      {.name = "rpc_impl", .kind = K::kString, .default_value = "", .hidden = true,
-       .help = "RPC implementation (grpc, http)", .also_default = {"grpc"}},
+      {.name = "rpc_impl", .kind = K::kString, .default_value = "", .supported = true,
+       .hidden = true, .help = "RPC implementation (grpc, http; default: from --rpc_host)",
+       .apply = [](Builder& b, const Value& v) { b.rpc_impl = Lower(Trim(v.s)); },
+       .check = CheckRpcImpl},
 
       // --- 2.3 Disconnector ---
       {.name = "disconnect_mode", .kind = K::kString, .default_value = "auto", .supported = true,
@@ -1565,8 +1574,19 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
   } else if (!c.secret.empty()) {
     c.http_rpc_secret = HexHmacSha256(c.secret, "rpc-cable");
   }
-  if ((StartsWithNoCase(c.rpc_host, "http://") || StartsWithNoCase(c.rpc_host, "https://")) &&
-      c.rpc_request_timeout_ms == 0) {
+  // --rpc_impl only confirms what --rpc_host's scheme already says (the transport follows the
+  // URL); a contradiction is a startup error rather than a guess.
+  const bool http_rpc_host =
+      StartsWithNoCase(c.rpc_host, "http://") || StartsWithNoCase(c.rpc_host, "https://");
+  if (!c.norpc && builder.rpc_impl == "http" && !http_rpc_host) {
+    return cable::MakeError("--rpc_impl=http needs an http(s):// --rpc_host (got \"" + c.rpc_host +
+                            "\")");
+  }
+  if (!c.norpc && builder.rpc_impl == "grpc" && http_rpc_host) {
+    return cable::MakeError("--rpc_impl=grpc cannot call an http(s):// --rpc_host (got \"" +
+                            c.rpc_host + "\")");
+  }
+  if (http_rpc_host && c.rpc_request_timeout_ms == 0) {
     c.rpc_request_timeout_ms =
         builder.http_rpc_timeout_ms > 0 ? builder.http_rpc_timeout_ms : kHttpRpcRequestTimeoutMs;
   }

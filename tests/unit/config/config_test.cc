@@ -283,6 +283,24 @@ TEST(ConfigValues, RpcHostSchemes) {
             "HTTP://127.0.0.1:3000/rpc");
 }
 
+// The transport follows --rpc_host's scheme; --rpc_impl (as anycable-go users set it) must agree.
+TEST(ConfigValues, RpcImplConfirmsTheHostsScheme) {
+  EXPECT_EQ(MustParse({"--rpc_impl=http", "--rpc_host=http://app/_anycable"}).rpc_host,
+            "http://app/_anycable");
+  EXPECT_EQ(MustParse({"--rpc_impl=grpc", "--rpc_host=rpc:50051"}).rpc_host, "rpc:50051");
+  EXPECT_EQ(MustParse({}, {{"ANYCABLE_RPC_IMPL", "HTTP"},
+                           {"ANYCABLE_RPC_HOST", "https://app.example.com/_anycable"}})
+                .rpc_request_timeout_ms,
+            3000);
+  EXPECT_EQ(MustParse({"--rpc_impl=http", "--norpc"}).norpc, true);
+  EXPECT_EQ(ParseError({"--rpc_impl=http"}),
+            "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");
+  EXPECT_EQ(ParseError({"--rpc_impl=grpc", "--rpc_host=http://app/_anycable"}),
+            "--rpc_impl=grpc cannot call an http(s):// --rpc_host (got \"http://app/_anycable\")");
+  EXPECT_EQ(ParseError({"--rpc_impl=trpc"}),
+            "invalid value \"trpc\" for flag --rpc_impl: must be grpc or http");
+}
+
 TEST(ConfigValues, HttpRpcRequestTimeoutDefaultsTo3000) {
   EXPECT_EQ(MustParse({}).rpc_request_timeout_ms, 0);  // gRPC: none
   EXPECT_EQ(MustParse({"--rpc_host=http://app/_anycable"}).rpc_request_timeout_ms, 3000);
@@ -1203,7 +1221,10 @@ TEST(ConfigToml, ExactErrors) {
             "flag --broker is not supported by ringcable yet");
   EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
-            "flag --rpc_impl is not supported by ringcable yet");
+            "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");
+  EXPECT_EQ(FileError("[rpc]\nimplementation = \"trpc\"\n"),
+            "invalid value \"trpc\" for key \"rpc.implementation\" in config file <file>"
+            ": must be grpc or http");
   EXPECT_EQ(FileError("[metrics.statsd]\ntags_format = \"x\"\n"),
             "invalid value \"x\" for key \"metrics.statsd.tags_format\" in config file <file>"
             ": must be one of datadog, influxdb, graphite");
