@@ -572,8 +572,11 @@ const std::vector<FlagSpec>& Table() {
       {.name = "redis_tls_client_key_path", .kind = K::kString, .default_value = "",
        .supported = true, .help = "Redis TLS client key path",
        .apply = CFG_SET(redis_tls_client_key_path, v.s)},
-      {.name = "redis_disable_cache", .kind = K::kBool, .default_value = "false", .hidden = true,
-       .help = "Disable Redis client-side caching"},
+      // anycable-go's Redis client may cache reads client-side; ringcable's never reads what it
+      // could cache (it publishes and subscribes), so either value behaves the same.
+      {.name = "redis_disable_cache", .kind = K::kBool, .default_value = "false",
+       .supported = true, .hidden = true,
+       .help = "Disable Redis client-side caching (accepted; ringcable caches nothing)"},
       {.name = "redisx_stream", .kind = K::kString, .default_value = "__anycable__",
        .supported = true, .help = "Redis stream for broadcasts (redisx)",
        .apply = CFG_SET(redisx_stream, v.s), .check = CheckNotEmpty},

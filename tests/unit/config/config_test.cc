@@ -283,6 +283,12 @@ TEST(ConfigValues, RpcHostSchemes) {
             "HTTP://127.0.0.1:3000/rpc");
 }
 
+TEST(ConfigValues, RedisDisableCacheIsAcceptedEitherWay) {
+  EXPECT_EQ(MustParse({"--redis_disable_cache"}).rpc_host, "localhost:50051");
+  EXPECT_EQ(MustParse({}, {{"ANYCABLE_REDIS_DISABLE_CACHE", "false"}}).rpc_host, "localhost:50051");
+  EXPECT_EQ(ParseError({"--redis_disable_cache=maybe"}).rfind("invalid value \"maybe\"", 0), 0u);
+}
+
 // The transport follows --rpc_host's scheme; --rpc_impl (as anycable-go users set it) must agree.
 TEST(ConfigValues, RpcImplConfirmsTheHostsScheme) {
   EXPECT_EQ(MustParse({"--rpc_impl=http", "--rpc_host=http://app/_anycable"}).rpc_host,
