@@ -280,12 +280,13 @@ TEST_F(ConnectTest, RpcServerDownClosesWith1011) {
 }
 
 TEST_F(ConnectTest, SlowConnectQueuesEarlyFramesUntilAfterWelcome) {
-  Gate returned;
-  rpc_.SetConnectHandler([done = returned.flag()](const anycable::ConnectionRequest& req,
-                                                  const cable::tools::Metadata& meta,
-                                                  anycable::ConnectionResponse* r) {
-    std::this_thread::sleep_for(1500ms);
-    done->store(true);
+  // Connect is held open until the frames are sent (a gate, not a sleep: on a loaded machine
+  // sending could outlast any fixed delay, and the frames would not be early any more).
+  Gate release;
+  rpc_.SetConnectHandler([open = release.flag()](const anycable::ConnectionRequest& req,
+                                                 const cable::tools::Metadata& meta,
+                                                 anycable::ConnectionResponse* r) {
+    Gate::Wait(open);
     return ScriptedRpcServer::DemoConnect(req, meta, r);
   });
   StartServer();
@@ -299,7 +300,7 @@ TEST_F(ConnectTest, SlowConnectQueuesEarlyFramesUntilAfterWelcome) {
   ASSERT_TRUE(ws.Perform(id, R"({"action":"echo","n":1})"));
   ASSERT_TRUE(ws.Perform(id, R"({"action":"echo","n":2})"));
   ASSERT_TRUE(ws.SendText(R"({"command":"ping"})"));
-  EXPECT_FALSE(returned.flag()->load());  // the frames really were early
+  release.Open();
   EXPECT_EQ(ws.NextMessage(10s).payload, WelcomeFrame("slow1"));
   EXPECT_EQ(ws.NextMessage().payload, ConfirmFrame(id));
   EXPECT_EQ(ws.NextMessage().payload, MessageFrame(id, R"({"action":"echo","n":1})"));
