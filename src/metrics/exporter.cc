@@ -129,14 +129,14 @@ void HttpServer::Serve(int fd) {
   }
 }
 
-LogReporter::LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot)
-    : interval_s_(interval_s), filter_(std::move(filter)), snapshot_(std::move(snapshot)) {
+SnapshotTicker::SnapshotTicker(int interval_s, SnapshotFn snapshot, TickFn tick)
+    : interval_s_(interval_s), snapshot_(std::move(snapshot)), tick_(std::move(tick)) {
   thread_ = std::thread([this] { Run(); });
 }
 
-LogReporter::~LogReporter() { Stop(); }
+SnapshotTicker::~SnapshotTicker() { Stop(); }
 
-void LogReporter::Stop() {
+void SnapshotTicker::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -145,18 +145,22 @@ void LogReporter::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void LogReporter::Run() {
-  // Counters start at zero with the process, so the first interval reports everything since start
-  // (a baseline sampled here would hide whatever was counted before this thread got to run).
+void SnapshotTicker::Run() {
   Snapshot prev;
   bool first = true;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::seconds(interval_s_), [this] { return stop_; })) {
     Snapshot cur = snapshot_();
-    LOG_INFO("metrics %s", RenderLog(cur, first ? nullptr : &prev, filter_).c_str());
+    tick_(cur, first ? nullptr : &prev);
     prev = std::move(cur);
     first = false;
   }
 }
+
+LogReporter::LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot)
+    : filter_(std::move(filter)),
+      ticker_(interval_s, std::move(snapshot), [this](const Snapshot& cur, const Snapshot* prev) {
+        LOG_INFO("metrics %s", RenderLog(cur, prev, filter_).c_str());
+      }) {}
 
 }  // namespace cable::metrics

@@ -49,25 +49,44 @@ class HttpServer {
   std::thread thread_;
 };
 
-class LogReporter {
+// The periodic metrics thread behind the log reporter and the StatsD sender: every interval_s it
+// takes a snapshot and calls tick(current, previous) until Stop(). `previous` is null on the first
+// tick: counters start at zero with the process, so the first interval reports everything since
+// start (a baseline sampled here would hide whatever was counted before this thread got to run).
+class SnapshotTicker {
  public:
   using SnapshotFn = std::function<Snapshot()>;
-  // An empty filter logs every metric.
-  LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot);
-  ~LogReporter();
-  LogReporter(const LogReporter&) = delete;
-  LogReporter& operator=(const LogReporter&) = delete;
+  using TickFn = std::function<void(const Snapshot& current, const Snapshot* previous)>;
+  SnapshotTicker(int interval_s, SnapshotFn snapshot, TickFn tick);
+  ~SnapshotTicker();
+  SnapshotTicker(const SnapshotTicker&) = delete;
+  SnapshotTicker& operator=(const SnapshotTicker&) = delete;
+  // Wakes and joins the thread; idempotent.
   void Stop();
 
  private:
   void Run();
   int interval_s_;
-  std::vector<std::string> filter_;
   SnapshotFn snapshot_;
+  TickFn tick_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
+};
+
+class LogReporter {
+ public:
+  using SnapshotFn = SnapshotTicker::SnapshotFn;
+  // An empty filter logs every metric.
+  LogReporter(int interval_s, std::vector<std::string> filter, SnapshotFn snapshot);
+  LogReporter(const LogReporter&) = delete;
+  LogReporter& operator=(const LogReporter&) = delete;
+  void Stop() { ticker_.Stop(); }
+
+ private:
+  std::vector<std::string> filter_;
+  SnapshotTicker ticker_;  // last: its thread reads filter_
 };
 
 }  // namespace cable::metrics

@@ -137,42 +137,23 @@ cable::Result<std::unique_ptr<StatsdReporter>, std::string> StatsdReporter::Star
   if (fd < 0) return cable::MakeError("cannot open StatsD socket to " + host_port + ": " + err);
   std::unique_ptr<StatsdReporter> reporter(
       new StatsdReporter(fd, interval_s, std::move(options), std::move(snapshot)));
-  reporter->thread_ = std::thread([r = reporter.get()] { r->Run(); });
   return reporter;
 }
 
 StatsdReporter::StatsdReporter(int fd, int interval_s, StatsdOptions options, SnapshotFn snapshot)
     : fd_(fd),
-      interval_s_(interval_s),
       options_(std::move(options)),
-      snapshot_(std::move(snapshot)) {}
+      ticker_(interval_s, std::move(snapshot), [this](const Snapshot& cur, const Snapshot* prev) {
+        Send(PackStatsd(StatsdLines(cur, prev, options_), options_.max_packet_size));
+      }) {}
 
 StatsdReporter::~StatsdReporter() { Stop(); }
 
 void StatsdReporter::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_ && !thread_.joinable()) return;
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  ticker_.Stop();
   if (fd_ >= 0) {
     close(fd_);
     fd_ = -1;
-  }
-}
-
-void StatsdReporter::Run() {
-  // As the log reporter: the first interval reports everything counted since the process began.
-  Snapshot prev;
-  bool first = true;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, std::chrono::seconds(interval_s_), [this] { return stop_; })) {
-    Snapshot cur = snapshot_();
-    Send(PackStatsd(StatsdLines(cur, first ? nullptr : &prev, options_), options_.max_packet_size));
-    prev = std::move(cur);
-    first = false;
   }
 }
 

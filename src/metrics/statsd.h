@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "metrics/exporter.h"
 #include "metrics/metrics.h"
 
 namespace cable::metrics {
@@ -51,7 +52,7 @@ std::vector<std::string> PackStatsd(const std::vector<std::string>& lines, size_
 
 class StatsdReporter {
  public:
-  using SnapshotFn = std::function<Snapshot()>;
+  using SnapshotFn = SnapshotTicker::SnapshotFn;
   // Resolves "host:port" (UDP), connects a socket and starts the thread. Error: one line, e.g.
   // `cannot resolve StatsD host "nohost:8125": Name or service not known`.
   static cable::Result<std::unique_ptr<StatsdReporter>, std::string> Start(
@@ -63,17 +64,11 @@ class StatsdReporter {
 
  private:
   StatsdReporter(int fd, int interval_s, StatsdOptions options, SnapshotFn snapshot);
-  void Run();
   void Send(const std::vector<std::string>& packets);
 
   int fd_;
-  int interval_s_;
   StatsdOptions options_;
-  SnapshotFn snapshot_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  SnapshotTicker ticker_;  // last: its thread uses fd_ and options_
 };
 
 }  // namespace cable::metrics
