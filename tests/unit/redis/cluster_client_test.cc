@@ -6,8 +6,10 @@
 #include "redis/cluster_client.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -232,11 +234,18 @@ TEST_F(ClusterClientTest, MovedIsFollowedAndRemembered) {
   ASSERT_GE(from, 0);
   const int to = (from + 1) % 3;
   ASSERT_EQ(client.OwnerOf(static_cast<uint16_t>(slot)), Addr(from));
-  // The slot is empty: every master is told its new owner.
-  for (int n = 0; n < 3; ++n) {
+  // The slot is empty: every master is told its new owner. The new owner gets the highest config
+  // epoch and the old owner stops claiming the slot first: otherwise the old owner's gossip (with a
+  // higher epoch) can win the slot back on a node already told, and that node would keep sending
+  // the client to the old owner.
+  const std::string bumped = cluster_.Cli(to, {"CLUSTER", "BUMPEPOCH"});
+  ASSERT_TRUE(bumped.rfind("BUMPED", 0) == 0 || bumped.rfind("STILL", 0) == 0) << bumped;
+  for (int n : {from, to, 3 - from - to}) {
     ASSERT_EQ(cluster_.Cli(n, {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", Id(to)}),
               "OK\n");
   }
+  ASSERT_TRUE(cluster_.WaitHealthy(std::chrono::seconds(20), slot)) << cluster_.Logs();
+  ASSERT_EQ(cluster_.MasterOf(slot), to);
   Reply r = KeyRoundtrip(client, key, {"SET", key, "v"});
   EXPECT_EQ(r.str, "OK");
   EXPECT_EQ(client.stats().moved, 1u);
@@ -347,8 +356,14 @@ TEST_F(ClusterClientTest, PeriodicRefreshFollowsAManualFailover) {
   }
   ASSERT_GE(replica, 0);
   ASSERT_EQ(cluster_.Cli(static_cast<size_t>(replica), {"CLUSTER", "FAILOVER"}), "OK\n");
+  // CLUSTER FAILOVER only starts the handover: wait (bounded) until the replica owns the slot.
+  const auto failover_deadline = std::chrono::steady_clock::now() + 30s;
+  while (cluster_.MasterOf(slot) != replica &&
+         std::chrono::steady_clock::now() < failover_deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(cluster_.MasterOf(slot), replica) << cluster_.Logs();
   ASSERT_TRUE(cluster_.WaitHealthy(30s, slot));
-  ASSERT_EQ(cluster_.MasterOf(slot), replica);
   // PUBLISH to the demoted master still works: no redirection tells the client anything.
   bool done = false;
   client.Command({"PUBLISH", "news", "x"}, [&](Reply&& r) {
