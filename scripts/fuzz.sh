@@ -17,7 +17,9 @@ fi
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
-CC=clang CXX=clang++ cmake -S . -B "$build" -DCABLE_BUILD_FUZZ=ON -DCABLE_BUILD_TESTS=ON \
+generator=()
+command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+CC=clang CXX=clang++ cmake -S . -B "$build" "${generator[@]}" -DCABLE_BUILD_FUZZ=ON -DCABLE_BUILD_TESTS=ON \
   -DCABLE_BUILD_BENCH=OFF -DCABLE_SANITIZE=address,undefined -DCABLE_WERROR=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 fi
