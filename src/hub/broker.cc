@@ -58,7 +58,7 @@ bool MemoryBroker::Publish(Message* msg) {
     const int64_t now = UnixNow();
     Stream& s = streams_[msg->stream()];
     ExpireLocked(s, now);
-    msg->SetPosition(epoch_, ++s.top, now);
+    msg->SetPosition(epoch_, ++s.top, now, ++seq_);
     s.last_add = now;
     msg->Acquire();  // the history's reference
     s.entries.push_back(msg);
@@ -94,9 +94,9 @@ void MemoryBroker::ExpireLocked(Stream& s, int64_t now) {
 }
 
 bool MemoryBroker::HistoryFrom(const std::string& stream, std::string_view epoch, uint64_t offset,
-                               std::vector<Message*>* out, uint64_t* top) {
+                               std::vector<Message*>* out, uint64_t* horizon) {
   out->clear();
-  *top = 0;
+  *horizon = 0;
   if (epoch != epoch_) return false;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = streams_.find(stream);
@@ -106,7 +106,7 @@ bool MemoryBroker::HistoryFrom(const std::string& stream, std::string_view epoch
   if (s.entries.empty()) return false;
   const uint64_t low = s.entries.front()->offset();
   if (offset < low || offset > s.top) return false;
-  *top = s.top;
+  *horizon = seq_;
   for (size_t i = static_cast<size_t>(offset - low) + 1; i < s.entries.size(); ++i) {
     s.entries[i]->Acquire();
     out->push_back(s.entries[i]);
@@ -115,15 +115,15 @@ bool MemoryBroker::HistoryFrom(const std::string& stream, std::string_view epoch
 }
 
 bool MemoryBroker::HistorySince(const std::string& stream, int64_t since,
-                                std::vector<Message*>* out, uint64_t* top) {
+                                std::vector<Message*>* out, uint64_t* horizon) {
   out->clear();
-  *top = 0;
+  *horizon = 0;
   std::lock_guard<std::mutex> lock(mu_);
+  *horizon = seq_;
   auto it = streams_.find(stream);
   if (it == streams_.end()) return true;
   Stream& s = it->second;
   ExpireLocked(s, UnixNow());
-  *top = s.top;
   for (Message* m : s.entries) {
     if (m->unix_ts() >= since) {
       m->Acquire();

@@ -73,16 +73,17 @@ class MemoryBroker {
   bool HasBacklog() const { return backlog_size_.load(std::memory_order_acquire) > 0; }
 
   // History of one stream. On success `out` gets the messages (one reference each, for the caller
-  // to Release) in offset order and `top` the stream's last offset (0 if it has none).
+  // to Release) in offset order and `horizon` the last seq stamped (any stream) at the time of the
+  // read: every publication of the stream with seq <= horizon was either returned or not asked for.
   // HistoryFrom: messages after `offset`; refused (false) as anycable-go's memory broker does: an
   // epoch other than ours, an unknown or empty stream, `offset` below the lowest retained one (so
   // lowest-1 is refused too, though nothing would be missing), or above the top.
   bool HistoryFrom(const std::string& stream, std::string_view epoch, uint64_t offset,
-                   std::vector<Message*>* out, uint64_t* top);
+                   std::vector<Message*>* out, uint64_t* horizon);
   // HistorySince: messages stamped at or after `since` (unix seconds); an unknown stream is an
   // empty success, as in anycable-go.
   bool HistorySince(const std::string& stream, int64_t since, std::vector<Message*>* out,
-                    uint64_t* top);
+                    uint64_t* horizon);
 
   // Drops history entries older than --history_ttl, streams idle for 10 x ttl (their offsets
   // restart) and expired sessions. Called about once a second by worker 0.
@@ -112,6 +113,7 @@ class MemoryBroker {
 
   std::mutex mu_;
   std::unordered_map<std::string, Stream> streams_;
+  uint64_t seq_ = 0;  // last Message::seq() given
   std::deque<Message*> backlog_;
   std::atomic<size_t> backlog_size_{0};
 

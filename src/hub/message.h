@@ -42,10 +42,15 @@ class Message {
   const std::string& epoch() const { return epoch_; }
   uint64_t offset() const { return offset_; }
   int64_t unix_ts() const { return unix_ts_; }
-  void SetPosition(std::string epoch, uint64_t offset, int64_t unix_ts) {
+  // The broker's node-wide stamp counter: increases with log order across all streams and never
+  // restarts (a stream's offsets do, after 10 x --history_ttl idle), so per-subscription
+  // "already sent" checks compare seq, not offset.
+  uint64_t seq() const { return seq_; }
+  void SetPosition(std::string epoch, uint64_t offset, int64_t unix_ts, uint64_t seq) {
     epoch_ = std::move(epoch);
     offset_ = offset;
     unix_ts_ = unix_ts;
+    seq_ = seq;
   }
   // One more reference (the broker's history keeps messages beyond the workers' use).
   void Acquire() { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -78,6 +83,7 @@ class Message {
   bool reconnect_ = false;
   bool transient_ = false;
   uint64_t offset_ = 0;
+  uint64_t seq_ = 0;
   int64_t unix_ts_ = 0;
   std::string epoch_;
   int workers_ = 1;

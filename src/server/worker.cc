@@ -566,6 +566,7 @@ void Worker::CloseWithFrame(Conn& c, uint32_t slot, uint16_t code, std::string_v
 void Worker::CloseWithDisconnect(Conn& c, uint32_t slot, std::string_view reason, bool reconnect,
                                  uint16_t code, std::string_view close_reason) {
   if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  if (!reconnect && c.session) c.session->restorable = false;
   EnqueueText(c, slot, protocol::EncodeDisconnect(reason, reconnect));
   CloseWithFrame(c, slot, code, close_reason);
 }

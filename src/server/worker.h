@@ -89,9 +89,10 @@ struct Session {
   // actioncable-v1-ext-json was negotiated: pong requirement, session restore, positions on
   // broadcast frames.
   bool ext = false;
-  // The sid came from NewSid (the kernel CSPRNG), not from X-Request-ID: only such sessions are
-  // kept for restore, so a client-chosen sid can neither restore nor overwrite another session.
-  bool sid_generated = false;
+  // Kept for restore when it closes: the sid came from NewSid (the kernel CSPRNG), not from
+  // X-Request-ID (a client-chosen sid can neither restore nor overwrite another session), and the
+  // server did not send it a disconnect with reconnect=false (a kicked session stays kicked).
+  bool restorable = false;
   // The "history" member of the subscribe command in flight (run after its confirmation).
   std::string inflight_history;
   SubState* Find(const std::string& identifier);

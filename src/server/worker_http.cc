@@ -244,8 +244,8 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
 
   auto session = std::make_unique<Session>();
   auto request_id = req.Get("x-request-id");
-  session->sid_generated = !(request_id && !request_id->empty());
-  session->sid = session->sid_generated ? NewSid() : std::string(*request_id);
+  session->restorable = !(request_id && !request_id->empty());
+  session->sid = session->restorable ? NewSid() : std::string(*request_id);
   session->ext = protocol && *protocol == "actioncable-v1-ext-json";
   session->url = http::RequestUrl(req, false);
   for (const std::string& name : cfg_.headers) {

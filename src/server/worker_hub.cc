@@ -61,7 +61,7 @@ void Worker::DeliverPublication(hub::Message& msg) {
   // Subscribers of one stream mostly share one identifier: remember the last frame used.
   const std::string* last_identifier = nullptr;
   bool last_ext = false;
-  const uint64_t offset = msg.offset();
+  const uint64_t seq = msg.seq();
   hub::Frame* frame = nullptr;
   hub::Frame* local_frame = nullptr;
   const std::string& exclude = msg.exclude_socket();
@@ -71,14 +71,14 @@ void Worker::DeliverPublication(hub::Message& msg) {
     hub::Subscription* sub = e.sub;
     Conn* c = Lookup(sub->conn_slot, sub->conn_generation);
     if (!c || c->state != ConnState::kOpen) continue;
-    if (offset != 0) {
-      // Positions this subscription already got for the stream (live, or from a history reply):
-      // a publication already sent by history is not sent again, so a client sees each offset
-      // of a stream once, in increasing order.
+    if (seq != 0) {
+      // Publications this subscription already got for the stream (live, or from a history
+      // reply): one already sent by history is not sent again, so a client sees each offset of a
+      // stream once, in increasing order.
       hub::Subscription::Link& link = sub->links[e.link];
-      if (offset <= link.hi) continue;
-      if (link.lo == 0) link.lo = offset;
-      link.hi = offset;
+      if (seq <= link.hi) continue;
+      if (link.lo == 0) link.lo = seq;
+      link.hi = seq;
     }
     if (!exclude.empty() && c->session->sid == exclude) continue;
     const bool ext = c->session->ext;

@@ -38,7 +38,7 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
   }
   struct StreamBacklog {
     uint32_t link;
-    uint64_t top;
+    uint64_t horizon;
     std::vector<hub::Message*> messages;
   };
   std::vector<StreamBacklog> backlog;
@@ -47,9 +47,9 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
     const std::string& stream = *sub->sub.links[i].bucket->name;
     StreamBacklog b{i, 0, {}};
     if (const protocol::HistoryPosition* pos = req.Find(stream)) {
-      ok = shared_.broker->HistoryFrom(stream, pos->epoch, pos->offset, &b.messages, &b.top);
+      ok = shared_.broker->HistoryFrom(stream, pos->epoch, pos->offset, &b.messages, &b.horizon);
     } else if (req.since > 0) {
-      ok = shared_.broker->HistorySince(stream, req.since, &b.messages, &b.top);
+      ok = shared_.broker->HistorySince(stream, req.since, &b.messages, &b.horizon);
     } else {
       continue;  // no position for this stream and no `since`: nothing asked
     }
@@ -67,21 +67,21 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
     hub::Subscription::Link& link = sub->sub.links[b.link];
     uint64_t first_sent = 0;
     for (hub::Message* m : b.messages) {
-      const uint64_t off = m->offset();
+      const uint64_t seq = m->seq();
       // Already delivered live on this connection: not again.
-      const bool delivered = link.lo != 0 && off >= link.lo && off <= link.hi;
+      const bool delivered = link.lo != 0 && seq >= link.lo && seq <= link.hi;
       if (!delivered && c.state == ConnState::kOpen) {
         hub::Frame* f = m->BuildLocalFrame(identifier, true);
         Enqueue(c, slot, f);
         f->ReleaseCreator();
-        if (first_sent == 0) first_sent = off;
+        if (first_sent == 0) first_sent = seq;
       }
       m->Release();
     }
-    // Everything up to the top read here has now been sent (history or live): live copies of
+    // Everything stamped before the read has now been sent or was not asked for: live copies of
     // those publications still in the log are skipped (DeliverPublication).
     if (first_sent != 0 && (link.lo == 0 || first_sent < link.lo)) link.lo = first_sent;
-    link.hi = std::max(link.hi, b.top);
+    link.hi = std::max(link.hi, b.horizon);
   }
   if (c.state == ConnState::kOpen) {
     EnqueueText(c, slot, protocol::EncodeConfirmHistory(identifier));
@@ -126,7 +126,7 @@ bool Worker::TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_si
 
 void Worker::CommitSessionForRestore(const Conn& c) {
   const Session& s = *c.session;
-  if (!s.ext || !shared_.broker || cfg_.sessions_ttl_s <= 0 || !s.sid_generated) return;
+  if (!s.ext || !shared_.broker || cfg_.sessions_ttl_s <= 0 || !s.restorable) return;
   hub::CachedSession cs;
   cs.identifiers = s.identifiers;
   cs.cstate = s.cstate;

@@ -483,6 +483,38 @@ TEST_F(StreamsTest, OnlyServerGeneratedExtSessionsAreRestorable) {
   EXPECT_EQ(rpc_.connects().size(), 6u);
 }
 
+TEST_F(StreamsTest, KickedSessionsAreNotRestorableButReconnectableOnesAre) {
+  StartServer({"--broker", "memory"});
+  auto remote_disconnect = [&](const std::string& user, bool reconnect) {
+    Broadcast(R"({"command":"disconnect","payload":{"identifier":)" +
+              JsonString("{\"current_user\":\"" + user + "\"}") +
+              ",\"reconnect\":" + (reconnect ? "true" : "false") + "}}");
+  };
+  std::string kicked;
+  {
+    WsClient ws;
+    kicked = SidOf(ConnectExt(ws, "/cable?user=carol"));
+    remote_disconnect("carol", false);
+    EXPECT_EQ(Next(ws), R"({"type":"disconnect","reason":"remote","reconnect":false})");
+  }
+  std::string dropped;
+  {
+    WsClient ws;
+    dropped = SidOf(ConnectExt(ws, "/cable?user=dave"));
+    remote_disconnect("dave", true);
+    EXPECT_EQ(Next(ws), R"({"type":"disconnect","reason":"remote","reconnect":true})");
+  }
+  ASSERT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 2; }, 10s));
+  WsClient a;
+  std::string welcome = ConnectExt(a, "/cable", {{"X-AnyCable-Restore-Sid", kicked}});
+  EXPECT_EQ(welcome, WelcomeFrame(SidOf(welcome)));
+  WsClient b;
+  welcome = ConnectExt(b, "/cable", {{"X-AnyCable-Restore-Sid", dropped}});
+  EXPECT_EQ(welcome, "{\"type\":\"welcome\",\"sid\":\"" + SidOf(welcome) + "\",\"restored\":true}");
+  EXPECT_EQ(rpc_.connects().size(), 3u);
+}
+
 TEST_F(StreamsTest, SessionsTtlZeroDisablesRestore) {
   StartServer({"--broker", "memory", "--sessions_ttl", "0"});
   std::string sid;

@@ -59,10 +59,17 @@ TEST(MemoryBrokerTest, StampsPerStreamOffsetsAndKeepsTransientOnesOut) {
   EXPECT_EQ(seen[3].second, 0u);  // transient
   EXPECT_EQ(seen[4].second, 0u);  // remote command
   std::vector<Message*> h;
-  uint64_t top = 0;
-  ASSERT_TRUE(b.HistorySince("a", 0, &h, &top));
-  EXPECT_EQ(top, 2u);
+  uint64_t horizon = 0;
+  ASSERT_TRUE(b.HistorySince("a", 0, &h, &horizon));
+  EXPECT_EQ(horizon, 3u);  // three stamped publications, any stream
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0]->seq(), 1u);
+  EXPECT_EQ(h[1]->seq(), 2u);
   EXPECT_EQ(Offsets(h), (std::vector<uint64_t>{1, 2}));
+  ASSERT_TRUE(b.HistorySince("b", 0, &h, &horizon));
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h[0]->seq(), 3u);  // seq counts across streams, offsets per stream
+  EXPECT_EQ(Offsets(h), (std::vector<uint64_t>{1}));
 }
 
 TEST(MemoryBrokerTest, HistoryFromFollowsAnycableGoRules) {
@@ -84,7 +91,7 @@ TEST(MemoryBrokerTest, HistoryFromFollowsAnycableGoRules) {
   EXPECT_FALSE(b.HistoryFrom("unknown", b.epoch(), 0, &h, &top));
   EXPECT_TRUE(b.HistorySince("unknown", 0, &h, &top));  // since: an empty success
   EXPECT_TRUE(h.empty());
-  EXPECT_EQ(top, 0u);
+  EXPECT_EQ(top, 5u);  // the horizon is node-wide
   // Messages stamped now are not older than a second ago; nothing is from the future.
   EXPECT_TRUE(b.HistorySince("s", time(nullptr) + 3600, &h, &top));
   EXPECT_TRUE(h.empty());
@@ -169,7 +176,7 @@ TEST(MessageExtTest, ExtVariantIsCachedSeparatelyAndOnlyWithAPosition) {
   Message* m = Pub("room", R"({"a":1})");
   Frame* plain_before = m->FrameFor("id", true);  // no position yet: the v1 frame
   EXPECT_EQ(plain_before, m->FrameFor("id", false));
-  m->SetPosition("abcd", 7, 1);
+  m->SetPosition("abcd", 7, 1, 1);
   Frame* ext = m->FrameFor("id2", true);
   Frame* v1 = m->FrameFor("id2", false);
   ASSERT_NE(ext, nullptr);
