@@ -31,11 +31,6 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
     LOG_DEBUG("sid=%s history request without since or streams", s.sid.c_str());
     return;
   }
-  if (!shared_.broker) {
-    // Without a broker there is no history (anycable-go's default broker refuses every request).
-    EnqueueText(c, slot, protocol::EncodeRejectHistory(identifier));
-    return;
-  }
   struct StreamBacklog {
     uint32_t link;
     uint64_t horizon;
@@ -46,12 +41,18 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
   for (uint32_t i = 0; i < sub->sub.links.size() && ok; ++i) {
     const std::string& stream = *sub->sub.links[i].bucket->name;
     StreamBacklog b{i, 0, {}};
-    if (const protocol::HistoryPosition* pos = req.Find(stream)) {
+    const protocol::HistoryPosition* pos = req.Find(stream);
+    if (!pos && req.since <= 0) continue;  // no position for this stream and no `since`
+    if (!shared_.broker) {
+      // Without a broker there is no history: anycable-go's default broker refuses every read
+      // (a subscription without streams is still confirmed, as there).
+      ok = false;
+      break;
+    }
+    if (pos) {
       ok = shared_.broker->HistoryFrom(stream, pos->epoch, pos->offset, &b.messages, &b.horizon);
-    } else if (req.since > 0) {
-      ok = shared_.broker->HistorySince(stream, req.since, &b.messages, &b.horizon);
     } else {
-      continue;  // no position for this stream and no `since`: nothing asked
+      ok = shared_.broker->HistorySince(stream, req.since, &b.messages, &b.horizon);
     }
     backlog.push_back(std::move(b));
   }

@@ -334,6 +334,18 @@ TEST_F(StreamsTest, HistoryWithoutBrokerIsRejected) {
   SubscribeConfirmed(ws, id);
   ASSERT_TRUE(ws.SendText(HistoryCmd(id, R"({"since":1})")));
   EXPECT_EQ(Next(ws), RejectHistory(id));
+  // A subscription without streams reads nothing: confirmed, as anycable-go does.
+  rpc_.SetCommandHandler([](const anycable::CommandMessage& req, const cable::tools::Metadata&,
+                            anycable::CommandResponse* resp) {
+    resp->set_status(anycable::SUCCESS);
+    resp->add_transmissions(
+        "{\"type\":\"confirm_subscription\",\"identifier\":" + JsonString(req.identifier()) + "}");
+    return grpc::Status::OK;
+  });
+  const std::string bare = WsClient::Identifier("BareChannel");
+  SubscribeConfirmed(ws, bare);
+  ASSERT_TRUE(ws.SendText(HistoryCmd(bare, R"({"since":1})")));
+  EXPECT_EQ(Next(ws), ConfirmHistory(bare));
 }
 
 TEST_F(StreamsTest, SubscribeWithHistoryRunsItRightAfterTheConfirmation) {
