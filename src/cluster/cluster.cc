@@ -429,8 +429,9 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     const int workers = sink->workers();
     for (auto& item : parsed.value()) {
       if (auto* pub = std::get_if<protocol::Publication>(&item)) {
-        pending_delivery.push_back(hub::Message::NewPublication(
-            pub->stream, encoder.MessageJson(pub->data), pub->exclude_socket, workers));
+        pending_delivery.push_back(
+            hub::Message::NewPublication(pub->stream, encoder.MessageJson(pub->data),
+                                         pub->exclude_socket, workers, pub->transient));
       } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
         pending_delivery.push_back(
             hub::Message::NewRemoteDisconnect(cmd->identifier, cmd->reconnect, workers));

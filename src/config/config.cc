@@ -268,6 +268,17 @@ std::optional<std::string> CheckPubsub(std::string_view origin, const Value& v) 
   return InvalidValue(origin, v.s, "must be one of none, redis, nats");
 }
 
+std::optional<std::string> CheckBroker(std::string_view origin, const Value& v) {
+  // A preset's error line already starts with "preset <name>: "; name the flag it set.
+  if (origin.rfind("preset ", 0) == 0) origin = "flag --broker";
+  std::string p = Lower(Trim(v.s));
+  if (p.empty() || p == "none" || p == "memory") return std::nullopt;
+  if (p == "redis" || p == "nats") {
+    return InvalidValue(origin, v.s, "only the memory broker is supported by ringcable yet");
+  }
+  return InvalidValue(origin, v.s, "must be one of none, memory, redis, nats");
+}
+
 constexpr std::string_view kPresetNames[] = {"none", "fly", "heroku", "broker"};
 
 std::optional<std::string> CheckPresets(std::string_view origin, const Value& v) {
@@ -599,18 +610,20 @@ const std::vector<FlagSpec>& Table() {
        .help = "Pub/sub adapter for node-to-node broadcasts (none, redis, nats)",
        .apply = CFG_SET(pubsub, Lower(Trim(v.s)) == "none" ? std::string() : Lower(Trim(v.s))),
        .check = CheckPubsub},
-      // Not built yet; the setter takes effect once the row is supported (--embed_nats reads
-      // it: JetStream for "nats").
-      {.name = "broker", .kind = K::kString, .default_value = "",
+      // Only the in-memory broker exists (redis, nats: one startup error line, CheckBroker).
+      {.name = "broker", .kind = K::kString, .default_value = "", .supported = true,
        .help = "Broker adapter (memory, nats)",
        .apply = CFG_SET(broker, Lower(Trim(v.s)) == "none" ? std::string() : Lower(Trim(v.s))),
-       .also_default = {"none"}},
-      {.name = "history_limit", .kind = K::kInt, .default_value = "100",
-       .help = "Max number of messages in a stream's history"},
-      {.name = "history_ttl", .kind = K::kInt, .default_value = "300",
-       .help = "TTL of stream history (in seconds)"},
-      {.name = "sessions_ttl", .kind = K::kInt, .default_value = "300",
-       .help = "TTL of disconnected sessions (in seconds)"},
+       .check = CheckBroker},
+      {.name = "history_limit", .kind = K::kInt, .default_value = "100", .supported = true,
+       .help = "Max number of messages in a stream's history",
+       .apply = CFG_SET(history_limit, AsInt(v)), .min = 1, .max = 1000000},
+      {.name = "history_ttl", .kind = K::kInt, .default_value = "300", .supported = true,
+       .help = "TTL of stream history (in seconds)", .apply = CFG_SET(history_ttl_s, AsInt(v)),
+       .min = 1, .max = INT_MAX},
+      {.name = "sessions_ttl", .kind = K::kInt, .default_value = "300", .supported = true,
+       .help = "TTL of disconnected sessions (in seconds)",
+       .apply = CFG_SET(sessions_ttl_s, AsInt(v)), .min = 0, .max = INT_MAX},
       {.name = "presence_ttl", .kind = K::kInt, .default_value = "15",
        .help = "TTL of presence records (in seconds)"},
       // Broadcast goroutine pool size: ringcable's fan-out has its own sharding, so any value is
@@ -673,8 +686,9 @@ const std::vector<FlagSpec>& Table() {
                                                                : PingPrecision::kSeconds;
            },
        .choices = {"s", "ms", "ns"}},
-      {.name = "pong_timeout", .kind = K::kInt, .default_value = "0",
-       .help = "Disconnect clients that do not pong in time (in seconds, 0 = disabled)"},
+      {.name = "pong_timeout", .kind = K::kInt, .default_value = "0", .supported = true,
+       .help = "Disconnect clients that do not pong in time (in seconds, 0 = disabled)",
+       .apply = CFG_SET(pong_timeout_s, AsInt(v)), .min = 0, .max = INT_MAX},
       {.name = "enable_native_pings", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Also send WebSocket ping frames", .apply = CFG_SET(enable_native_pings, v.b)},
       {.name = "max_message_size", .kind = K::kInt, .default_value = "65536", .supported = true,

@@ -113,8 +113,12 @@ struct Config {
   std::string nats_servers = "nats://127.0.0.1:4222";
   std::string nats_channel = "__anycable__";
   bool nats_dont_randomize_servers = false;
-  // --broker: "" (none) today; the embedded NATS server turns JetStream on for "nats".
+  // --broker: "" (none) or "memory" (history and session restore, src/hub/broker.h); "redis" and
+  // "nats" are refused at startup. The embedded NATS server would turn JetStream on for "nats".
   std::string broker;
+  int history_limit = 100;   // messages kept per stream
+  int history_ttl_s = 300;   // seconds a history entry is kept
+  int sessions_ttl_s = 300;  // seconds a disconnected ext session can be restored; 0 = never
 
   // embedded NATS (--embed_nats): a supervised nats-server child (src/enats). With it,
   // --nats_servers defaults to --enats_addr (as anycable-go).
@@ -137,6 +141,7 @@ struct Config {
   int ping_interval_s = 3;
   PingPrecision ping_timestamp_precision = PingPrecision::kSeconds;
   bool enable_native_pings = false;
+  int pong_timeout_s = 0;  // ext protocol: seconds a ping may stay unanswered; 0 = disabled
   int max_message_size = 65536;
   int ws_write_timeout_s = 2;
   int handshake_timeout_s = 10;  // ringcable-only: HTTP request/upgrade deadline, 0 = none

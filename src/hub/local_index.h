@@ -21,6 +21,11 @@ struct Subscription {
   struct Link {
     Bucket* bucket;
     uint32_t index;  // position in bucket->entries
+    // --broker: the range of the stream's publications (by Message::seq) this subscription was
+    // already sent (contiguous: live delivery is in log order and history replies fill what is
+    // before it); 0 = none yet. Written only by the owning worker.
+    uint64_t lo = 0;
+    uint64_t hi = 0;
   };
   std::string identifier;
   uint32_t conn_slot = 0;

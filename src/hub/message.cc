@@ -17,12 +17,13 @@ int64_t NowNs() {
 }  // namespace
 
 Message* Message::NewPublication(std::string stream, std::string message_json,
-                                 std::string exclude_socket, int workers) {
+                                 std::string exclude_socket, int workers, bool transient) {
   Message* m = new Message();
   m->kind_ = Kind::kPublication;
   m->stream_ = std::move(stream);
   m->message_json_ = std::move(message_json);
   m->exclude_socket_ = std::move(exclude_socket);
+  m->transient_ = transient;
   m->workers_ = workers;
   m->accepted_ns_ = NowNs();
   m->refs_.store(workers, std::memory_order_relaxed);
@@ -54,9 +55,19 @@ void Message::Release() {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
 }
 
-Frame* Message::Build(const std::string& identifier, bool shared) const {
-  size_t payload = protocol::BroadcastSize(identifier, message_json_);
+Frame* Message::Build(const std::string& identifier, bool ext, bool shared) const {
   uint8_t header[ws::kMaxHeaderSize];
+  if (ext) {
+    std::string payload =
+        protocol::EncodeBroadcastExt(identifier, message_json_, stream_, epoch_, offset_);
+    size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
+    Frame* f = shared ? Frame::NewShared(hlen + payload.size(), workers_)
+                      : Frame::NewLocal(hlen + payload.size());
+    std::memcpy(f->data(), header, hlen);
+    std::memcpy(f->data() + hlen, payload.data(), payload.size());
+    return f;
+  }
+  size_t payload = protocol::BroadcastSize(identifier, message_json_);
   size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload);
   Frame* f = shared ? Frame::NewShared(hlen + payload, workers_) : Frame::NewLocal(hlen + payload);
   std::memcpy(f->data(), header, hlen);
@@ -64,23 +75,24 @@ Frame* Message::Build(const std::string& identifier, bool shared) const {
   return f;
 }
 
-Frame* Message::BuildLocalFrame(const std::string& identifier) const {
-  return Build(identifier, false);
+Frame* Message::BuildLocalFrame(const std::string& identifier, bool ext) const {
+  return Build(identifier, ext && offset_ != 0, false);
 }
 
-Frame* Message::FrameFor(const std::string& identifier) {
+Frame* Message::FrameFor(const std::string& identifier, bool ext) {
+  ext = ext && offset_ != 0;  // without a position both variants are the v1 frame
   CacheEntry* mine = nullptr;
   for (auto& slot : cache_) {
     CacheEntry* e = slot.load(std::memory_order_acquire);
     if (!e) {
-      if (!mine) mine = new CacheEntry{identifier, Build(identifier, true)};
+      if (!mine) mine = new CacheEntry{identifier, ext, Build(identifier, ext, true)};
       if (slot.compare_exchange_strong(e, mine, std::memory_order_acq_rel,
                                        std::memory_order_acquire)) {
         return mine->frame;
       }
       // Lost the race: e now holds the winner, compare it below.
     }
-    if (e->identifier == identifier) {
+    if (e->ext == ext && e->identifier == identifier) {
       if (mine) {
         mine->frame->ReleaseCreator();
         delete mine;

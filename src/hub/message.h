@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "hub/frame.h"
 
@@ -25,7 +26,7 @@ class Message {
   enum class Kind : uint8_t { kPublication, kRemoteDisconnect };
 
   static Message* NewPublication(std::string stream, std::string message_json,
-                                 std::string exclude_socket, int workers);
+                                 std::string exclude_socket, int workers, bool transient = false);
   static Message* NewRemoteDisconnect(std::string identifiers, bool reconnect, int workers);
 
   Kind kind() const { return kind_; }
@@ -34,14 +35,36 @@ class Message {
   const std::string& exclude_socket() const { return exclude_socket_; }
   const std::string& identifiers() const { return stream_; }  // remote disconnect target
   bool reconnect() const { return reconnect_; }
+  // meta.transient: never stored in history, never given an offset.
+  bool transient() const { return transient_; }
+  // Broker position (--broker): set once by the broker before the message enters the log, then
+  // read-only. offset 0 = none (no broker, transient, or a remote command).
+  const std::string& epoch() const { return epoch_; }
+  uint64_t offset() const { return offset_; }
+  int64_t unix_ts() const { return unix_ts_; }
+  // The broker's node-wide stamp counter: increases with log order across all streams and never
+  // restarts (a stream's offsets do, after 10 x --history_ttl idle), so per-subscription
+  // "already sent" checks compare seq, not offset.
+  uint64_t seq() const { return seq_; }
+  void SetPosition(std::string epoch, uint64_t offset, int64_t unix_ts, uint64_t seq) {
+    epoch_ = std::move(epoch);
+    offset_ = offset;
+    unix_ts_ = unix_ts;
+    seq_ = seq;
+  }
+  // One more reference (the broker's history keeps messages beyond the workers' use).
+  void Acquire() { refs_.fetch_add(1, std::memory_order_relaxed); }
   // Monotonic acceptance time, for latency metrics.
   int64_t accepted_ns() const { return accepted_ns_; }
 
-  // The shared WebSocket text frame {"identifier":<id>,"message":<json>}. Returns nullptr when the
-  // cache is full of other identifiers: the caller then builds its own with BuildFrame().
-  Frame* FrameFor(const std::string& identifier);
+  // The shared WebSocket text frame {"identifier":<id>,"message":<json>}, or with `ext` (an
+  // actioncable-v1-ext-json session) and a broker position, the same plus
+  // "stream_id","epoch","offset": one cached frame per (identifier, variant). Without a position
+  // both variants are the same frame. Returns nullptr when the cache is full of other entries:
+  // the caller then builds its own with BuildLocalFrame().
+  Frame* FrameFor(const std::string& identifier, bool ext = false);
   // Builds a frame for this message and identifier, not cached (a local frame of the caller).
-  Frame* BuildLocalFrame(const std::string& identifier) const;
+  Frame* BuildLocalFrame(const std::string& identifier, bool ext = false) const;
 
   void Release();
 
@@ -49,14 +72,20 @@ class Message {
   static constexpr int kCacheSlots = 8;
   struct CacheEntry {
     std::string identifier;
+    bool ext;
     Frame* frame;
   };
   Message() = default;
   ~Message();
-  Frame* Build(const std::string& identifier, bool shared) const;
+  Frame* Build(const std::string& identifier, bool ext, bool shared) const;
 
   Kind kind_ = Kind::kPublication;
   bool reconnect_ = false;
+  bool transient_ = false;
+  uint64_t offset_ = 0;
+  uint64_t seq_ = 0;
+  int64_t unix_ts_ = 0;
+  std::string epoch_;
   int workers_ = 1;
   int64_t accepted_ns_ = 0;
   std::atomic<int> refs_{0};

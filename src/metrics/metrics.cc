@@ -94,6 +94,9 @@ const std::vector<WorkerDef>& WorkerDefs() {
       {"ringcable_worker_disconnect_dropped_total", Type::kCounter,
        "Disconnect calls dropped because the worker's backlog was full",
        W(disconnect_dropped_total)},
+      {"ringcable_worker_no_pong_total", Type::kCounter,
+       "Extended-protocol clients disconnected for not answering a ping within --pong_timeout",
+       W(no_pong_total)},
       {"ringcable_worker_io_uring_submissions_total", Type::kCounter,
        "io_uring_submit calls made by the worker", W(submissions_total)},
       {"ringcable_worker_wakeups_total", Type::kCounter,
@@ -208,6 +211,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.data_sent_total = c.data_sent_total.Get();
   w.data_rcvd_total = c.data_rcvd_total.Get();
   w.disconnect_dropped_total = c.disconnect_dropped_total.Get();
+  w.no_pong_total = c.no_pong_total.Get();
   w.submissions_total = c.submissions_total.Get();
   w.wakeups_total = c.wakeups_total.Get();
   w.clients_num = c.clients_num.Get();

@@ -30,6 +30,7 @@ struct WorkerSample {
   uint64_t data_sent_total = 0;
   uint64_t data_rcvd_total = 0;
   uint64_t disconnect_dropped_total = 0;
+  uint64_t no_pong_total = 0;
   uint64_t submissions_total = 0;
   uint64_t wakeups_total = 0;
   int64_t clients_num = 0;

@@ -152,4 +152,63 @@ cable::Result<ClientCommand, DecodeError> CommandDecoder::Decode(std::string_vie
   return cmd;
 }
 
+namespace {
+bool ReadPosition(simdjson::dom::element el, HistoryPosition* pos) {
+  if (el.is_null()) return true;
+  simdjson::dom::object obj;
+  if (el.get_object().get(obj)) return false;
+  for (simdjson::dom::key_value_pair kv : obj) {
+    if (kv.value.is_null()) continue;
+    if (KeyMatches(kv.key, "epoch")) {
+      std::string_view s;
+      if (kv.value.get_string().get(s)) return false;
+      pos->epoch.assign(s);
+    } else if (KeyMatches(kv.key, "offset")) {
+      uint64_t v = 0;
+      if (kv.value.get_uint64().get(v)) return false;
+      pos->offset = v;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+bool ParseHistoryRequest(std::string_view raw, HistoryRequest* out) {
+  thread_local simdjson::dom::parser parser;
+  thread_local internal::PaddedBuffer scratch;
+  thread_local std::string repaired;
+  *out = HistoryRequest();
+  simdjson::dom::element root;
+  std::string_view text;
+  if (internal::ParseDom(parser, scratch, repaired, raw, &root, &text)) return false;
+  if (root.is_null()) return true;
+  simdjson::dom::object obj;
+  if (root.get_object().get(obj)) return false;
+  for (simdjson::dom::key_value_pair kv : obj) {
+    if (kv.value.is_null()) continue;
+    if (KeyMatches(kv.key, "since")) {
+      int64_t v = 0;
+      if (kv.value.get_int64().get(v)) return false;
+      out->since = v;
+    } else if (KeyMatches(kv.key, "streams")) {
+      simdjson::dom::object streams;
+      if (kv.value.get_object().get(streams)) return false;
+      out->has_streams = true;
+      for (simdjson::dom::key_value_pair s : streams) {
+        HistoryPosition pos;
+        if (!ReadPosition(s.value, &pos)) return false;
+        bool replaced = false;
+        for (auto& [name, old] : out->streams) {
+          if (name == s.key) {
+            old = pos;  // Go: a repeated key overwrites
+            replaced = true;
+          }
+        }
+        if (!replaced) out->streams.emplace_back(std::string(s.key), std::move(pos));
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace cable::protocol

@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 
@@ -57,6 +59,31 @@ enum class DecodeError : uint8_t {
   kBadField,        // "command" or "identifier" present but neither a string nor null
   kDataNotString,   // command "message" whose "data" is absent, null or not a JSON string
 };
+
+// The ext-protocol "history" member (Go's common.HistoryRequest):
+// {"since":<unix seconds>,"streams":{"<stream>":{"epoch":"<e>","offset":<n>}}}.
+struct HistoryPosition {
+  std::string epoch;
+  uint64_t offset = 0;
+};
+struct HistoryRequest {
+  int64_t since = 0;
+  bool has_streams = false;  // "streams" present and not null (Go: a non-nil map)
+  std::vector<std::pair<std::string, HistoryPosition>> streams;
+  const HistoryPosition* Find(std::string_view stream) const {
+    for (const auto& [name, pos] : streams) {
+      if (name == stream) return &pos;
+    }
+    return nullptr;
+  }
+  // Go's node.History ignores a request with neither (logged, no reply).
+  bool empty() const { return since == 0 && !has_streams; }
+};
+// Parses the raw JSON text of ClientCommand::history with Go's json.Unmarshal rules (keys match
+// case-insensitively, null leaves a field unset, unknown keys ignored). False when Go could not
+// unmarshal it (not an object, "since" not an int64, "offset" not a uint64, "epoch" not a string,
+// "streams" or a position not an object). Any thread.
+bool ParseHistoryRequest(std::string_view raw, HistoryRequest* out);
 
 const char* DecodeErrorName(DecodeError e);
 CommandType CommandTypeFromName(std::string_view name);

@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <vector>
 
 #include "protocol/json_util.h"
 
@@ -209,6 +210,52 @@ std::string EncodeConfirm(std::string_view identifier) {
 
 std::string EncodeReject(std::string_view identifier) {
   return TypedFrame("reject_subscription", "identifier", identifier);
+}
+
+std::string EncodeConfirmHistory(std::string_view identifier) {
+  return TypedFrame("confirm_history", "identifier", identifier);
+}
+
+std::string EncodeRejectHistory(std::string_view identifier) {
+  return TypedFrame("reject_history", "identifier", identifier);
+}
+
+std::string EncodeRestoredWelcome(std::string_view sid,
+                                  const std::vector<std::string>& restored_ids) {
+  std::string out = EncodeWelcome(sid);
+  out.pop_back();
+  out += ",\"restored\":true";
+  if (!restored_ids.empty()) {
+    out += ",\"restored_ids\":[";
+    for (size_t i = 0; i < restored_ids.size(); ++i) {
+      if (i) out += ',';
+      AppendJsonString(out, restored_ids[i]);
+    }
+    out += ']';
+  }
+  out += '}';
+  return out;
+}
+
+std::string EncodeBroadcastExt(std::string_view identifier, std::string_view message_json,
+                               std::string_view stream, std::string_view epoch, uint64_t offset) {
+  std::string out = EncodeBroadcast(identifier, message_json);
+  out.pop_back();
+  // Go's Reply: stream_id, epoch and offset are omitempty, in this order after message.
+  if (!stream.empty()) {
+    out += ",\"stream_id\":";
+    AppendJsonString(out, stream);
+  }
+  if (!epoch.empty()) {
+    out += ",\"epoch\":";
+    AppendJsonString(out, epoch);
+  }
+  if (offset != 0) {
+    out += ",\"offset\":";
+    out += std::to_string(offset);
+  }
+  out += '}';
+  return out;
 }
 
 size_t BroadcastSize(std::string_view identifier, std::string_view message_json) {

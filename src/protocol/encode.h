@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cable::protocol {
 
@@ -28,6 +29,18 @@ std::string EncodeConfirm(
     std::string_view identifier);  // {"type":"confirm_subscription","identifier":"..."}
 std::string EncodeReject(
     std::string_view identifier);  // {"type":"reject_subscription","identifier":"..."}
+// Extended protocol (actioncable-v1-ext-json): {"type":"confirm_history","identifier":"..."},
+// {"type":"reject_history","identifier":"..."}, and the restored welcome
+// {"type":"welcome","sid":"...","restored":true,"restored_ids":["...",...]} (restored_ids omitted
+// when empty, as Go's omitempty).
+std::string EncodeConfirmHistory(std::string_view identifier);
+std::string EncodeRejectHistory(std::string_view identifier);
+std::string EncodeRestoredWelcome(std::string_view sid,
+                                  const std::vector<std::string>& restored_ids);
+// A broadcast with its broker position, for ext sessions:
+// {"identifier":"...","message":<json>,"stream_id":"...","epoch":"...","offset":N}.
+std::string EncodeBroadcastExt(std::string_view identifier, std::string_view message_json,
+                               std::string_view stream, std::string_view epoch, uint64_t offset);
 // Go's Reply has `omitempty` on sid and identifier: an empty sid/identifier drops the key.
 
 // Broadcast delivery: {"identifier":"<escaped identifier>","message":<message_json>}.

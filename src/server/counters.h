@@ -34,6 +34,7 @@ struct Counters {
   Counter disconnected_slow_clients_total;
   Counter data_sent_total;
   Counter data_rcvd_total;
+  Counter no_pong_total;             // ext sessions closed with no_pong (--pong_timeout)
   Counter disconnect_dropped_total;  // Disconnect calls dropped because the backlog was full
   Counter submissions_total;         // io_uring_submit calls
   Counter wakeups_total;

@@ -78,7 +78,12 @@ class LogSink : public cluster::Sink {
  public:
   explicit LogSink(Shared& shared) : shared_(shared) {}
   bool TryDeliver(hub::Message* msg) override {
-    if (!shared_.log->TryPublish(msg)) return false;
+    if (shared_.broker) {
+      // The broker stamps it and keeps it until the log has room (workers flush its backlog).
+      shared_.broker->Publish(msg);
+    } else if (!shared_.log->TryPublish(msg)) {
+      return false;
+    }
     for (auto& w : shared_.workers) w->WakeIfSleeping();
     return true;
   }
@@ -194,6 +199,14 @@ int Main(int argc, char** argv) {
   shared.rpc = std::move(client.value());
 
   shared.log = std::make_unique<hub::BroadcastLog>(1u << 16, cfg.workers);
+  if (cfg.broker == "memory") {
+    shared.broker = std::make_unique<hub::MemoryBroker>(*shared.log, cfg.history_limit,
+                                                        cfg.history_ttl_s, cfg.sessions_ttl_s);
+    LOG_INFO(
+        "Using in-memory broker (epoch: %s, history limit: %d, history ttl: %ds, sessions "
+        "ttl: %ds)",
+        shared.broker->epoch().c_str(), cfg.history_limit, cfg.history_ttl_s, cfg.sessions_ttl_s);
+  }
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
   }

@@ -10,6 +10,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "hub/broadcast_log.h"
+#include "hub/broker.h"
 #include "ring/ring.h"
 #include "rpc/client.h"
 
@@ -23,6 +24,9 @@ struct Shared {
   std::string version = "1.6.16-ringcable-0.1.0";
   std::unique_ptr<rpc::Client> rpc;
   std::unique_ptr<hub::BroadcastLog> log;
+  // --broker memory: every publication enters the log through it (offsets, history) and it keeps
+  // disconnected ext sessions; null without a broker. Declared after `log`: destroyed before it.
+  std::unique_ptr<hub::MemoryBroker> broker;
   // Redis / NATS broadcasting and pub/sub; null when no adapter needs it. Started before the
   // workers, stopped after them.
   std::unique_ptr<cluster::Cluster> cluster;

@@ -186,7 +186,7 @@ void Worker::Loop() {
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     bool busy = !inbox_.Empty() || shared_.log->HasPending(index_) || !dirty_.empty() ||
-                (!pending_publish_.empty());
+                (!pending_publish_.empty()) || (shared_.broker && shared_.broker->HasBacklog());
     int64_t wait_ms = next_tick_ms_ - now_ms_;
     if (busy || wait_ms <= 0) {
       sleeping_.store(false, std::memory_order_relaxed);
@@ -566,6 +566,7 @@ void Worker::CloseWithFrame(Conn& c, uint32_t slot, uint16_t code, std::string_v
 void Worker::CloseWithDisconnect(Conn& c, uint32_t slot, std::string_view reason, bool reconnect,
                                  uint16_t code, std::string_view close_reason) {
   if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  if (!reconnect && c.session) c.session->restorable = false;
   EnqueueText(c, slot, protocol::EncodeDisconnect(reason, reconnect));
   CloseWithFrame(c, slot, code, close_reason);
 }
@@ -584,6 +585,7 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
   if (was_ws) counters_.clients_num.Add(c.session && c.session->authenticated ? -1 : 0);
   if (c.session) {
     Session& s = *c.session;
+    if (was_ws && s.authenticated) CommitSessionForRestore(c);
     for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
     if (s.inflight) {
       // A Connect is left to finish (its deadline bounds it): cancelling it would not undo the
@@ -705,21 +707,8 @@ void Worker::NotifyWorkers() {
 }
 
 std::string Worker::NewSid() {
-  static const char kAlphabet[] =
-      "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
-  std::string sid(21, ' ');
-  uint64_t bits = rng_();
-  int avail = 64;
-  for (char& ch : sid) {
-    if (avail < 6) {
-      bits = rng_();
-      avail = 64;
-    }
-    ch = kAlphabet[bits & 63];
-    bits >>= 6;
-    avail -= 6;
-  }
-  return sid;
+  // The kernel CSPRNG: with session restore a sid is a bearer token (spec §5 item 39).
+  return hub::RandomId(21);
 }
 
 }  // namespace cable::server

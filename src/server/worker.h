@@ -86,6 +86,15 @@ struct Session {
   // --disconnect_mode auto then skips the Disconnect RPC.
   bool rpc_free_auth = false;
   bool used_rpc = false;
+  // actioncable-v1-ext-json was negotiated: pong requirement, session restore, positions on
+  // broadcast frames.
+  bool ext = false;
+  // Kept for restore when it closes: the sid came from NewSid (the kernel CSPRNG), not from
+  // X-Request-ID (a client-chosen sid can neither restore nor overwrite another session), and the
+  // server did not send it a disconnect with reconnect=false (a kicked session stays kicked).
+  bool restorable = false;
+  // The "history" member of the subscribe command in flight (run after its confirmation).
+  std::string inflight_history;
   SubState* Find(const std::string& identifier);
 };
 
@@ -116,6 +125,8 @@ struct Conn {
   uint8_t ping_precision = 0;  // 0 s, 1 ms, 2 ns
   uint8_t inflight_ops = 0;
   uint32_t ping_period = 0;  // ticks; 0 = no pings
+  // --pong_timeout (ext sessions): a ping is unanswered until this time; 0 = nothing pending.
+  int64_t pong_deadline_ms = 0;
   uint32_t ping_due = 0;
   uint32_t ping_prev = kNil;
   uint32_t ping_next = kNil;
@@ -252,6 +263,18 @@ class Worker : public rpc::CompletionSink,
   void RemoveSubscription(Session& s, SubState* sub);
   void FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) const;
   void QueueDisconnectRpc(Conn& c);
+  void StartPings(Conn& c, uint32_t slot);  // first ping at a jittered point of the interval
+
+  // Reliable streams (--broker memory; worker_streams.cc)
+  // `history` command, or the history of a confirmed subscribe: missed messages with their
+  // positions, then confirm_history, or reject_history alone.
+  void HandleHistory(Conn& c, uint32_t slot, const std::string& identifier,
+                     const std::string& history_json);
+  // Session restore: true when the cached session of `old_sid` was taken over (restored welcome
+  // sent, streams back in the index, no Connect RPC).
+  bool TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_sid);
+  void CommitSessionForRestore(const Conn& c);  // on close of an ext session
+  void ExpirePongs();
 
   // RPC-less auth and channels (worker_auth.cc)
   static std::optional<std::string> ExtractJwt(const config::Config& cfg, const http::Request& req,
@@ -331,6 +354,10 @@ class Worker : public rpc::CompletionSink,
     bool operator>(const HttpDeadline& o) const { return ms > o.ms; }
   };
   std::vector<HttpDeadline> http_deadlines_;
+  // --pong_timeout: {deadline, slot, gen} min-heap; an entry whose deadline no longer matches the
+  // connection's pong_deadline_ms (answered, or a newer ping) is dropped when popped.
+  std::vector<HttpDeadline> pong_deadlines_;
+  int64_t next_sweep_ms_ = 0;                   // worker 0: next MemoryBroker::Sweep
   void WatchHandshake(Conn& c, uint32_t slot);  // sets c.http->deadline_ms and tracks it
   void ExpireHandshakes();                      // on the tick
 

@@ -93,12 +93,7 @@ void Worker::OpenLocalSession(Conn& c, uint32_t slot, std::string identifiers) {
   c.state = ConnState::kOpen;
   counters_.clients_num.Add(1);
   EnqueueText(c, slot, protocol::EncodeWelcome(s.sid));
-  if (c.ping_period > 0) {
-    std::uniform_int_distribution<uint32_t> jitter(c.ping_period / 2,
-                                                   c.ping_period + c.ping_period / 2 - 1);
-    c.ping_due = tick_ + std::max<uint32_t>(1, jitter(rng_));
-    PingWheelInsert(c, slot);
-  }
+  StartPings(c, slot);
 }
 
 bool Worker::HandleBuiltinSubscribe(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd) {
@@ -134,8 +129,9 @@ void Worker::HandleWhisper(Conn& c, uint32_t, const protocol::ClientCommand& cmd
   auto it = sub->istate->find("$w");
   if (it == sub->istate->end() || it->second.empty()) return;
   counters_.publications_total.Add();
+  // Whispers are transient (as anycable-go's): never stored in history, no offset.
   PublishLocal(hub::Message::NewPublication(it->second, message_encoder_.MessageJson(cmd.data),
-                                            s.sid, static_cast<int>(shared_.workers.size())));
+                                            s.sid, static_cast<int>(shared_.workers.size()), true));
 }
 
 }  // namespace cable::server

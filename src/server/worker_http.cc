@@ -178,8 +178,9 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
       for (auto& item : parsed.value()) {
         if (auto* pub = std::get_if<protocol::Publication>(&item)) {
           counters_.publications_total.Add();
-          PublishLocal(hub::Message::NewPublication(
-              pub->stream, message_encoder_.MessageJson(pub->data), pub->exclude_socket, workers));
+          PublishLocal(hub::Message::NewPublication(pub->stream,
+                                                    message_encoder_.MessageJson(pub->data),
+                                                    pub->exclude_socket, workers, pub->transient));
         } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
           counters_.remote_commands_total.Add();
           PublishLocal(hub::Message::NewRemoteDisconnect(cmd->identifier, cmd->reconnect, workers));
@@ -235,13 +236,17 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
     PauseReading(c, slot);
     return;
   }
-  auto protocol = http::SelectSubprotocol(up.protocols);
+  // Server preference order, as anycable-go: v1-json wins when a client offers both.
+  auto protocol =
+      http::SelectSubprotocol(up.protocols, {"actioncable-v1-json", "actioncable-v1-ext-json"});
   EnqueueRaw(c, slot,
              http::BuildUpgradeResponse(http::ComputeAcceptKey(up.key), protocol, shared_.version));
 
   auto session = std::make_unique<Session>();
   auto request_id = req.Get("x-request-id");
-  session->sid = request_id && !request_id->empty() ? std::string(*request_id) : NewSid();
+  session->restorable = !(request_id && !request_id->empty());
+  session->sid = session->restorable ? NewSid() : std::string(*request_id);
+  session->ext = protocol && *protocol == "actioncable-v1-ext-json";
   session->url = http::RequestUrl(req, false);
   for (const std::string& name : cfg_.headers) {
     auto value = req.Get(name);
@@ -270,12 +275,23 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
 
   // Before c.http goes: req's views point into its buffer.
   const std::optional<std::string> jwt = ExtractJwt(cfg_, req, up);
+  // Session restore (ext protocol with a broker): the previous sid in X-AnyCable-Restore-Sid, or
+  // ?sid=.
+  std::string restore_sid;
+  if (session->ext && shared_.broker && cfg_.sessions_ttl_s > 0) {
+    if (auto h = req.Get("x-anycable-restore-sid"); h && !h->empty()) {
+      restore_sid.assign(*h);
+    } else if (auto q = http::QueryParam(req.query, "sid"); q && !q->empty()) {
+      restore_sid = *q;
+    }
+  }
   std::string leftover = c.http->buf.substr(req.head_size);
   c.http.reset();
   c.session = std::move(session);
   c.state = ConnState::kConnecting;
 
-  if (AuthenticateLocally(c, slot, jwt)) {
+  if ((!restore_sid.empty() && TryRestoreSession(c, slot, restore_sid)) ||
+      AuthenticateLocally(c, slot, jwt)) {
     // Frames sent before the welcome are processed once open, dropped if refused (spec §5 item 1).
     if (!leftover.empty() && c.state == ConnState::kOpen)
       OnBytes(c, slot, leftover.data(), leftover.size());

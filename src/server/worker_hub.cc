@@ -1,8 +1,10 @@
 // Worker: broadcast delivery (consuming the BroadcastLog), ping ticks and graceful shutdown.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <functional>
 
 #include "common/log.h"
 #include "server/worker.h"
@@ -11,6 +13,12 @@
 namespace cable::server {
 
 void Worker::PublishLocal(hub::Message* msg) {
+  if (shared_.broker) {
+    // The broker gives it its offset and keeps it in order until the log has room.
+    shared_.broker->Publish(msg);
+    notify_pending_ = true;
+    return;
+  }
   // Keep this worker's publications in order: once one waits, the later ones queue behind it.
   if (pending_publish_.empty() && shared_.log->TryPublish(msg)) {
     notify_pending_ = true;
@@ -20,6 +28,10 @@ void Worker::PublishLocal(hub::Message* msg) {
 }
 
 void Worker::FlushPendingPublications() {
+  if (shared_.broker && shared_.broker->HasBacklog()) {
+    shared_.broker->Flush();
+    notify_pending_ = true;
+  }
   while (!pending_publish_.empty() && shared_.log->TryPublish(pending_publish_.front())) {
     pending_publish_.pop_front();
     notify_pending_ = true;
@@ -48,6 +60,8 @@ void Worker::DeliverPublication(hub::Message& msg) {
   counters_.broadcast_msg_total.Add();
   // Subscribers of one stream mostly share one identifier: remember the last frame used.
   const std::string* last_identifier = nullptr;
+  bool last_ext = false;
+  const uint64_t seq = msg.seq();
   hub::Frame* frame = nullptr;
   hub::Frame* local_frame = nullptr;
   const std::string& exclude = msg.exclude_socket();
@@ -57,14 +71,25 @@ void Worker::DeliverPublication(hub::Message& msg) {
     hub::Subscription* sub = e.sub;
     Conn* c = Lookup(sub->conn_slot, sub->conn_generation);
     if (!c || c->state != ConnState::kOpen) continue;
+    if (seq != 0) {
+      // Publications this subscription already got for the stream (live, or from a history
+      // reply): one already sent by history is not sent again, so a client sees each offset of a
+      // stream once, in increasing order.
+      hub::Subscription::Link& link = sub->links[e.link];
+      if (seq <= link.hi) continue;
+      if (link.lo == 0) link.lo = seq;
+      link.hi = seq;
+    }
     if (!exclude.empty() && c->session->sid == exclude) continue;
-    if (!last_identifier || *last_identifier != sub->identifier) {
-      frame = msg.FrameFor(sub->identifier);
+    const bool ext = c->session->ext;
+    if (!last_identifier || *last_identifier != sub->identifier || last_ext != ext) {
+      frame = msg.FrameFor(sub->identifier, ext);
       if (!frame) {
         if (local_frame) local_frame->ReleaseCreator();
-        local_frame = frame = msg.BuildLocalFrame(sub->identifier);
+        local_frame = frame = msg.BuildLocalFrame(sub->identifier, ext);
       }
       last_identifier = &sub->identifier;
+      last_ext = ext;
     }
     Enqueue(*c, sub->conn_slot, frame);
   }
@@ -122,6 +147,11 @@ void Worker::SendPing(Conn& c, uint32_t slot) {
     tick_ping_[p] = f;
   }
   Enqueue(c, slot, tick_ping_[p]);
+  if (cfg_.pong_timeout_s > 0 && c.pong_deadline_ms == 0 && c.session && c.session->ext) {
+    c.pong_deadline_ms = now_ms_ + static_cast<int64_t>(cfg_.pong_timeout_s) * 1000;
+    pong_deadlines_.push_back({c.pong_deadline_ms, slot, c.gen});
+    std::push_heap(pong_deadlines_.begin(), pong_deadlines_.end(), std::greater<>());
+  }
   if (cfg_.enable_native_pings) {
     if (!tick_native_ping_) {
       std::string bytes = ws::BuildFrame(ws::Opcode::kPing, "");
@@ -182,6 +212,11 @@ void Worker::ProcessTicks() {
     ++i;
   }
   ExpireHandshakes();
+  ExpirePongs();
+  if (index_ == 0 && shared_.broker && now_ms_ >= next_sweep_ms_) {
+    next_sweep_ms_ = now_ms_ + 1000;
+    shared_.broker->Sweep();
+  }
   if (accept_retry_ms_ != 0 && now_ms_ >= accept_retry_ms_ && !stopping_) {
     accept_retry_ms_ = 0;
     for (int l = 0; l < 2; ++l) ArmAccept(l);

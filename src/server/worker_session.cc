@@ -63,6 +63,7 @@ void Worker::OnProtocolError(uint16_t) {
 void Worker::OnClientMessage(std::string_view message) {
   Conn& c = *cur_conn_;
   if (c.state == ConnState::kClosing || !c.session || c.reading_stopped) return;
+  c.pong_deadline_ms = 0;  // any client message answers the ping (--pong_timeout)
   Session& s = *c.session;
   s.pending.emplace_back(message);
   s.pending_bytes += message.size();
@@ -120,8 +121,23 @@ void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
         LOG_DEBUG("sid=%s already subscribed to %s", s.sid.c_str(), cmd.identifier.c_str());
         return;
       }
-      if (HandleBuiltinSubscribe(c, slot, cmd)) return;
+      if (HandleBuiltinSubscribe(c, slot, cmd)) {
+        // Confirmed (the subscription exists now): its history follows the confirmation.
+        if (!cmd.history.empty() && c.state == ConnState::kOpen && s.Find(cmd.identifier)) {
+          HandleHistory(c, slot, cmd.identifier, cmd.history);
+        }
+        return;
+      }
+      s.inflight_history = cmd.history;
       SubmitCommand(c, slot, cmd);
+      return;
+    case CommandType::kHistory:
+      // Go ignores a history command without a "history" member (logged, no reply).
+      if (cmd.history.empty()) {
+        LOG_DEBUG("sid=%s history command without history", s.sid.c_str());
+        return;
+      }
+      HandleHistory(c, slot, cmd.identifier, cmd.history);
       return;
     case CommandType::kWhisper:
       HandleWhisper(c, slot, cmd);
@@ -245,13 +261,16 @@ void Worker::OnConnectDone(Conn& c, uint32_t slot, rpc::Call& call) {
   c.state = ConnState::kOpen;
   counters_.clients_num.Add(1);
   for (const auto& t : r.transmissions()) EnqueueText(c, slot, t);
-  if (c.ping_period > 0) {
-    // First ping at a random point in [0.5, 1.5) x interval so reconnect storms don't ping in step.
-    std::uniform_int_distribution<uint32_t> jitter(c.ping_period / 2,
-                                                   c.ping_period + c.ping_period / 2 - 1);
-    c.ping_due = tick_ + std::max<uint32_t>(1, jitter(rng_));
-    PingWheelInsert(c, slot);
-  }
+  StartPings(c, slot);
+}
+
+void Worker::StartPings(Conn& c, uint32_t slot) {
+  if (c.ping_period == 0) return;
+  // First ping at a random point in [0.5, 1.5) x interval so reconnect storms don't ping in step.
+  std::uniform_int_distribution<uint32_t> jitter(c.ping_period / 2,
+                                                 c.ping_period + c.ping_period / 2 - 1);
+  c.ping_due = tick_ + std::max<uint32_t>(1, jitter(rng_));
+  PingWheelInsert(c, slot);
 }
 
 void Worker::RemoveSubscription(Session& s, SubState* sub) {
@@ -285,6 +304,11 @@ void Worker::OnCommandDone(Conn& c, uint32_t slot, rpc::Call& call) {
         s.subs.push_back(std::move(fresh));
       }
       ApplyCommandResponse(c, slot, r.status() == anycable::SUCCESS ? sub : nullptr, r, true);
+      std::string history = std::move(s.inflight_history);
+      s.inflight_history.clear();
+      if (r.status() == anycable::SUCCESS && !history.empty() && c.state == ConnState::kOpen) {
+        HandleHistory(c, slot, identifier, history);
+      }
       return;
     }
     case CommandType::kUnsubscribe: {

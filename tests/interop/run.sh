@@ -6,7 +6,7 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SCENARIOS=(actioncable.test.mjs anycable.test.mjs turbo.test.mjs)
+SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs)
 # Bounds (seconds); together they stay within the ctest TIMEOUT of 300.
 NPM_TIMEOUT=90          # npm ci
 STARTUP_TIMEOUT=15      # each server process becoming ready
@@ -106,12 +106,14 @@ done
 read -r CABLE_PORT BROADCAST_PORT < <(free_ports 2)
 [[ -n "${BROADCAST_PORT:-}" ]] || die "could not find free ports"
 
-# RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays unauthenticated).
+# --broker memory: anycable_ext.test.mjs (positions, history, session restore); v1 clients are
+# unaffected. RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays
+# unauthenticated).
 TURBO_SECRET="interop-turbo-secret"
 STREAMS_SECRET="interop-streams-secret"
 "$RINGCABLE_BIN" --host 127.0.0.1 --port "$CABLE_PORT" --http_broadcast_port "$BROADCAST_PORT" \
   --rpc_host "127.0.0.1:$RPC_PORT" --turbo_streams --turbo_streams_secret "$TURBO_SECRET" \
-  --streams_secret "$STREAMS_SECRET" >"$WORK/ringcable.log" 2>&1 &
+  --streams_secret "$STREAMS_SECRET" --broker memory >"$WORK/ringcable.log" 2>&1 &
 CABLE_PID=$!
 
 health_ok() {

@@ -494,13 +494,16 @@ TEST_F(ConfigFileTest, DetectedPresetsShowTheirEffect) {
 }
 
 TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
-  auto r = Run({"--presets", "broker"});
+  auto r = Run({"--presets", "broker", "--embed_nats"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
-            "ringcable: preset broker: flag --broker is not supported by ringcable yet\n");
+            "ringcable: preset broker: invalid value \"nats\" for flag --broker: only the memory "
+            "broker is supported by ringcable yet\n");
   r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output, "ringcable: preset fly: flag --broker is not supported by ringcable yet\n");
+  EXPECT_EQ(r.output,
+            "ringcable: preset fly: invalid value \"nats\" for flag --broker: only the memory "
+            "broker is supported by ringcable yet\n");
   r = Run({"--presets", "fly,koyeb"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
@@ -509,10 +512,12 @@ TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
 }
 
 TEST_F(ConfigFileTest, KnownButUnsupportedKeysFailLikeTheirFlags) {
-  std::string path = Write("broker.toml", "[broker]\nadapter = \"memory\"\n");
+  std::string path = Write("broker.toml", "[broker]\nadapter = \"nats\"\n");
   auto r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output, "ringcable: flag --broker is not supported by ringcable yet\n");
+  EXPECT_EQ(r.output,
+            "ringcable: invalid value \"nats\" for key \"broker.adapter\" in config file " + path +
+                ": only the memory broker is supported by ringcable yet\n");
   path = Write("redis.toml", "[redis]\nmax_reconnect_attempts = 10\n");
   r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);

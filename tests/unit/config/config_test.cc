@@ -502,12 +502,23 @@ TEST(ConfigUnsupported, SpotChecks) {
              "--streams_presence=true", "--redis_url=redis://localhost:6379", "--rpc_impl=grpc",
              "--jwt_id_param=jid", "--metrics_log_interval=0", "--config-path="});
   EXPECT_EQ(ParseError({"--sse"}), "flag --sse is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--broker=memory"}), "flag --broker is not supported by ringcable yet");
+  EXPECT_EQ(MustParse({"--broker=memory"}).broker, "memory");
+  EXPECT_EQ(ParseError({"--broker=redis"}),
+            "invalid value \"redis\" for flag --broker: only the memory broker is supported by "
+            "ringcable yet");
+  EXPECT_EQ(ParseError({"--broker=nats"}),
+            "invalid value \"nats\" for flag --broker: only the memory broker is supported by "
+            "ringcable yet");
+  EXPECT_EQ(ParseError({"--broker=disk"}),
+            "invalid value \"disk\" for flag --broker: must be one of none, memory, redis, nats");
   EXPECT_EQ(ParseError({"--streams_presence=false"}),
             "flag --streams_presence is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--ssl_cert=/c.pem"}), "flag --ssl_cert is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--pong_timeout=5"}),
-            "flag --pong_timeout is not supported by ringcable yet");
+  EXPECT_EQ(MustParse({"--pong_timeout=5"}).pong_timeout_s, 5);
+  EXPECT_EQ(MustParse({"--history_limit=7", "--history_ttl=9", "--sessions_ttl=0"}).history_limit,
+            7);
+  EXPECT_EQ(ParseError({"--history_limit=0"}),
+            "invalid value \"0\" for flag --history_limit: must be between 1 and 1000000");
   EXPECT_EQ(ParseError({"--enable_ws_compression"}),
             "flag --enable_ws_compression is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
@@ -658,7 +669,7 @@ TEST(ConfigHelp, ListsSupportedFlagsWithEnvAndDefault) {
     EXPECT_THAT(r->text, HasSubstr("--workers"));
     // Hidden and unsupported flags are not listed.
     EXPECT_THAT(r->text, Not(HasSubstr("--max_message_size")));
-    EXPECT_THAT(r->text, Not(HasSubstr("--pong_timeout")));
+    EXPECT_THAT(r->text, Not(HasSubstr("--presence_ttl")));
     EXPECT_THAT(r->text, Not(HasSubstr("--redisx_group")));
   }
   for (const FlagInfo& f : FlagTable()) {
@@ -931,11 +942,14 @@ TEST(ConfigPresets, FeaturesRingcableLacksFailLikeTheirFlags) {
   // Fly without Redis wants an embedded NATS (supported) with the NATS broker (not yet).
   EXPECT_EQ(
       ParseError({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "x"}}),
-      "preset fly: flag --broker is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--presets=broker"}),
-            "preset broker: flag --broker is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({}, {{"ANYCABLE_PRESETS", "heroku,broker"}}),
-            "preset broker: flag --broker is not supported by ringcable yet");
+      "preset fly: invalid value \"nats\" for flag --broker: only the memory broker is supported "
+      "by ringcable yet");
+  // Without Redis or embedded NATS the broker preset is the memory broker (supported).
+  EXPECT_EQ(MustParse({"--presets=broker"}).broker, "memory");
+  EXPECT_EQ(MustParse({}, {{"ANYCABLE_PRESETS", "heroku,broker"}}).broker, "memory");
+  EXPECT_EQ(ParseError({"--presets=broker", "--embed_nats"}),
+            "preset broker: invalid value \"nats\" for flag --broker: only the memory broker is "
+            "supported by ringcable yet");
   // An explicit --broker=none keeps the preset's broker away (anycable-go compares with the
   // default); the rest of the preset still applies.
   const Config c = MustParse({"--presets=broker", "--broker=none"});
@@ -1223,8 +1237,9 @@ TEST(ConfigToml, ExactErrors) {
   EXPECT_EQ(FileError("[streams]\npubsub_channel = \"$other\"\n"),
             "key \"streams.pubsub_channel\" in config file <file>"
             ": value \"$other\" is not supported by ringcable yet (only \"$pubsub\")");
-  EXPECT_EQ(FileError("[broker]\nadapter = \"memory\"\n"),
-            "flag --broker is not supported by ringcable yet");
+  EXPECT_EQ(FileError("[broker]\nadapter = \"redis\"\n"),
+            "invalid value \"redis\" for key \"broker.adapter\" in config file <file>: only the "
+            "memory broker is supported by ringcable yet");
   EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
             "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");

@@ -587,5 +587,63 @@ TEST(BroadcastErrorNameTest, AllNamed) {
   EXPECT_STREQ(BroadcastErrorName(BroadcastError::kUnknownCommand), "unknown_command");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Extended protocol: history requests and frames
+
+TEST(HistoryRequestTest, ParsesSinceAndPositionsLikeGo) {
+  HistoryRequest r;
+  ASSERT_TRUE(ParseHistoryRequest(
+      R"({"since":1681828329,"streams":{"chat_42":{"offset":32,"epoch":"x123"},"b":{"epoch":"e"}}})",
+      &r));
+  EXPECT_EQ(r.since, 1681828329);
+  EXPECT_TRUE(r.has_streams);
+  ASSERT_EQ(r.streams.size(), 2u);
+  ASSERT_NE(r.Find("chat_42"), nullptr);
+  EXPECT_EQ(r.Find("chat_42")->offset, 32u);
+  EXPECT_EQ(r.Find("chat_42")->epoch, "x123");
+  EXPECT_EQ(r.Find("b")->offset, 0u);
+  EXPECT_EQ(r.Find("c"), nullptr);
+  EXPECT_FALSE(r.empty());
+  // Keys match case-insensitively, null leaves a field unset, unknown keys are ignored, a
+  // repeated stream overwrites.
+  ASSERT_TRUE(ParseHistoryRequest(
+      R"({"SINCE":5,"x":[1],"Streams":{"s":{"Offset":1,"EPOCH":null},"s":{"offset":2}}})", &r));
+  EXPECT_EQ(r.since, 5);
+  ASSERT_EQ(r.streams.size(), 1u);
+  EXPECT_EQ(r.Find("s")->offset, 2u);
+  ASSERT_TRUE(ParseHistoryRequest(R"({"since":null,"streams":null})", &r));
+  EXPECT_TRUE(r.empty());
+  ASSERT_TRUE(ParseHistoryRequest(R"({})", &r));
+  EXPECT_TRUE(r.empty());
+  ASSERT_TRUE(ParseHistoryRequest(R"({"streams":{}})", &r));
+  EXPECT_FALSE(r.empty());
+}
+
+TEST(HistoryRequestTest, RejectsWhatGoCannotUnmarshal) {
+  HistoryRequest r;
+  for (const char* bad :
+       {"", "{", R"("abc")", "42", "[]", R"({"since":"1"})", R"({"since":1.5})",
+        R"({"since":99999999999999999999})", R"({"streams":[]})", R"({"streams":{"s":1}})",
+        R"({"streams":{"s":{"offset":-1}}})", R"({"streams":{"s":{"offset":"1"}}})",
+        R"({"streams":{"s":{"epoch":1}}})"}) {
+    EXPECT_FALSE(ParseHistoryRequest(bad, &r)) << bad;
+  }
+}
+
+TEST(EncodeExtTest, HistoryRepliesRestoredWelcomeAndPositionedBroadcast) {
+  EXPECT_EQ(EncodeConfirmHistory(R"({"channel":"A"})"),
+            R"({"type":"confirm_history","identifier":"{\"channel\":\"A\"}"})");
+  EXPECT_EQ(EncodeRejectHistory("x"), R"({"type":"reject_history","identifier":"x"})");
+  EXPECT_EQ(
+      EncodeRestoredWelcome("new", {R"({"channel":"A"})", "b"}),
+      R"({"type":"welcome","sid":"new","restored":true,"restored_ids":["{\"channel\":\"A\"}","b"]})");
+  EXPECT_EQ(EncodeRestoredWelcome("new", {}), R"({"type":"welcome","sid":"new","restored":true})");
+  EXPECT_EQ(
+      EncodeBroadcastExt("id", R"({"a":1})", "chat_42", "y2Qa", 43),
+      R"({"identifier":"id","message":{"a":1},"stream_id":"chat_42","epoch":"y2Qa","offset":43})");
+  EXPECT_EQ(EncodeBroadcastExt("id", "1", "s<", "", 0),
+            R"({"identifier":"id","message":1,"stream_id":"s\u003c"})");
+}
+
 }  // namespace
 }  // namespace cable::protocol
