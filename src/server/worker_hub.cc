@@ -50,6 +50,10 @@ void Worker::DeliverPublication(hub::Message& msg) {
   const std::string* last_identifier = nullptr;
   hub::Frame* frame = nullptr;
   hub::Frame* local_frame = nullptr;
+  // permessage-deflate subscribers: the message's shared compressed frame (built once for the
+  // whole process, on first need), tracked like the plain one.
+  const std::string* last_deflated_identifier = nullptr;
+  hub::Frame* deflated = nullptr;
   const std::string& exclude = msg.exclude_socket();
   // Copy: enqueueing may close a slow client, which edits this bucket.
   std::vector<hub::Bucket::Entry> entries = bucket->entries;
@@ -58,6 +62,17 @@ void Worker::DeliverPublication(hub::Message& msg) {
     Conn* c = Lookup(sub->conn_slot, sub->conn_generation);
     if (!c || c->state != ConnState::kOpen) continue;
     if (!exclude.empty() && c->session->sid == exclude) continue;
+    if (c->deflate) {
+      if (!last_deflated_identifier || *last_deflated_identifier != sub->identifier) {
+        deflated = msg.DeflatedFrameFor(sub->identifier);
+        last_deflated_identifier = &sub->identifier;
+      }
+      if (deflated) {
+        Enqueue(*c, sub->conn_slot, deflated);
+        continue;
+      }
+      // Cache full (more than 8 identifiers for one publication): the plain frame below.
+    }
     if (!last_identifier || *last_identifier != sub->identifier) {
       frame = msg.FrameFor(sub->identifier);
       if (!frame) {

@@ -267,6 +267,24 @@ TEST(ConfigValues, SupportedFlagsReachTheirFields) {
             PingPrecision::kMilliseconds);
 }
 
+TEST(ConfigValues, TlsAndCompressionFlags) {
+  const Config d = MustParse({});
+  EXPECT_EQ(d.ssl_cert, "");
+  EXPECT_EQ(d.ssl_key, "");
+  EXPECT_FALSE(d.enable_ws_compression);
+  const Config c =
+      MustParse({"--ssl_cert=/c.pem", "--ssl_key", "/k.pem", "--enable_ws_compression"});
+  EXPECT_EQ(c.ssl_cert, "/c.pem");
+  EXPECT_EQ(c.ssl_key, "/k.pem");
+  EXPECT_TRUE(c.enable_ws_compression);
+  const Config e = MustParse({}, {{"ANYCABLE_SSL_CERT", "/e.pem"},
+                                  {"ANYCABLE_SSL_KEY", "/f.pem"},
+                                  {"ANYCABLE_ENABLE_WS_COMPRESSION", "true"}});
+  EXPECT_EQ(e.ssl_cert, "/e.pem");
+  EXPECT_EQ(e.ssl_key, "/f.pem");
+  EXPECT_TRUE(e.enable_ws_compression);
+}
+
 TEST(ConfigValues, RpcConcurrencyNonPositiveMeans28) {
   EXPECT_EQ(MustParse({"--rpc_concurrency=0"}).rpc_concurrency, 28);
   EXPECT_EQ(MustParse({"--rpc_concurrency=-5"}).rpc_concurrency, 28);
@@ -505,11 +523,8 @@ TEST(ConfigUnsupported, SpotChecks) {
   EXPECT_EQ(ParseError({"--broker=memory"}), "flag --broker is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--streams_presence=false"}),
             "flag --streams_presence is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--ssl_cert=/c.pem"}), "flag --ssl_cert is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--pong_timeout=5"}),
             "flag --pong_timeout is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--enable_ws_compression"}),
-            "flag --enable_ws_compression is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--metrics_log_formatter=f.rb"}),
             "flag --metrics_log_formatter is not supported by ringcable yet");
