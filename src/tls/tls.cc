@@ -4,6 +4,7 @@
 #include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <cerrno>
 #include <climits>
@@ -69,13 +70,21 @@ cable::Result<std::unique_ptr<ServerContext>, std::string> ServerContext::Load(
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_path.c_str()) != 1) {
     return MakeError("cannot load --ssl_cert " + cert_path + ": " + TakeErrors());
   }
+  const std::string mismatch =
+      "--ssl_key " + key_path + " does not match the certificate in --ssl_cert " + cert_path;
   if (SSL_CTX_use_PrivateKey_file(ctx, key_path.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL compares the key with the certificate as it loads it.
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+                                           ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)) {
+      ERR_clear_error();
+      return MakeError(mismatch);
+    }
     return MakeError("cannot load --ssl_key " + key_path + ": " + TakeErrors());
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     ERR_clear_error();
-    return MakeError("--ssl_key " + key_path + " does not match the certificate in --ssl_cert " +
-                     cert_path);
+    return MakeError(mismatch);
   }
   return out;
 }
