@@ -710,7 +710,9 @@ TEST(ConfigDescribe, OneLinePerSettingSecretsRedacted) {
   EXPECT_THAT(d, Not(HasSubstr("s3cr3t")));
   EXPECT_THAT(d, Not(HasSubstr(kBroadcastKeyForS3cr3t)));
   EXPECT_THAT(d, HasSubstr("jwt_secret: (set)\n"));  // falls back to --secret
-  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 65);
+  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 67);
+  EXPECT_THAT(d, HasSubstr("enable_ws_compression: false\n"));
+  EXPECT_THAT(d, HasSubstr("ssl_cert: (none)\n"));
   EXPECT_THAT(d, HasSubstr("http_rpc_secret: (set)\n"));  // derived from --secret
   // Broker URLs keep their shape but never their passwords.
   const std::string d2 = Describe(MustParse(
