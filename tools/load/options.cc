@@ -124,6 +124,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.progress = false;
       continue;
     }
+    if (arg == "--compression") {
+      o.compression = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -281,6 +285,8 @@ Usage: ringcable-load [options]
                          phase and its VmRSS before/after (/proc/PID/status)
   --timeout S            cap on each phase: connecting, publishing, draining (default 60)
   --no-progress          no progress line on stderr
+  --compression          offer permessage-deflate (RFC 7692, no context takeover) and inflate
+                         compressed messages (measures the client side of --enable_ws_compression)
   -h, --help             this text
 
 Output: a progress line on stderr every second, a table on stdout, then one line

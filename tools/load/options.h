@@ -43,6 +43,7 @@ struct Options {
   int server_pid = 0;
   double timeout = 60;
   bool progress = true;
+  bool compression = false;  // --compression: offer permessage-deflate, inflate what comes back
   bool help = false;
 };
 

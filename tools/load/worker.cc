@@ -327,7 +327,7 @@ void Worker::OnEvent(int i, uint32_t events) {
     c.want_write = false;
     UpdateEpoll(i);
     std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key));
+    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression));
     return;
   }
   if (c.state == State::kDone) return;
@@ -368,6 +368,7 @@ void Worker::OnReadable(int i) {
         continue;
       }
       c.state = State::kWelcome;
+      c.reader.set_deflate(o_.compression);
       c.reader.Feed(std::string_view(c.head).substr(r.value()));
       std::string().swap(c.head);
     } else {
