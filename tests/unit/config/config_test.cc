@@ -1189,6 +1189,15 @@ TEST(ConfigToml, EveryAnycableKeyIsAccepted) {
   EXPECT_GT(checked, 100);
 }
 
+TEST(ConfigToml, TlsAndCompressionKeys) {
+  const Config c = FromFile(
+      "[server]\nssl.cert_path = \"/c.pem\"\nssl.key_path = \"/k.pem\"\n"
+      "[ws]\nenable_compression = true\n");
+  EXPECT_EQ(c.ssl_cert, "/c.pem");
+  EXPECT_EQ(c.ssl_key, "/k.pem");
+  EXPECT_TRUE(c.enable_ws_compression);
+}
+
 TEST(ConfigToml, AnycableKeysReachTheirSettings) {
   const Config c = FromFile(
       "secret = \"top\"\nbroadcast_adapters = [\"http\", \"nats\"]\npresets = [\"none\"]\n"
