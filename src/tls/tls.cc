@@ -34,8 +34,9 @@ bool Readable(const std::string& path, std::string* why) {
   return true;
 }
 
-// A mem BIO whose buffer grew beyond this is replaced once drained.
-constexpr size_t kTrimAbove = 4096;
+// A drained mem BIO still holding a buffer larger than this is replaced by a fresh, empty one.
+// 0: always (two small allocations per receive, against ~1.5 KiB less per idle connection).
+constexpr size_t kTrimAbove = 0;
 
 bool Big(BIO* b) {
   BUF_MEM* m = nullptr;

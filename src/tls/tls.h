@@ -15,8 +15,10 @@
 //   the separate broadcast port) have none, so they pay 8 bytes (a null pointer) for TLS.
 //
 // Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty, and
-// Trim() swaps a drained memory BIO that grew past 4 KiB for a fresh one, so an idle TLS connection
-// keeps the SSL object and two empty BIOs (a few KiB), not its peak buffers.
+// Trim() swaps a drained memory BIO for a fresh, empty one, so an idle TLS connection keeps the SSL
+// object and two empty BIOs, not its peak buffers. Measured: ~24 KB of server RSS per idle TLS 1.3
+// connection against ~5 KB for a plain one (3000 idle clients, 2 workers); nearly all of the
+// difference is OpenSSL's own per-connection state (SSL object, cipher contexts).
 //
 // Errors from OpenSSL are taken off the thread's error queue before returning (it is per thread
 // and would otherwise leak into the next connection's diagnosis).
