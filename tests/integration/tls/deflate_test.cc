@@ -88,6 +88,15 @@ Message NextData(WsClient& c) {
 
 class DeflateTest : public ::testing::Test {
  protected:
+  // A clean exit (0) on SIGTERM, and no sanitizer report in its log (ASan/UBSan builds).
+  void TearDown() override {
+    if (!server_.running()) return;
+    EXPECT_EQ(server_.Stop(), 0) << server_.Log();
+    std::string log = server_.Log();
+    EXPECT_EQ(log.find("Sanitizer"), std::string::npos) << log;
+    EXPECT_EQ(log.find("runtime error"), std::string::npos) << log;
+  }
+
   void StartServer(std::vector<std::string> extra = {}, bool tls = false) {
     std::vector<std::string> args = PublicArgs();
     args.push_back("--enable_ws_compression");

@@ -28,6 +28,14 @@ using cable::test::WsClient;
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(certs_.ok()) << certs_.error(); }
+  // A clean exit (0) on SIGTERM, and no sanitizer report in its log (ASan/UBSan builds).
+  void TearDown() override {
+    if (!server_.running()) return;
+    EXPECT_EQ(server_.Stop(), 0) << server_.Log();
+    std::string log = server_.Log();
+    EXPECT_EQ(log.find("Sanitizer"), std::string::npos) << log;
+    EXPECT_EQ(log.find("runtime error"), std::string::npos) << log;
+  }
 
   void StartServer(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = PublicArgs();
