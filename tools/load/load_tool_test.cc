@@ -471,6 +471,19 @@ std::string ErrorFor(std::vector<std::string> args) {
   return r.ok() ? "<ok>" : r.error();
 }
 
+TEST(Options, WssAndCompression) {
+  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression"});
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_TRUE(r->tls);
+  EXPECT_TRUE(r->compression);
+  EXPECT_EQ(r->url.port, 8443);
+  EXPECT_EQ(r->url.path, "/cable?x=1");
+  auto d = Parse({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->tls);
+  EXPECT_FALSE(d->compression);
+}
+
 TEST(Options, Defaults) {
   auto r = Parse({});
   ASSERT_TRUE(r.ok()) << r.error();
