@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config git curl ca-certificates
   liburing-dev libwslay-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsimdjson-dev libmimalloc-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
+  zlib1g-dev  # permessage-deflate (--enable_ws_compression)
   libtomlplusplus-dev prometheus
   libcurl4-openssl-dev  # RPC over HTTP (libcurl's multi interface)
   openssl  # the HTTP RPC tests make a throwaway CA for https://

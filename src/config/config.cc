@@ -442,8 +442,10 @@ const std::vector<FlagSpec>& Table() {
              b.config.node_id = Trim(v.s);
              b.config.node_id_user_provided = !b.config.node_id.empty();
            }},
-      {.name = "ssl_cert", .kind = K::kString, .default_value = "", .help = "SSL certificate path"},
-      {.name = "ssl_key", .kind = K::kString, .default_value = "", .help = "SSL private key path"},
+      {.name = "ssl_cert", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "SSL certificate path", .apply = CFG_SET(ssl_cert, Trim(v.s))},
+      {.name = "ssl_key", .kind = K::kString, .default_value = "", .supported = true,
+       .help = "SSL private key path", .apply = CFG_SET(ssl_key, Trim(v.s))},
       // Read by Parse() itself (pass 1); no setter.
       {.name = "config-path", .kind = K::kString, .default_value = "", .supported = true,
        .help = "Path to a TOML configuration file (default: ./anycable.toml, then "
@@ -718,8 +720,9 @@ const std::vector<FlagSpec>& Table() {
       {.name = "write_buffer_size", .kind = K::kInt, .default_value = "1024", .supported = true,
        .hidden = true, .help = "Accepted for compatibility, no effect",
        .apply = CFG_SET(write_buffer_size, AsInt(v)), .min = 0, .max = INT_MAX},
-      {.name = "enable_ws_compression", .kind = K::kBool, .default_value = "false", .hidden = true,
-       .help = "Enable WebSocket per-message compression"},
+      {.name = "enable_ws_compression", .kind = K::kBool, .default_value = "false",
+       .supported = true, .hidden = true, .help = "Enable WebSocket per-message compression",
+       .apply = CFG_SET(enable_ws_compression, v.b)},
 
       // --- 2.6 Auth / streams ---
       {.name = "jwt_secret", .kind = K::kSecret, .default_value = "", .supported = true,
@@ -1751,6 +1754,8 @@ std::string Describe(const Config& c) {
       {"ws_max_pending_size", i(c.ws_max_pending_size)},
       {"read_buffer_size", i(c.read_buffer_size)},
       {"write_buffer_size", i(c.write_buffer_size)},
+      {"enable_ws_compression", b(c.enable_ws_compression)},
+      {"ssl_cert", c.ssl_cert.empty() ? std::string("(none)") : c.ssl_cert},
       {"metrics_http", c.metrics_http.empty() ? std::string("(off)") : c.metrics_http},
       {"metrics_host", c.metrics_host},
       {"metrics_port", i(c.metrics_port)},

@@ -149,6 +149,10 @@ struct Config {
   int64_t ws_max_pending_size = 1048576;  // 0 = unlimited
   int read_buffer_size = 1024;            // accepted for compatibility, no effect
   int write_buffer_size = 1024;           // accepted for compatibility, no effect
+  bool enable_ws_compression = false;     // permessage-deflate (RFC 7692), no context takeover
+  // TLS on the main listener (wss://, https://) when both are set; checked by main at startup.
+  std::string ssl_cert;
+  std::string ssl_key;
 
   // observability (spec §2.7)
   std::string metrics_http;  // Prometheus endpoint path; empty = off

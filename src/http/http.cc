@@ -397,9 +397,25 @@ std::optional<std::string_view> SelectSubprotocol(const std::vector<std::string_
   return std::nullopt;
 }
 
+bool OffersPermessageDeflate(const Request& req) {
+  for (std::string_view value : req.GetAll("sec-websocket-extensions")) {
+    while (!value.empty()) {
+      size_t comma = value.find(',');
+      std::string_view ext = value.substr(0, comma);
+      ext = ext.substr(0, ext.find(';'));  // the extension name, before its parameters
+      while (!ext.empty() && (ext.front() == ' ' || ext.front() == '\t')) ext.remove_prefix(1);
+      while (!ext.empty() && (ext.back() == ' ' || ext.back() == '\t')) ext.remove_suffix(1);
+      if (ext == "permessage-deflate") return true;
+      if (comma == std::string_view::npos) break;
+      value.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 std::string BuildUpgradeResponse(std::string_view accept_key,
                                  std::optional<std::string_view> protocol,
-                                 std::string_view anycable_version) {
+                                 std::string_view anycable_version, std::string_view extensions) {
   std::string r;
   r.reserve(192);
   r.append(
@@ -409,6 +425,7 @@ std::string BuildUpgradeResponse(std::string_view accept_key,
       "Sec-WebSocket-Accept: ");
   r.append(accept_key).append(kCrlf);
   if (protocol) r.append("Sec-WebSocket-Protocol: ").append(*protocol).append(kCrlf);
+  if (!extensions.empty()) r.append("Sec-WebSocket-Extensions: ").append(extensions).append(kCrlf);
   r.append("X-AnyCable-Version: ").append(anycable_version).append(kCrlf);
   r.append(kCrlf);
   return r;

@@ -89,7 +89,12 @@ std::optional<std::string_view> SelectSubprotocol(const std::vector<std::string_
 // [Sec-WebSocket-Protocol] and X-AnyCable-Version, ending with the blank line.
 std::string BuildUpgradeResponse(std::string_view accept_key,
                                  std::optional<std::string_view> protocol,
-                                 std::string_view anycable_version);
+                                 std::string_view anycable_version,
+                                 std::string_view extensions = {});
+
+// True when a Sec-WebSocket-Extensions header of the request offers permessage-deflate (any
+// parameters: like gorilla/websocket, the server answers with no context takeover either way).
+bool OffersPermessageDeflate(const Request& req);
 
 inline constexpr std::string_view kDefaultContentType = "text/plain; charset=utf-8";
 

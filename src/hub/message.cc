@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "protocol/encode.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 namespace cable::hub {
@@ -46,6 +47,7 @@ Message::~Message() {
     CacheEntry* e = slot.load(std::memory_order_acquire);
     if (e) {
       e->frame->ReleaseCreator();
+      if (Frame* d = e->deflated.load(std::memory_order_acquire)) d->ReleaseCreator();
       delete e;
     }
   }
@@ -80,6 +82,38 @@ Frame* Message::BuildLocalFrame(const std::string& identifier, bool ext) const {
 }
 
 Frame* Message::FrameFor(const std::string& identifier, bool ext) {
+  CacheEntry* e = EntryFor(identifier, ext);
+  return e ? e->frame : nullptr;
+}
+
+Frame* Message::DeflatedFrameFor(const std::string& identifier, bool ext) {
+  CacheEntry* e = EntryFor(identifier, ext);
+  if (!e) return nullptr;
+  Frame* d = e->deflated.load(std::memory_order_acquire);
+  if (d) return d;
+  // Compress the plain frame's payload (skip its header): the JSON is serialized once either way.
+  const Frame* plain = e->frame;
+  const auto* p = reinterpret_cast<const uint8_t*>(plain->data());
+  uint8_t len7 = p[1] & 0x7fu;
+  size_t hlen = len7 == 126 ? 4 : (len7 == 127 ? 10 : 2);
+  std::string compressed;
+  ws::DeflateMessage(std::string_view(plain->data() + hlen, plain->size() - hlen), &compressed);
+  uint8_t header[ws::kMaxHeaderSize];
+  size_t dh = ws::WriteFrameHeader(header, ws::Opcode::kText, compressed.size());
+  header[0] |= 0x40;  // RSV1: compressed message
+  Frame* mine = Frame::NewShared(dh + compressed.size(), workers_);
+  std::memcpy(mine->data(), header, dh);
+  std::memcpy(mine->data() + dh, compressed.data(), compressed.size());
+  deflate_builds_.fetch_add(1, std::memory_order_relaxed);
+  if (e->deflated.compare_exchange_strong(d, mine, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+    return mine;
+  }
+  mine->ReleaseCreator();  // another worker won; d is its frame
+  return d;
+}
+
+Message::CacheEntry* Message::EntryFor(const std::string& identifier, bool ext) {
   ext = ext && offset_ != 0;  // without a position both variants are the v1 frame
   CacheEntry* mine = nullptr;
   for (auto& slot : cache_) {
@@ -88,7 +122,7 @@ Frame* Message::FrameFor(const std::string& identifier, bool ext) {
       if (!mine) mine = new CacheEntry{identifier, ext, Build(identifier, ext, true)};
       if (slot.compare_exchange_strong(e, mine, std::memory_order_acq_rel,
                                        std::memory_order_acquire)) {
-        return mine->frame;
+        return mine;
       }
       // Lost the race: e now holds the winner, compare it below.
     }
@@ -97,7 +131,7 @@ Frame* Message::FrameFor(const std::string& identifier, bool ext) {
         mine->frame->ReleaseCreator();
         delete mine;
       }
-      return e->frame;
+      return e;
     }
   }
   if (mine) {

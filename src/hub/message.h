@@ -10,6 +10,11 @@
 // The cache gives anycable-go's "encode once per identifier" semantics process-wide without a lock:
 // the first worker that needs the frame for an identifier builds it and installs it with a
 // compare-and-swap; a worker that loses the race frees its copy and uses the winner's.
+//
+// permessage-deflate: each cache entry also holds the *compressed* frame for its identifier, built
+// lazily by the first worker that has a compressing subscriber (deflated from the plain frame's
+// payload, RSV1 set) and published once with the same compare-and-swap; every compressing
+// subscriber of every worker then shares it. Messages nobody compresses never build one.
 #pragma once
 
 #include <atomic>
@@ -65,6 +70,13 @@ class Message {
   Frame* FrameFor(const std::string& identifier, bool ext = false);
   // Builds a frame for this message and identifier, not cached (a local frame of the caller).
   Frame* BuildLocalFrame(const std::string& identifier, bool ext = false) const;
+  // The shared permessage-deflate frame (RSV1, no context takeover) of FrameFor(identifier, ext),
+  // built once per (message, identifier, variant) process-wide. nullptr when the cache is full:
+  // the caller then sends the plain frame (an uncompressed message is valid on a compressing
+  // connection).
+  Frame* DeflatedFrameFor(const std::string& identifier, bool ext = false);
+  // Test/bench hook: how many deflated frames this message built (losers of a race included).
+  int deflate_builds() const { return deflate_builds_.load(std::memory_order_relaxed); }
 
   void Release();
 
@@ -74,7 +86,9 @@ class Message {
     std::string identifier;
     bool ext;
     Frame* frame;
+    std::atomic<Frame*> deflated{nullptr};  // installed once, released with the message
   };
+  CacheEntry* EntryFor(const std::string& identifier, bool ext);
   Message() = default;
   ~Message();
   Frame* Build(const std::string& identifier, bool ext, bool shared) const;
@@ -93,6 +107,7 @@ class Message {
   std::string message_json_;
   std::string exclude_socket_;
   std::atomic<CacheEntry*> cache_[kCacheSlots] = {};
+  std::atomic<int> deflate_builds_{0};
 };
 
 }  // namespace cable::hub

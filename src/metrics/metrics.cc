@@ -99,6 +99,10 @@ const std::vector<WorkerDef>& WorkerDefs() {
        W(no_pong_total)},
       {"ringcable_worker_io_uring_submissions_total", Type::kCounter,
        "io_uring_submit calls made by the worker", W(submissions_total)},
+      {"ringcable_worker_tls_errors_total", Type::kCounter,
+       "TLS connections closed because their handshake or a record failed (not TLS, bad "
+       "ClientHello, truncated handshake)",
+       W(tls_errors_total)},
       {"ringcable_worker_wakeups_total", Type::kCounter,
        "Times another thread rang the sleeping worker's doorbell (RPC replies, publications, "
        "cross-worker messages)",
@@ -214,6 +218,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.no_pong_total = c.no_pong_total.Get();
   w.submissions_total = c.submissions_total.Get();
   w.wakeups_total = c.wakeups_total.Get();
+  w.tls_errors_total = c.tls_errors_total.Get();
   w.clients_num = c.clients_num.Get();
   w.streams_num = c.streams_num.Get();
   w.disconnect_queue_size = c.disconnect_queue_size.Get();

@@ -33,6 +33,7 @@ struct WorkerSample {
   uint64_t no_pong_total = 0;
   uint64_t submissions_total = 0;
   uint64_t wakeups_total = 0;
+  uint64_t tls_errors_total = 0;
   int64_t clients_num = 0;
   int64_t streams_num = 0;
   int64_t disconnect_queue_size = 0;

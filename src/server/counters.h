@@ -38,6 +38,7 @@ struct Counters {
   Counter disconnect_dropped_total;  // Disconnect calls dropped because the backlog was full
   Counter submissions_total;         // io_uring_submit calls
   Counter wakeups_total;
+  Counter tls_errors_total;  // TLS handshakes / records that failed (connection closed)
   Gauge clients_num;
   Gauge streams_num;
   Gauge disconnect_queue_size;

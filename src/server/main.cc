@@ -146,6 +146,13 @@ int Main(int argc, char** argv) {
     enats_plan = std::move(plan.value());
   }
 
+  // TLS: a bad path or a key that does not match the certificate stops the start here.
+  if (!cfg.ssl_cert.empty() || !cfg.ssl_key.empty()) {
+    auto tls = tls::ServerContext::Load(cfg.ssl_cert, cfg.ssl_key);
+    if (!tls.ok()) return Fail(tls.error());
+    shared.tls = std::move(tls.value());
+  }
+
   auto features = ring::ProbeFeatures();
   if (!features.ok()) return Fail(features.error());
   shared.features = features.value();
@@ -256,9 +263,10 @@ int Main(int argc, char** argv) {
     if (!r.ok()) return Fail("cannot set up io_uring: " + r.error());
   }
 
-  LOG_INFO("ringcable %s: listening on %s:%d%s (%d workers; rpc %s)", "0.1.0", cfg.host.c_str(),
+  LOG_INFO("ringcable %s: listening on %s:%d%s (%d workers; rpc %s)%s%s", "0.1.0", cfg.host.c_str(),
            PortOf(main_addr), cfg.paths.empty() ? "" : cfg.paths[0].c_str(), cfg.workers,
-           cfg.rpc_host.c_str());
+           cfg.rpc_host.c_str(), shared.tls ? " with TLS" : "",
+           cfg.enable_ws_compression ? " (permessage-deflate enabled)" : "");
   if (want_http_broadcast) {
     LOG_INFO("HTTP broadcasting at %s:%d%s%s", cfg.host.c_str(), shared.broadcast_port,
              cfg.http_broadcast_path.c_str(),

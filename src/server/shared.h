@@ -13,6 +13,7 @@
 #include "hub/broker.h"
 #include "ring/ring.h"
 #include "rpc/client.h"
+#include "tls/tls.h"
 
 namespace cable::server {
 
@@ -30,6 +31,9 @@ struct Shared {
   // Redis / NATS broadcasting and pub/sub; null when no adapter needs it. Started before the
   // workers, stopped after them.
   std::unique_ptr<cluster::Cluster> cluster;
+  // --ssl_cert/--ssl_key: TLS on the main listener; null = plain. Read-only once workers run
+  // (declared before `workers`, so it outlives them).
+  std::unique_ptr<tls::ServerContext> tls;
   std::vector<std::unique_ptr<Worker>> workers;
   // Broadcast endpoint placement (spec: main port when a key is configured, else 8090).
   bool broadcast_on_main_port = false;

@@ -7,12 +7,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <future>
 
 #include "common/log.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 namespace cable::server {
@@ -290,6 +292,18 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
   c.state = ConnState::kHttp;
   c.on_broadcast_port = listener == 1;
   c.http = std::make_unique<HttpState>();
+  // TLS state only for connections on a TLS listener (the main one with --ssl_cert/--ssl_key).
+  if (listener == 0 && shared_.tls) {
+    c.tls = std::make_unique<ConnTls>(*shared_.tls);
+    if (!c.tls->session.ok()) {
+      LOG_WARN("tls: cannot allocate a session; closing the connection");
+      c.tls.reset();
+      BeginClosing(c, slot);
+      ForceClose(c, slot);
+      if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
+      return;
+    }
+  }
   WatchHandshake(c, slot);
   ArmRecv(c, slot);
   if (!accept_armed_[listener] && accept_retry_ms_ == 0) ArmAccept(listener);
@@ -339,7 +353,11 @@ void Worker::OnRecv(uint32_t slot, uint32_t gen, io_uring_cqe* cqe) {
   if (cqe->res > 0 && has_buffer) {
     if (c && c->state != ConnState::kClosing && !c->reading_stopped) {
       counters_.data_rcvd_total.Add(static_cast<uint64_t>(cqe->res));
-      OnBytes(*c, slot, bufs_.Buffer(bid), static_cast<size_t>(cqe->res));
+      if (c->tls) {
+        OnTlsBytes(*c, slot, bufs_.Buffer(bid), static_cast<size_t>(cqe->res));
+      } else {
+        OnBytes(*c, slot, bufs_.Buffer(bid), static_cast<size_t>(cqe->res));
+      }
     }
     // Hand the buffer back before leaving the handler: buffers are never held across an RPC.
     bufs_.Recycle(bid);
@@ -353,7 +371,11 @@ void Worker::OnRecv(uint32_t slot, uint32_t gen, io_uring_cqe* cqe) {
     return;
   }
   if (cqe->res == 0) {
-    // Peer closed the TCP connection.
+    // Peer closed the TCP connection. In the middle of a TLS handshake that is a failed one
+    // (a truncated ClientHello); a connection that sent nothing is just a probe.
+    if (c->tls && c->tls->got_bytes && !c->tls->session.handshake_done()) {
+      counters_.tls_errors_total.Add();
+    }
     BeginClosing(*c, slot);
     ForceClose(*c, slot);
     return;
@@ -423,6 +445,10 @@ void Worker::EnqueueRaw(Conn& c, uint32_t slot, std::string_view bytes) {
 }
 
 void Worker::EnqueueText(Conn& c, uint32_t slot, std::string_view payload) {
+  if (c.deflate) {
+    EnqueueRaw(c, slot, ws::BuildDeflatedFrame(ws::Opcode::kText, payload));
+    return;
+  }
   uint8_t header[ws::kMaxHeaderSize];
   size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
   hub::Frame* f = hub::Frame::NewLocal(hlen + payload.size());
@@ -435,6 +461,9 @@ void Worker::EnqueueText(Conn& c, uint32_t slot, std::string_view payload) {
 void Worker::DropUnsentFrames(Conn& c) {
   // Frames covered by the in-flight send stay: the kernel may be reading them.
   size_t keep = c.sendq_head + (c.send_inflight ? send_ops_[c.send_op]->frames : 0);
+  // Ciphertext already made belongs to the TLS record stream: dropping it would corrupt what
+  // follows (the farewell frames of a slow client).
+  if (c.tls) keep = std::max(keep, c.sendq_head + static_cast<size_t>(c.tls->cipher_frames));
   for (size_t i = keep; i < c.sendq.size(); ++i) {
     c.pending_bytes -= c.sendq[i]->size();
     queued_bytes_ -= c.sendq[i]->size();
@@ -456,6 +485,13 @@ void Worker::FlushSends() {
 }
 
 void Worker::StartSend(Conn& c, uint32_t slot) {
+  // TLS: only ciphertext goes to the socket; encrypt the plaintext queued behind it first.
+  uint32_t sendable = UINT32_MAX;
+  if (c.tls) {
+    TlsEncryptQueued(c);
+    sendable = c.tls->cipher_frames;
+    if (sendable == 0) return;
+  }
   uint32_t op_index;
   if (!free_send_ops_.empty()) {
     op_index = free_send_ops_.back();
@@ -468,7 +504,7 @@ void Worker::StartSend(Conn& c, uint32_t slot) {
   op.conn_slot = slot;
   op.conn_gen = c.gen;
   uint32_t n = 0;
-  for (size_t i = c.sendq_head; i < c.sendq.size() && n < 64; ++i, ++n) {
+  for (size_t i = c.sendq_head; i < c.sendq.size() && n < 64 && n < sendable; ++i, ++n) {
     hub::Frame* f = c.sendq[i];
     size_t off = (n == 0) ? c.head_offset : 0;
     op.iov[n].iov_base = f->data() + off;
@@ -519,6 +555,7 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
       c.head_offset = 0;
       f->Release(index_);
       ++c.sendq_head;
+      if (c.tls) --c.tls->cipher_frames;
     } else {
       c.head_offset += static_cast<uint32_t>(sent);
       sent = 0;

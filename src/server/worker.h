@@ -108,6 +108,17 @@ struct HttpState {
   bool awaiting_cluster = false;
 };
 
+// TLS state of a connection accepted on a TLS listener (null for plain ones). The send queue of
+// such a connection holds ciphertext frames first (the oldest `cipher_frames` entries from
+// sendq_head, ready for the socket) and plaintext frames after them, which StartSend encrypts in
+// order just before sending (worker_tls.cc).
+struct ConnTls {
+  explicit ConnTls(const tls::ServerContext& ctx) : session(ctx) {}
+  tls::Session session;
+  uint32_t cipher_frames = 0;
+  bool got_bytes = false;  // anything received (an EOF before the handshake then counts as error)
+};
+
 struct Conn {
   int fd = -1;
   uint32_t gen = 0;
@@ -122,6 +133,7 @@ struct Conn {
   bool close_after_flush = false;
   bool keep_alive = true;
   bool in_wheel = false;
+  bool deflate = false;  // permessage-deflate negotiated: data frames to this client are compressed
   uint8_t ping_precision = 0;  // 0 s, 1 ms, 2 ns
   uint8_t inflight_ops = 0;
   uint32_t ping_period = 0;  // ticks; 0 = no pings
@@ -140,6 +152,7 @@ struct Conn {
   uint64_t pending_bytes = 0;
   std::unique_ptr<HttpState> http;
   std::unique_ptr<Session> session;
+  std::unique_ptr<ConnTls> tls;  // main listener with --ssl_cert/--ssl_key only
 };
 
 struct InboxItem {
@@ -218,6 +231,12 @@ class Worker : public rpc::CompletionSink,
   void OnRecv(uint32_t slot, uint32_t gen, io_uring_cqe* cqe);
   void OnSend(uint32_t op_index, io_uring_cqe* cqe);
   void OnBytes(Conn& c, uint32_t slot, const char* data, size_t len);
+  // TLS (worker_tls.cc): ciphertext in → handshake / decrypt → OnBytes; plaintext queued frames →
+  // ciphertext frames at StartSend.
+  void OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len);
+  void OnTlsFailure(Conn& c, uint32_t slot, const char* what);
+  void TlsEncryptQueued(Conn& c);
+  void TlsQueueOutput(Conn& c);
   void FlushSends();
   void StartSend(Conn& c, uint32_t slot);
   void SubmitRpc(rpc::CallPtr call);  // deferred: Loop() flushes the rpc client once per turn
@@ -383,6 +402,8 @@ class Worker : public rpc::CompletionSink,
   protocol::BroadcastParser broadcast_parser_;
   protocol::MessageEncoder message_encoder_;
   std::mt19937_64 rng_;
+
+  std::unique_ptr<char[]> tls_plain_;  // decrypted bytes of one SSL_read (TLS workers only)
 
   // Set while feeding a connection's FrameReader (the Handler callbacks act on it).
   Conn* cur_conn_ = nullptr;

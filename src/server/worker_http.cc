@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "server/worker.h"
+#include "ws/deflate.h"
 
 namespace cable::server {
 namespace {
@@ -239,15 +240,20 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   // Server preference order, as anycable-go: v1-json wins when a client offers both.
   auto protocol =
       http::SelectSubprotocol(up.protocols, {"actioncable-v1-json", "actioncable-v1-ext-json"});
+  // --enable_ws_compression: accept a permessage-deflate offer, always without context takeover
+  // (gorilla's answer), so frames are compressed per message and broadcasts once for everyone.
+  c.deflate = cfg_.enable_ws_compression && http::OffersPermessageDeflate(req);
+  if (c.deflate) c.reader.set_deflate(true);
   EnqueueRaw(c, slot,
-             http::BuildUpgradeResponse(http::ComputeAcceptKey(up.key), protocol, shared_.version));
+             http::BuildUpgradeResponse(http::ComputeAcceptKey(up.key), protocol, shared_.version,
+                                        c.deflate ? ws::kPermessageDeflateResponse : ""));
 
   auto session = std::make_unique<Session>();
   auto request_id = req.Get("x-request-id");
   session->restorable = !(request_id && !request_id->empty());
   session->sid = session->restorable ? NewSid() : std::string(*request_id);
   session->ext = protocol && *protocol == "actioncable-v1-ext-json";
-  session->url = http::RequestUrl(req, false);
+  session->url = http::RequestUrl(req, c.tls != nullptr);
   for (const std::string& name : cfg_.headers) {
     auto value = req.Get(name);
     if (!value) continue;

@@ -64,6 +64,11 @@ void Worker::DeliverPublication(hub::Message& msg) {
   const uint64_t seq = msg.seq();
   hub::Frame* frame = nullptr;
   hub::Frame* local_frame = nullptr;
+  // permessage-deflate subscribers: the message's shared compressed frame (built once for the
+  // whole process, on first need), tracked like the plain one.
+  const std::string* last_deflated_identifier = nullptr;
+  bool last_deflated_ext = false;
+  hub::Frame* deflated = nullptr;
   const std::string& exclude = msg.exclude_socket();
   // Copy: enqueueing may close a slow client, which edits this bucket.
   std::vector<hub::Bucket::Entry> entries = bucket->entries;
@@ -82,6 +87,19 @@ void Worker::DeliverPublication(hub::Message& msg) {
     }
     if (!exclude.empty() && c->session->sid == exclude) continue;
     const bool ext = c->session->ext;
+    if (c->deflate) {
+      if (!last_deflated_identifier || *last_deflated_identifier != sub->identifier ||
+          last_deflated_ext != ext) {
+        deflated = msg.DeflatedFrameFor(sub->identifier, ext);
+        last_deflated_identifier = &sub->identifier;
+        last_deflated_ext = ext;
+      }
+      if (deflated) {
+        Enqueue(*c, sub->conn_slot, deflated);
+        continue;
+      }
+      // Cache full (more than 8 identifiers for one publication): the plain frame below.
+    }
     if (!last_identifier || *last_identifier != sub->identifier || last_ext != ext) {
       frame = msg.FrameFor(sub->identifier, ext);
       if (!frame) {

@@ -2,6 +2,8 @@
 
 #include <wslay/wslay.h>
 
+#include "ws/deflate.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -86,6 +88,10 @@ struct FrameReader::State {
   std::string out;          // control frames wslay produced during one pump
   std::string close_frame;  // raw bytes of the peer's close frame while it arrives
   bool closing = false;
+  size_t max_message_size = 0;
+  // A compressed message failed (1009 too big once inflated, 1007 corrupt or bad UTF-8): wslay is
+  // stopped at once (no more input, no more messages delivered) and Feed closes with this code.
+  uint16_t fail_code = 0;
 
   ~State() {
     if (ctx) wslay_event_context_free(ctx);
@@ -94,7 +100,7 @@ struct FrameReader::State {
   static ssize_t RecvCallback(wslay_event_context_ptr ctx, uint8_t* buf, size_t len, int /*flags*/,
                               void* user_data) {
     auto* s = static_cast<State*>(user_data);
-    if (s->in_len == 0) {
+    if (s->in_len == 0 || s->fail_code != 0) {
       wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
       return -1;
     }
@@ -114,8 +120,29 @@ struct FrameReader::State {
   static void OnMsgRecv(wslay_event_context_ptr /*ctx*/, const wslay_event_on_msg_recv_arg* arg,
                         void* user_data) {
     auto* s = static_cast<State*>(user_data);
+    if (s->fail_code != 0) return;
     std::string_view msg;
     if (arg->msg_length > 0) msg = {reinterpret_cast<const char*>(arg->msg), arg->msg_length};
+    if ((arg->rsv & WSLAY_RSV1_BIT) != 0) {
+      // permessage-deflate (only negotiated connections get here: Scan rejects RSV1 otherwise).
+      // The inflated text lives in a per-thread buffer: messages are handled synchronously.
+      thread_local std::string inflated;
+      switch (InflateMessage(msg, s->max_message_size, &inflated)) {
+        case InflateResult::kOk:
+          break;
+        case InflateResult::kTooBig:
+          s->fail_code = close_code::kTooBig;  // as an oversized plain message
+          return;
+        case InflateResult::kCorrupt:
+          s->fail_code = close_code::kInvalidPayload;
+          return;
+      }
+      if (arg->opcode == WSLAY_TEXT_FRAME && !IsValidUtf8(inflated)) {
+        s->fail_code = close_code::kInvalidPayload;
+        return;
+      }
+      msg = inflated;
+    }
     switch (arg->opcode) {
       case WSLAY_TEXT_FRAME:
         s->handler->OnText(msg);
@@ -162,7 +189,12 @@ FrameReader::Stop FrameReader::Scan(std::string_view bytes, size_t* stop_at) {
       frame_start = i;
       uint8_t opcode = b & 0x0fu;
       bool fin = (b & 0x80u) != 0;
-      bool ok = (b & 0x70u) == 0;  // no extension negotiated, so RSV1-3 must be 0
+      // RSV2/3 are never used; RSV1 only marks the first frame of a compressed data message, and
+      // only with permessage-deflate negotiated.
+      uint8_t rsv = b & 0x70u;
+      bool ok = rsv == 0 || (rsv == 0x40u && (flags_ & kDeflate) != 0 &&
+                             (opcode == static_cast<uint8_t>(Opcode::kText) ||
+                              opcode == static_cast<uint8_t>(Opcode::kBinary)));
       switch (opcode) {
         case static_cast<uint8_t>(Opcode::kContinuation):
           ok = ok && (flags_ & kFragmentOpen) != 0;
@@ -246,13 +278,21 @@ bool FrameReader::PumpWslay(std::string_view bytes, size_t max_message_size, Han
       Fail(close_code::kInternalError, handler);
       return false;
     }
+    if (flags_ & kDeflate) wslay_event_config_set_allowed_rsv_bits(s.ctx, WSLAY_RSV1_BIT);
   }
+  s.max_message_size = max_message_size;
   wslay_event_config_set_max_recv_msg_length(
       s.ctx, max_message_size ? max_message_size : (1ull << 31) - 1);
   s.in = reinterpret_cast<const uint8_t*>(bytes.data());
   s.in_len = bytes.size();
   s.handler = &handler;
   int rv = wslay_event_recv(s.ctx);
+  if (s.fail_code != 0) {
+    uint16_t code = s.fail_code;
+    s.handler = nullptr;
+    Fail(code, handler);
+    return false;
+  }
   if (rv != 0) {
     // Only allocation failure or a frame error the tracker should have caught gets here; wslay's
     // own close frame for the latter has no status code, so send ours instead.
@@ -330,6 +370,14 @@ void FrameReader::Finish() {
   remaining_ = 0;
   hdr_got_ = 0;
   flags_ = kFinished;
+}
+
+void FrameReader::set_deflate(bool on) {
+  if (on) {
+    flags_ |= kDeflate;
+  } else {
+    flags_ &= static_cast<uint8_t>(~kDeflate);
+  }
 }
 
 void FrameReader::Feed(std::string_view bytes, size_t max_message_size, Handler& handler) {

@@ -67,6 +67,11 @@ class FrameReader {
   void Feed(std::string_view bytes, size_t max_message_size, Handler& handler);
 
   bool finished() const { return (flags_ & kFinished) != 0; }
+  // permessage-deflate negotiated (set once, at the upgrade): a data message whose first frame has
+  // RSV1 is inflated before the handler sees it, bounded by max_message_size (1009 beyond it, as
+  // for a plain message; 1007 for corrupt data or bad UTF-8). Costs no memory per connection:
+  // the inflater and its output buffer are per thread.
+  void set_deflate(bool on);
   // No wslay context allocated: not inside a frame or fragmented message.
   bool idle() const { return state_ == nullptr; }
 
@@ -80,6 +85,7 @@ class FrameReader {
 
   static constexpr uint8_t kFragmentOpen = 1;
   static constexpr uint8_t kFinished = 2;
+  static constexpr uint8_t kDeflate = 4;
 
   // Advances the header tracker over bytes. Stops early at a header violation (kError) or at the
   // first byte of a close frame (kClose); *stop_at is then where that frame starts in `bytes`

@@ -6,7 +6,7 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs)
+SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs tls.test.mjs)
 # Bounds (seconds); together they stay within the ctest TIMEOUT of 300.
 NPM_TIMEOUT=90          # npm ci
 STARTUP_TIMEOUT=15      # each server process becoming ready
@@ -40,6 +40,7 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ringcable-interop.XXXXXX")"
 RPC_PID=""
 CABLE_PID=""
+TLS_PID=""
 NODE_PID=""
 
 stop_pid() {  # stop_pid <pid> <name>: SIGTERM, SIGKILL after 10 s; exit status in STOPPED_RC
@@ -64,9 +65,10 @@ cleanup() {
   trap - EXIT INT TERM
   stop_pid "$NODE_PID" node
   stop_pid "$CABLE_PID" ringcable
+  stop_pid "$TLS_PID" "ringcable (tls)"
   stop_pid "$RPC_PID" rpc_stub
   if (( rc != 0 )); then
-    for f in rpc_stub.log ringcable.log; do
+    for f in rpc_stub.log ringcable.log ringcable_tls.log; do
       [[ -s "$WORK/$f" ]] && { echo "----- $f -----"; tail -n 100 "$WORK/$f"; }
     done
   fi
@@ -103,8 +105,8 @@ for ((i = 0; i < STARTUP_TIMEOUT * 10; i++)); do
 done
 [[ -n "$RPC_PORT" ]] || die "rpc_stub did not print 'listening on <port>' within ${STARTUP_TIMEOUT}s"
 
-read -r CABLE_PORT BROADCAST_PORT < <(free_ports 2)
-[[ -n "${BROADCAST_PORT:-}" ]] || die "could not find free ports"
+read -r CABLE_PORT BROADCAST_PORT TLS_PORT < <(free_ports 3)
+[[ -n "${TLS_PORT:-}" ]] || die "could not find free ports"
 
 # --broker memory: anycable_ext.test.mjs (positions, history, session restore); v1 clients are
 # unaffected. RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays
@@ -116,26 +118,46 @@ STREAMS_SECRET="interop-streams-secret"
   --streams_secret "$STREAMS_SECRET" --broker memory >"$WORK/ringcable.log" 2>&1 &
 CABLE_PID=$!
 
-health_ok() {
-  node -e '
-    const http = require("http");
-    const req = http.get({ host: "127.0.0.1", port: Number(process.argv[1]), path: "/health", timeout: 1000 },
+# A second server for tls.test.mjs: wss:// + https:// with a throwaway self-signed certificate
+# (trusted by node through NODE_EXTRA_CA_CERTS, so certificates are really verified), public
+# streams, HTTP broadcasts on its TLS port (a key is set), permessage-deflate enabled.
+TLS_DIR="$WORK/tls"
+TLS_KEY_SECRET="interop-tls-broadcast-key"
+mkdir -p "$TLS_DIR"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" -subj /CN=localhost \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >"$WORK/openssl.log" 2>&1 ||
+  die "openssl could not make a test certificate: $(cat "$WORK/openssl.log")"
+"$RINGCABLE_BIN" --host 127.0.0.1 --port "$TLS_PORT" --norpc --noauth --public_streams \
+  --broadcast_key "$TLS_KEY_SECRET" --ssl_cert "$TLS_DIR/cert.pem" --ssl_key "$TLS_DIR/key.pem" \
+  --enable_ws_compression >"$WORK/ringcable_tls.log" 2>&1 &
+TLS_PID=$!
+
+health_ok() {  # health_ok <port> <http|https>
+  NODE_EXTRA_CA_CERTS="$TLS_DIR/cert.pem" node -e '
+    const mod = require(process.argv[2]);
+    const req = mod.get({ host: "127.0.0.1", port: Number(process.argv[1]), path: "/health", timeout: 1000 },
       res => { res.resume(); process.exit(res.statusCode === 200 ? 0 : 1); });
     req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => process.exit(1));' "$CABLE_PORT"
+    req.on("error", () => process.exit(1));' "$1" "$2"
 }
-ready=0
-for ((i = 0; i < STARTUP_TIMEOUT * 4; i++)); do
-  kill -0 "$CABLE_PID" 2>/dev/null || die "ringcable exited during startup"
-  if health_ok; then ready=1; break; fi
-  sleep 0.25
+for spec in "$CABLE_PID $CABLE_PORT http ringcable" "$TLS_PID $TLS_PORT https ringcable-tls"; do
+  read -r pid port scheme name <<<"$spec"
+  ready=0
+  for ((i = 0; i < STARTUP_TIMEOUT * 4; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+    if health_ok "$port" "$scheme"; then ready=1; break; fi
+    sleep 0.25
+  done
+  (( ready )) || die "$name did not answer GET $scheme://.../health with 200 within ${STARTUP_TIMEOUT}s"
 done
-(( ready )) || die "ringcable did not answer GET /health with 200 within ${STARTUP_TIMEOUT}s"
-echo "interop: ringcable pid $CABLE_PID on 127.0.0.1:$CABLE_PORT (broadcast :$BROADCAST_PORT), rpc_stub pid $RPC_PID on :$RPC_PORT"
+echo "interop: ringcable pid $CABLE_PID on 127.0.0.1:$CABLE_PORT (broadcast :$BROADCAST_PORT), tls pid $TLS_PID on :$TLS_PORT, rpc_stub pid $RPC_PID on :$RPC_PORT"
 
 # --- scenarios --------------------------------------------------------------------------------
 cd "$HERE" || die "cannot cd to $HERE"
-RINGCABLE_INTEROP_PORT="$CABLE_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$BROADCAST_PORT" \
+NODE_EXTRA_CA_CERTS="$TLS_DIR/cert.pem" RINGCABLE_INTEROP_TLS_PORT="$TLS_PORT" \
+  RINGCABLE_INTEROP_TLS_BROADCAST_KEY="$TLS_KEY_SECRET" \
+  RINGCABLE_INTEROP_PORT="$CABLE_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$BROADCAST_PORT" \
   RINGCABLE_INTEROP_TURBO_SECRET="$TURBO_SECRET" RINGCABLE_INTEROP_STREAMS_SECRET="$STREAMS_SECRET" \
   timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test "${SCENARIOS[@]}" &
 NODE_PID=$!
@@ -144,15 +166,17 @@ rc=$?
 NODE_PID=""
 (( rc == 124 || rc == 137 )) && echo "interop: node --test timed out after ${NODE_TEST_TIMEOUT}s" >&2
 
-# The server must have survived the scenarios and must shut down cleanly on SIGTERM (exit 0).
-if ! kill -0 "$CABLE_PID" 2>/dev/null; then
-  echo "interop: ringcable died during the scenarios" >&2
-  (( rc == 0 )) && rc=1
-fi
-stop_pid "$CABLE_PID" ringcable
-CABLE_PID=""
-if (( STOPPED_RC != 0 )); then
-  echo "interop: ringcable exited with status $STOPPED_RC after SIGTERM (expected 0)" >&2
-  (( rc == 0 )) && rc=1
-fi
+# The servers must have survived the scenarios and must shut down cleanly on SIGTERM (exit 0).
+for name in ringcable ringcable-tls; do
+  if [[ "$name" == ringcable ]]; then pid="$CABLE_PID"; CABLE_PID=""; else pid="$TLS_PID"; TLS_PID=""; fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "interop: $name died during the scenarios" >&2
+    (( rc == 0 )) && rc=1
+  fi
+  stop_pid "$pid" "$name"
+  if (( STOPPED_RC != 0 )); then
+    echo "interop: $name exited with status $STOPPED_RC after SIGTERM (expected 0)" >&2
+    (( rc == 0 )) && rc=1
+  fi
+done
 exit "$rc"

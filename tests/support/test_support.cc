@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -51,6 +53,80 @@ bool WriteAll(int fd, const std::string& data) {
     off += static_cast<size_t>(n);
   }
   return true;
+}
+
+// --- TLS client side (tests only): non-blocking socket, every wait bounded by a deadline. ---
+SSL_CTX* ClientTlsContext() {
+  static SSL_CTX* ctx = [] {
+    SSL_CTX* c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);  // self-signed test certificates
+    return c;
+  }();
+  return ctx;
+}
+
+bool WaitFd(int fd, short events, Clock::time_point deadline) {
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) return false;
+  pollfd p{fd, events, 0};
+  return poll(&p, 1, static_cast<int>(left)) > 0;
+}
+
+// Wraps a connected socket in TLS; nullptr (and the socket left as is) on failure or timeout.
+SSL* TlsHandshake(int fd, Clock::time_point deadline) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  SSL* ssl = SSL_new(ClientTlsContext());
+  SSL_set_fd(ssl, fd);
+  SSL_set_tlsext_host_name(ssl, "localhost");
+  for (;;) {
+    int r = SSL_connect(ssl);
+    if (r == 1) return ssl;
+    int err = SSL_get_error(ssl, r);
+    short ev = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (ev == 0 || !WaitFd(fd, ev, deadline)) {
+      ERR_clear_error();
+      SSL_free(ssl);
+      return nullptr;
+    }
+  }
+}
+
+bool TlsWriteAll(SSL* ssl, int fd, const std::string& data) {
+  auto deadline = Clock::now() + 10s;
+  size_t off = 0;
+  while (off < data.size()) {
+    size_t n = 0;
+    if (SSL_write_ex(ssl, data.data() + off, data.size() - off, &n) == 1) {
+      off += n;
+      continue;
+    }
+    int err = SSL_get_error(ssl, 0);
+    short ev = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (ev == 0 || !WaitFd(fd, ev, deadline)) {
+      ERR_clear_error();
+      return false;
+    }
+  }
+  return true;
+}
+
+// Reads some plaintext into buf. 1 = got bytes, 0 = timeout, -1 = EOF/error.
+int TlsReadSome(SSL* ssl, int fd, std::string& buf, Clock::time_point deadline) {
+  char tmp[65536];
+  for (;;) {
+    size_t n = 0;
+    if (SSL_read_ex(ssl, tmp, sizeof(tmp), &n) == 1) {
+      buf.append(tmp, n);
+      return 1;
+    }
+    int err = SSL_get_error(ssl, 0);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      ERR_clear_error();
+      return -1;
+    }
+    if (!WaitFd(fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return 0;
+  }
 }
 
 // Reads from fd into buf until deadline; false on EOF/error/timeout.
@@ -146,35 +222,61 @@ std::string BinaryPath() {
   return env ? env : "build/ringcable";
 }
 
-HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::map<std::string, std::string>& headers,
-                         const std::string& body) {
+namespace {
+HttpResponse HttpRequestOver(bool tls, int port, const std::string& method, const std::string& path,
+                             const std::map<std::string, std::string>& headers,
+                             const std::string& body) {
   HttpResponse resp;
   int fd = ConnectTcp(port);
   if (fd < 0) return resp;
+  SSL* ssl = nullptr;
+  if (tls && !(ssl = TlsHandshake(fd, Clock::now() + 10s))) {
+    close(fd);
+    return resp;
+  }
+  auto write_all = [&](const std::string& data) {
+    return ssl ? TlsWriteAll(ssl, fd, data) : WriteAll(fd, data);
+  };
+  auto read_some = [&](std::string& buf, Clock::time_point deadline) {
+    return ssl ? TlsReadSome(ssl, fd, buf, deadline) == 1 : ReadSome(fd, buf, deadline);
+  };
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nConnection: close\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   if (!body.empty() || method == "POST")
     req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
-  WriteAll(fd, req);
+  write_all(req);
   std::string buf;
   auto deadline = Clock::now() + 10s;
   size_t head = 0;
   while (!(head = ParseHead(buf, &resp.status, &resp.headers))) {
-    if (!ReadSome(fd, buf, deadline)) break;
+    if (!read_some(buf, deadline)) break;
   }
   if (head) {
     size_t want = resp.headers.count("content-length")
                       ? static_cast<size_t>(std::atol(resp.headers["content-length"].c_str()))
                       : 0;
-    while (buf.size() < head + want && ReadSome(fd, buf, deadline)) {
+    while (buf.size() < head + want && read_some(buf, deadline)) {
     }
     resp.body = buf.substr(head, want);
   }
+  if (ssl) SSL_free(ssl);
   close(fd);
   return resp;
+}
+}  // namespace
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::map<std::string, std::string>& headers,
+                         const std::string& body) {
+  return HttpRequestOver(false, port, method, path, headers, body);
+}
+
+HttpResponse HttpsRequest(int port, const std::string& method, const std::string& path,
+                          const std::map<std::string, std::string>& headers,
+                          const std::string& body) {
+  return HttpRequestOver(true, port, method, path, headers, body);
 }
 
 ServerProcess::~ServerProcess() {
@@ -197,7 +299,8 @@ bool ServerProcess::Start(const std::vector<std::string>& args,
   auto deadline = Clock::now() + 10s;
   while (Clock::now() < deadline) {
     if (!running()) return false;
-    HttpResponse r = HttpRequest(port_, "GET", "/health");
+    HttpResponse r =
+        tls_ ? HttpsRequest(port_, "GET", "/health") : HttpRequest(port_, "GET", "/health");
     if (r.status == 200) return true;
     std::this_thread::sleep_for(20ms);
   }
@@ -316,6 +419,8 @@ std::string WsFrame::close_reason() const { return payload.size() > 2 ? payload.
 WsClient::~WsClient() { Close(); }
 
 void WsClient::Close() {
+  if (ssl_) SSL_free(static_cast<SSL*>(ssl_));
+  ssl_ = nullptr;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }
@@ -325,6 +430,10 @@ int WsClient::Connect(int port, const std::string& path,
                       const std::vector<std::string>& protocols) {
   fd_ = ConnectTcp(port);
   if (fd_ < 0) return 0;
+  if (tls_) {
+    ssl_ = TlsHandshake(fd_, Clock::now() + 10s);
+    if (!ssl_) return 0;
+  }
   std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
@@ -335,22 +444,25 @@ int WsClient::Connect(int port, const std::string& path,
   }
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   req += "\r\n";
-  if (!WriteAll(fd_, req)) return 0;
+  if (!SendRaw(req)) return 0;
   auto deadline = Clock::now() + 10s;
   int status = 0;
   size_t head = 0;
   while (!(head = ParseHead(buf_, &status, &response_headers_))) {
-    if (!ReadSome(fd_, buf_, deadline)) return 0;
+    if (!ReadMore(deadline)) return 0;
   }
   buf_.erase(0, head);
   return status;
 }
 
-bool WsClient::SendRaw(const std::string& bytes) { return fd_ >= 0 && WriteAll(fd_, bytes); }
+bool WsClient::SendRaw(const std::string& bytes) {
+  if (fd_ < 0) return false;
+  return ssl_ ? TlsWriteAll(static_cast<SSL*>(ssl_), fd_, bytes) : WriteAll(fd_, bytes);
+}
 
-bool WsClient::SendFrame(int opcode, const std::string& payload, bool fin, bool mask) {
+bool WsClient::SendFrame(int opcode, const std::string& payload, bool fin, bool mask, bool rsv1) {
   std::string f;
-  f += static_cast<char>((fin ? 0x80 : 0) | (opcode & 0x0f));
+  f += static_cast<char>((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0f));
   uint8_t mbit = mask ? 0x80 : 0;
   if (payload.size() < 126) {
     f += static_cast<char>(mbit | payload.size());
@@ -377,7 +489,9 @@ bool WsClient::SendFrame(int opcode, const std::string& payload, bool fin, bool 
 bool WsClient::SendText(const std::string& payload) { return SendFrame(1, payload); }
 
 bool WsClient::ReadMore(Clock::time_point deadline) {
-  return fd_ >= 0 && ReadSome(fd_, buf_, deadline);
+  if (fd_ < 0) return false;
+  if (ssl_) return TlsReadSome(static_cast<SSL*>(ssl_), fd_, buf_, deadline) == 1;
+  return ReadSome(fd_, buf_, deadline);
 }
 
 WsFrame WsClient::Next(std::chrono::milliseconds timeout) {
@@ -408,6 +522,7 @@ WsFrame WsClient::Next(std::chrono::milliseconds timeout) {
       if (have && buf_.size() >= pos + len) {
         WsFrame f;
         f.opcode = b0 & 0x0f;
+        f.rsv1 = (b0 & 0x40) != 0;
         f.payload = buf_.substr(pos, len);
         buf_.erase(0, pos + len);
         if (f.opcode == 8) last_close_ = f;
@@ -457,6 +572,12 @@ bool WsClient::WaitEof(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
     if (fd_ < 0) return true;
+    if (ssl_) {
+      std::string discard;
+      int r = TlsReadSome(static_cast<SSL*>(ssl_), fd_, discard, Clock::now() + 50ms);
+      if (r < 0) return true;
+      continue;
+    }
     pollfd p{fd_, POLLIN, 0};
     int rc = poll(&p, 1, 50);
     if (rc > 0) {

@@ -26,12 +26,19 @@ struct HttpResponse {
 HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
                          const std::map<std::string, std::string>& headers = {},
                          const std::string& body = "");
+// The same over TLS (https://; the server's certificate is not verified: tests use self-signed
+// ones). status 0 on connection or handshake failure.
+HttpResponse HttpsRequest(int port, const std::string& method, const std::string& path,
+                          const std::map<std::string, std::string>& headers = {},
+                          const std::string& body = "");
 
 // The real server binary, started with the given flags on loopback.
 class ServerProcess {
  public:
   ServerProcess() = default;
   ~ServerProcess();
+  // Before Start: the main port speaks TLS (--ssl_cert/--ssl_key), so /health is polled over https.
+  void set_tls(bool on) { tls_ = on; }
   // Starts `ringcable --host 127.0.0.1 --port <free> <args>` and waits until /health answers.
   bool Start(const std::vector<std::string>& args, std::map<std::string, std::string> env = {});
   // SIGTERM; waits up to `timeout`; returns the exit status (or -1 if it had to be killed).
@@ -45,6 +52,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  bool tls_ = false;
   std::string log_path_;
 };
 
@@ -67,7 +75,8 @@ RunResult RunCommand(const std::vector<std::string>& argv, std::chrono::millisec
                      const std::map<std::string, std::string>& env = {});
 
 struct WsFrame {
-  int opcode = -1;  // 1 text, 2 binary, 8 close, 9 ping, 10 pong; -1 timeout/EOF
+  int opcode = -1;    // 1 text, 2 binary, 8 close, 9 ping, 10 pong; -1 timeout/EOF
+  bool rsv1 = false;  // permessage-deflate: the payload is compressed
   std::string payload;
   uint16_t close_code() const;
   std::string close_reason() const;
@@ -80,6 +89,8 @@ class WsClient {
   WsClient(const WsClient&) = delete;
   WsClient& operator=(const WsClient&) = delete;
 
+  // Before Connect: wss:// (TLS handshake first; the certificate is not verified).
+  void set_tls(bool on) { tls_ = on; }
   // Opens a WebSocket at ws://127.0.0.1:port + path. Returns the HTTP status (101 on success).
   int Connect(int port, const std::string& path = "/cable",
               const std::map<std::string, std::string>& headers = {},
@@ -87,7 +98,8 @@ class WsClient {
   const std::map<std::string, std::string>& response_headers() const { return response_headers_; }
 
   bool SendText(const std::string& payload);
-  bool SendFrame(int opcode, const std::string& payload, bool fin = true, bool mask = true);
+  bool SendFrame(int opcode, const std::string& payload, bool fin = true, bool mask = true,
+                 bool rsv1 = false);
   bool SendRaw(const std::string& bytes);
   // Next frame of any kind (pings included), or opcode -1 on timeout/EOF.
   WsFrame Next(std::chrono::milliseconds timeout = 5s);
@@ -114,6 +126,8 @@ class WsClient {
  private:
   bool ReadMore(std::chrono::steady_clock::time_point deadline);
   int fd_ = -1;
+  bool tls_ = false;
+  void* ssl_ = nullptr;  // SSL* when tls_
   std::string buf_;
   std::map<std::string, std::string> response_headers_;
   WsFrame last_close_;

@@ -12,6 +12,7 @@
 #include "publisher.h"
 #include "worker.h"
 #include "ws.h"
+#include "ws/deflate.h"
 
 namespace cable::load {
 namespace {
@@ -256,6 +257,36 @@ TEST(FrameReader, Errors) {
   EXPECT_STREQ(FrameErrorName(FrameError::kReservedBits), "reserved bits set");
 }
 
+TEST(FrameReader, PermessageDeflate) {
+  std::string text = std::string(3000, 'z') + "{\"type\":\"ping\"}";
+  std::string z;
+  cable::ws::DeflateMessage(text, &z);
+  FrameReader r;
+  r.set_deflate(true);
+  // Whole, then fragmented (RSV1 on the first frame only), then a plain one.
+  r.Feed(ServerFrame(0xc1, z) + ServerFrame(0x41, z.substr(0, 3)) + ServerFrame(0x80, z.substr(3)) +
+         ServerFrame(0x81, "plain"));
+  EXPECT_EQ(Drain(r), (std::vector<std::string>{"1:" + text, "1:" + text, "1:plain"}));
+  EXPECT_EQ(r.compressed_messages(), 2u);
+  FrameReader small(100);
+  small.set_deflate(true);
+  EXPECT_EQ(ErrorOf(ServerFrame(0xc1, z)), FrameError::kReservedBits) << "not negotiated";
+  small.Feed(ServerFrame(0xc1, z));
+  WsMessage m;
+  auto next = small.Next(&m);
+  ASSERT_FALSE(next);
+  EXPECT_EQ(next.error(), FrameError::kTooLarge);
+  FrameReader bad;
+  bad.set_deflate(true);
+  bad.Feed(ServerFrame(0xc1, "\xff\xff\xff"));
+  next = bad.Next(&m);
+  ASSERT_FALSE(next);
+  EXPECT_EQ(next.error(), FrameError::kCorrupt);
+  EXPECT_NE(UpgradeRequest("h:1", "/cable", "K", true)
+                .find("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"),
+            std::string::npos);
+}
+
 TEST(FrameReader, TooLargeIsReportedFromTheHeaderAlone) {
   std::string header = ServerFrame(0x82, std::string(70000, 'x')).substr(0, 10);
   FrameReader r(65536);
@@ -438,6 +469,19 @@ Result<Options, std::string> Parse(std::vector<std::string> args) { return Parse
 std::string ErrorFor(std::vector<std::string> args) {
   auto r = Parse(std::move(args));
   return r.ok() ? "<ok>" : r.error();
+}
+
+TEST(Options, WssAndCompression) {
+  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression"});
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_TRUE(r->tls);
+  EXPECT_TRUE(r->compression);
+  EXPECT_EQ(r->url.port, 8443);
+  EXPECT_EQ(r->url.path, "/cable?x=1");
+  auto d = Parse({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->tls);
+  EXPECT_FALSE(d->compression);
 }
 
 TEST(Options, Defaults) {

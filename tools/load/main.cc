@@ -591,7 +591,8 @@ void Runner::Report(int64_t connect_ns) {
 
   std::string j = "{";
   j += "\"mode\":\"" + std::string(ModeName(o_.mode)) + "\"";
-  j += ",\"url\":" + JsonString("ws://" + o_.url.host_port + o_.url.path);
+  j += ",\"url\":" + JsonString((o_.tls ? "wss://" : "ws://") + o_.url.host_port + o_.url.path);
+  if (o_.compression) j += ",\"compression\":true";
   j += ",\"connections\":" + std::to_string(o_.connections);
   j += ",\"processes\":" + std::to_string(o_.processes);
   j += ",\"source_ips\":" + std::to_string(o_.source_ips);

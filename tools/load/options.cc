@@ -124,6 +124,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.progress = false;
       continue;
     }
+    if (arg == "--compression") {
+      o.compression = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -206,7 +210,8 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
     return MakeError("unknown option '--" + flag + "' (see --help)");
   }
 
-  auto ws = ParseUrl(url, "ws");
+  o.tls = url.rfind("wss://", 0) == 0;
+  auto ws = ParseUrl(url, o.tls ? "wss" : "ws");
   if (!ws) return MakeError("--url: " + ws.error());
   o.url = ws.value();
   auto http = ParseUrl(broadcast_url, "http");
@@ -256,7 +261,8 @@ Usage: ringcable-load [options]
                            idle:      open N, hold them --duration seconds, report server memory
                            broadcast: open N subscribed, publish --messages over HTTP, report
                                       delivery latency percentiles, deliveries/s, lost, out-of-order
-  --url URL              WebSocket endpoint (default ws://127.0.0.1:8080/cable)
+  --url URL              WebSocket endpoint (default ws://127.0.0.1:8080/cable); wss:// for TLS
+                         (the server certificate is not verified)
   --connections N        total connections (default 1000)
   --processes P          worker processes (default ceil(N/15000); at most 15000 sockets each)
   --source-ips K         bind clients to 127.0.0.1 .. 127.0.0.K round-robin (default
@@ -281,6 +287,8 @@ Usage: ringcable-load [options]
                          phase and its VmRSS before/after (/proc/PID/status)
   --timeout S            cap on each phase: connecting, publishing, draining (default 60)
   --no-progress          no progress line on stderr
+  --compression          offer permessage-deflate (RFC 7692, no context takeover) and inflate
+                         compressed messages (measures the client side of --enable_ws_compression)
   -h, --help             this text
 
 Output: a progress line on stderr every second, a table on stdout, then one line

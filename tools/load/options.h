@@ -25,7 +25,8 @@ struct Endpoint {
 
 struct Options {
   Mode mode = Mode::kConnect;
-  Endpoint url;  // --url ws://127.0.0.1:8080/cable
+  Endpoint url;      // --url ws://127.0.0.1:8080/cable (or wss://)
+  bool tls = false;  // wss://: TLS to the server (its certificate is not verified)
   int connections = 1000;
   int processes = 0;   // 0 = ceil(connections / kMaxSocketsPerProcess)
   int source_ips = 0;  // 0 = ceil(connections / 20000) + 1
@@ -43,6 +44,7 @@ struct Options {
   int server_pid = 0;
   double timeout = 60;
   bool progress = true;
+  bool compression = false;  // --compression: offer permessage-deflate, inflate what comes back
   bool help = false;
 };
 

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -103,7 +105,15 @@ struct Conn {
   std::string head;  // upgrade response bytes until the head is complete
   std::string out;   // bytes the socket did not take yet
   FrameReader reader;
+  // wss://: the connection's TLS over memory BIOs (the socket stays ours and non-blocking):
+  // ciphertext read from the socket goes into the SSL's read BIO, everything it writes is sent.
+  SSL* ssl = nullptr;
 };
+
+void FreeTls(Conn& c) {
+  if (c.ssl) SSL_free(c.ssl);  // frees both BIOs
+  c.ssl = nullptr;
+}
 
 class Worker {
  public:
@@ -111,7 +121,18 @@ class Worker {
       : o_(o), plan_(plan), ctrl_fd_(ctrl_fd), report_fd_(report_fd), conns_(plan.count) {
     mask_state_ = 0x5eed0000ULL + static_cast<uint64_t>(plan.index);
     subscribe_ = R"({"command":"subscribe","identifier":)" + JsonQuote(o.identifier) + "}";
+    if (o.tls) {
+      tls_ctx_ = SSL_CTX_new(TLS_client_method());
+      SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_NONE, nullptr);  // load tests use test certificates
+      SSL_CTX_set_mode(tls_ctx_, SSL_MODE_RELEASE_BUFFERS);
+    }
   }
+  ~Worker() {
+    for (Conn& c : conns_) FreeTls(c);
+    if (tls_ctx_) SSL_CTX_free(tls_ctx_);
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   int Run();
 
@@ -123,7 +144,10 @@ class Worker {
   void HandleFrame(int i, const WsMessage& m);
   void Fail(int i, Failure why, int err = 0);
   void CloseReady(int i);
-  void Send(int i, std::string_view data);
+  void Send(int i, std::string_view data);     // plaintext: through TLS when wss://
+  void SendRaw(int i, std::string_view data);  // bytes for the socket as they are
+  bool StartTls(int i);
+  bool FlushTls(int i);  // sends what the SSL wrote; false if the connection failed
   void SendFrame(int i, Opcode op, std::string_view payload);
   void Flush(int i);
   void UpdateEpoll(int i);
@@ -147,6 +171,8 @@ class Worker {
   uint64_t mask_state_;
   char* buf_ = nullptr;
   MessageReader ctrl_;
+  SSL_CTX* tls_ctx_ = nullptr;
+  std::string plain_;  // decrypted bytes of one read (wss://)
   bool done_ = false;
   int exit_code_ = 0;
   double cpu_base_ = 0;
@@ -252,6 +278,7 @@ void Worker::Fail(int i, Failure why, int err) {
   std::string().swap(c.head);
   std::string().swap(c.out);
   c.reader = FrameReader();
+  FreeTls(c);
 }
 
 // A subscribed connection went away (server closed it or sent garbage).
@@ -268,9 +295,54 @@ void Worker::CloseReady(int i) {
   }
   std::string().swap(c.out);
   c.reader = FrameReader();
+  FreeTls(c);
 }
 
 void Worker::Send(int i, std::string_view data) {
+  Conn& c = conns_[i];
+  if (!c.ssl) return SendRaw(i, data);
+  size_t written = 0;
+  if (!data.empty() &&
+      (SSL_write_ex(c.ssl, data.data(), data.size(), &written) != 1 || written != data.size())) {
+    ERR_clear_error();
+    Fail(i, Failure::kProtocol);
+    return;
+  }
+  FlushTls(i);
+}
+
+bool Worker::StartTls(int i) {
+  Conn& c = conns_[i];
+  c.ssl = SSL_new(tls_ctx_);
+  BIO* rbio = BIO_new(BIO_s_mem());
+  BIO* wbio = BIO_new(BIO_s_mem());
+  if (!c.ssl || !rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    ERR_clear_error();
+    Fail(i, Failure::kProtocol);
+    return false;
+  }
+  BIO_set_mem_eof_return(rbio, -1);
+  SSL_set_bio(c.ssl, rbio, wbio);
+  SSL_set_connect_state(c.ssl);
+  SSL_do_handshake(c.ssl);  // writes the ClientHello
+  return FlushTls(i);
+}
+
+bool Worker::FlushTls(int i) {
+  Conn& c = conns_[i];
+  BIO* wbio = SSL_get_wbio(c.ssl);
+  char tmp[16384];
+  for (;;) {
+    int n = BIO_read(wbio, tmp, sizeof(tmp));
+    if (n <= 0) return true;
+    SendRaw(i, std::string_view(tmp, static_cast<size_t>(n)));
+    if (c.state == State::kDone || !c.ssl) return false;
+  }
+}
+
+void Worker::SendRaw(int i, std::string_view data) {
   Conn& c = conns_[i];
   if (c.out.empty()) {
     ssize_t n = send(c.fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -326,8 +398,12 @@ void Worker::OnEvent(int i, uint32_t events) {
     c.state = State::kUpgrading;
     c.want_write = false;
     UpdateEpoll(i);
+    if (tls_ctx_) {
+      StartTls(i);  // the upgrade request follows once the handshake is done (OnReadable)
+      return;
+    }
     std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key));
+    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression));
     return;
   }
   if (c.state == State::kDone) return;
@@ -353,6 +429,44 @@ void Worker::OnReadable(int i) {
       return;
     }
     std::string_view data(buf_, static_cast<size_t>(n));
+    if (c.ssl) {
+      BIO_write(SSL_get_rbio(c.ssl), buf_, static_cast<int>(n));
+      if (!SSL_is_init_finished(c.ssl)) {
+        int r = SSL_do_handshake(c.ssl);
+        if (!FlushTls(i)) return;
+        if (r != 1) {
+          if (SSL_get_error(c.ssl, r) != SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            Fail(i, Failure::kProtocol);
+            return;
+          }
+          if (static_cast<size_t>(n) < kReadChunk) return;
+          continue;
+        }
+        std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
+        Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression));
+        if (c.state == State::kDone) return;
+      }
+      plain_.clear();
+      for (;;) {
+        size_t got = 0;
+        char tmp[16384];
+        if (SSL_read_ex(c.ssl, tmp, sizeof(tmp), &got) == 1) {
+          plain_.append(tmp, got);
+          continue;
+        }
+        int err = SSL_get_error(c.ssl, 0);
+        if (err == SSL_ERROR_WANT_READ) break;
+        ERR_clear_error();
+        Fail(i, err == SSL_ERROR_ZERO_RETURN ? Failure::kClosed : Failure::kProtocol);
+        return;
+      }
+      if (plain_.empty()) {
+        if (static_cast<size_t>(n) < kReadChunk) return;
+        continue;
+      }
+      data = plain_;
+    }
     if (c.state == State::kUpgrading) {
       c.head.append(data);
       int status = 0;
@@ -368,6 +482,7 @@ void Worker::OnReadable(int i) {
         continue;
       }
       c.state = State::kWelcome;
+      c.reader.set_deflate(o_.compression);
       c.reader.Feed(std::string_view(c.head).substr(r.value()));
       std::string().swap(c.head);
     } else {

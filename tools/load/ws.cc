@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "ws/deflate.h"
+
 namespace cable::load {
 namespace {
 
@@ -49,6 +51,8 @@ const char* FrameErrorName(FrameError e) {
       return "new message inside a fragmented one";
     case FrameError::kTooLarge:
       return "message too large";
+    case FrameError::kCorrupt:
+      return "compressed message does not inflate";
   }
   return "?";
 }
@@ -85,8 +89,11 @@ Result<bool, FrameError> FrameReader::Next(WsMessage* msg) {
     if (avail < 2) return false;
     const auto* p = reinterpret_cast<const uint8_t*>(buf_.data() + pos_);
     bool fin = p[0] & 0x80;
-    if (p[0] & 0x70) return MakeError(FrameError::kReservedBits);
     uint8_t opcode = p[0] & 0x0f;
+    bool rsv1 = (p[0] & 0x40) != 0;
+    if ((p[0] & 0x30) || (rsv1 && (!deflate_ || opcode == 0 || IsControl(opcode)))) {
+      return MakeError(FrameError::kReservedBits);
+    }
     if ((opcode > 2 && opcode < 8) || opcode > 10) return MakeError(FrameError::kBadOpcode);
     bool masked = p[1] & 0x80;
     uint64_t len = p[1] & 0x7f;
@@ -129,6 +136,11 @@ Result<bool, FrameError> FrameReader::Next(WsMessage* msg) {
       fragments_.append(body);
       if (!fin) continue;
       in_fragment_ = false;
+      if (fragment_compressed_) {
+        auto r = Yield(msg, fragment_opcode_, fragments_, true);
+        fragments_.clear();
+        return r;
+      }
       // Moved out so the view stays valid until the next call while fragments_ is reused later.
       buf_.replace(0, pos_, fragments_);
       pos_ = fragments_.size();
@@ -141,13 +153,32 @@ Result<bool, FrameError> FrameReader::Next(WsMessage* msg) {
     if (!fin) {
       in_fragment_ = true;
       fragment_opcode_ = static_cast<Opcode>(opcode);
+      fragment_compressed_ = rsv1;
       fragments_.assign(body);
       continue;
     }
-    msg->opcode = static_cast<Opcode>(opcode);
+    return Yield(msg, static_cast<Opcode>(opcode), body, rsv1);
+  }
+}
+
+Result<bool, FrameError> FrameReader::Yield(WsMessage* msg, Opcode opcode, std::string_view body,
+                                            bool compressed) {
+  msg->opcode = opcode;
+  if (!compressed) {
     msg->payload = body;
     return true;
   }
+  ++compressed_messages_;
+  switch (ws::InflateMessage(body, max_message_, &inflated_)) {
+    case ws::InflateResult::kOk:
+      break;
+    case ws::InflateResult::kTooBig:
+      return MakeError(FrameError::kTooLarge);
+    case ws::InflateResult::kCorrupt:
+      return MakeError(FrameError::kCorrupt);
+  }
+  msg->payload = inflated_;
+  return true;
 }
 
 void AppendClientFrame(std::string* out, Opcode opcode, std::string_view payload,
@@ -184,7 +215,7 @@ std::string WebSocketAccept(std::string_view key) {
 }
 
 std::string UpgradeRequest(std::string_view host_port, std::string_view path_and_query,
-                           std::string_view key) {
+                           std::string_view key, bool deflate) {
   std::string r;
   r.reserve(256);
   r += "GET ";
@@ -193,7 +224,9 @@ std::string UpgradeRequest(std::string_view host_port, std::string_view path_and
   r += host_port;
   r += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
   r += key;
-  r += "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  r += "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n";
+  if (deflate) r += "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+  r += "\r\n";
   return r;
 }
 

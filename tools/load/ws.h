@@ -29,6 +29,7 @@ enum class FrameError {
   kUnexpectedContinuation,
   kExpectedContinuation,  // new data frame while a fragmented message is open
   kTooLarge,              // message above the reader's limit
+  kCorrupt,               // a compressed message that does not inflate
 };
 
 const char* FrameErrorName(FrameError e);
@@ -43,6 +44,11 @@ class FrameReader {
  public:
   explicit FrameReader(size_t max_message = size_t{16} << 20) : max_message_(max_message) {}
 
+  // permessage-deflate negotiated: RSV1 on the first frame of a data message marks it compressed;
+  // Next() yields it inflated (bounded by max_message, kTooLarge beyond; kCorrupt for bad data).
+  void set_deflate(bool on) { deflate_ = on; }
+  uint64_t compressed_messages() const { return compressed_messages_; }
+
   void Feed(std::string_view data);
   // Yields the next complete message: data messages reassembled from fragments, control frames as
   // they come. ok(false) means more input is needed.
@@ -55,7 +61,13 @@ class FrameReader {
   std::string fragments_;
   Opcode fragment_opcode_ = Opcode::kText;
   bool in_fragment_ = false;
+  bool fragment_compressed_ = false;
+  bool deflate_ = false;
+  uint64_t compressed_messages_ = 0;
+  std::string inflated_;
   size_t max_message_;
+  Result<bool, FrameError> Yield(WsMessage* msg, Opcode opcode, std::string_view body,
+                                 bool compressed);
 };
 
 // Appends one masked client frame with FIN set.
@@ -65,9 +77,9 @@ void AppendClientFrame(std::string* out, Opcode opcode, std::string_view payload
 // base64(SHA-1(key + RFC 6455 GUID)).
 std::string WebSocketAccept(std::string_view key);
 
-// The GET request for an actioncable-v1-json upgrade.
+// The GET request for an actioncable-v1-json upgrade (offering permessage-deflate when asked).
 std::string UpgradeRequest(std::string_view host_port, std::string_view path_and_query,
-                           std::string_view key);
+                           std::string_view key, bool deflate = false);
 
 enum class UpgradeError { kNotHttp, kStatus, kNoUpgrade, kBadAccept, kTooLong };
 

@@ -267,6 +267,24 @@ TEST(ConfigValues, SupportedFlagsReachTheirFields) {
             PingPrecision::kMilliseconds);
 }
 
+TEST(ConfigValues, TlsAndCompressionFlags) {
+  const Config d = MustParse({});
+  EXPECT_EQ(d.ssl_cert, "");
+  EXPECT_EQ(d.ssl_key, "");
+  EXPECT_FALSE(d.enable_ws_compression);
+  const Config c =
+      MustParse({"--ssl_cert=/c.pem", "--ssl_key", "/k.pem", "--enable_ws_compression"});
+  EXPECT_EQ(c.ssl_cert, "/c.pem");
+  EXPECT_EQ(c.ssl_key, "/k.pem");
+  EXPECT_TRUE(c.enable_ws_compression);
+  const Config e = MustParse({}, {{"ANYCABLE_SSL_CERT", "/e.pem"},
+                                  {"ANYCABLE_SSL_KEY", "/f.pem"},
+                                  {"ANYCABLE_ENABLE_WS_COMPRESSION", "true"}});
+  EXPECT_EQ(e.ssl_cert, "/e.pem");
+  EXPECT_EQ(e.ssl_key, "/f.pem");
+  EXPECT_TRUE(e.enable_ws_compression);
+}
+
 TEST(ConfigValues, RpcConcurrencyNonPositiveMeans28) {
   EXPECT_EQ(MustParse({"--rpc_concurrency=0"}).rpc_concurrency, 28);
   EXPECT_EQ(MustParse({"--rpc_concurrency=-5"}).rpc_concurrency, 28);
@@ -513,14 +531,11 @@ TEST(ConfigUnsupported, SpotChecks) {
             "invalid value \"disk\" for flag --broker: must be one of none, memory, redis, nats");
   EXPECT_EQ(ParseError({"--streams_presence=false"}),
             "flag --streams_presence is not supported by ringcable yet");
-  EXPECT_EQ(ParseError({"--ssl_cert=/c.pem"}), "flag --ssl_cert is not supported by ringcable yet");
   EXPECT_EQ(MustParse({"--pong_timeout=5"}).pong_timeout_s, 5);
   EXPECT_EQ(MustParse({"--history_limit=7", "--history_ttl=9", "--sessions_ttl=0"}).history_limit,
             7);
   EXPECT_EQ(ParseError({"--history_limit=0"}),
             "invalid value \"0\" for flag --history_limit: must be between 1 and 1000000");
-  EXPECT_EQ(ParseError({"--enable_ws_compression"}),
-            "flag --enable_ws_compression is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
   EXPECT_EQ(ParseError({"--metrics_log_formatter=f.rb"}),
             "flag --metrics_log_formatter is not supported by ringcable yet");
@@ -706,7 +721,9 @@ TEST(ConfigDescribe, OneLinePerSettingSecretsRedacted) {
   EXPECT_THAT(d, Not(HasSubstr("s3cr3t")));
   EXPECT_THAT(d, Not(HasSubstr(kBroadcastKeyForS3cr3t)));
   EXPECT_THAT(d, HasSubstr("jwt_secret: (set)\n"));  // falls back to --secret
-  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 65);
+  EXPECT_EQ(std::count(d.begin(), d.end(), '\n'), 67);
+  EXPECT_THAT(d, HasSubstr("enable_ws_compression: false\n"));
+  EXPECT_THAT(d, HasSubstr("ssl_cert: (none)\n"));
   EXPECT_THAT(d, HasSubstr("http_rpc_secret: (set)\n"));  // derived from --secret
   // Broker URLs keep their shape but never their passwords.
   const std::string d2 = Describe(MustParse(
@@ -1184,6 +1201,15 @@ TEST(ConfigToml, EveryAnycableKeyIsAccepted) {
     ++checked;
   }
   EXPECT_GT(checked, 100);
+}
+
+TEST(ConfigToml, TlsAndCompressionKeys) {
+  const Config c = FromFile(
+      "[server]\nssl.cert_path = \"/c.pem\"\nssl.key_path = \"/k.pem\"\n"
+      "[ws]\nenable_compression = true\n");
+  EXPECT_EQ(c.ssl_cert, "/c.pem");
+  EXPECT_EQ(c.ssl_key, "/k.pem");
+  EXPECT_TRUE(c.enable_ws_compression);
 }
 
 TEST(ConfigToml, AnycableKeysReachTheirSettings) {

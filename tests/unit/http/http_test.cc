@@ -470,5 +470,26 @@ TEST(Url, RequestUrl) {
   EXPECT_EQ(RequestUrl(no_host, false), "http:///cable");
 }
 
+TEST(HttpUpgrade, PermessageDeflateOfferAndAnswer) {
+  auto offers = [](const std::string& head) {
+    std::string buf = "GET /cable HTTP/1.1\r\nHost: x\r\n" + head + "\r\n";
+    Request req;
+    ParseError err;
+    EXPECT_EQ(ParseRequestHead(buf, 8192, &req, &err), ParseStatus::kComplete);
+    return OffersPermessageDeflate(req);
+  };
+  EXPECT_TRUE(offers("Sec-WebSocket-Extensions: permessage-deflate\r\n"));
+  EXPECT_TRUE(offers("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+  EXPECT_TRUE(offers("Sec-WebSocket-Extensions: x-foo; a=1, permessage-deflate ;x\r\n"));
+  EXPECT_TRUE(offers(
+      "Sec-WebSocket-Extensions: x-foo\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"));
+  EXPECT_FALSE(offers(""));
+  EXPECT_FALSE(offers("Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n"));
+  EXPECT_FALSE(offers("Sec-WebSocket-Extensions: permessage-deflatex\r\n"));
+  std::string r = BuildUpgradeResponse("k", std::nullopt, "v", "permessage-deflate; a");
+  EXPECT_NE(r.find("\r\nSec-WebSocket-Extensions: permessage-deflate; a\r\n"), std::string::npos);
+  EXPECT_EQ(BuildUpgradeResponse("k", std::nullopt, "v").find("Extensions"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cable::http

@@ -21,6 +21,7 @@
 #include "hub/frame.h"
 #include "hub/local_index.h"
 #include "hub/message.h"
+#include "ws/deflate.h"
 
 namespace cable::hub {
 namespace {
@@ -756,6 +757,75 @@ TEST(LocalIndexTest, ManySubscriptionsOneStreamRemovedInRandomOrder) {
   EXPECT_EQ(index.Find("big"), nullptr);
   ASSERT_NO_FATAL_FAILURE(CheckConsistent(index, subs, model));
   EXPECT_EQ(index.Find("other")->entries.size(), static_cast<size_t>(kSubs / 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// permessage-deflate: one shared compressed frame per (message, identifier)
+
+namespace deflate_test {
+// Inflates a raw-deflate payload (RFC 7692: the 00 00 ff ff tail is added back).
+std::string InflateRfc7692(const std::string& compressed) {
+  std::string out;
+  EXPECT_EQ(ws::InflateMessage(compressed, 0, &out), ws::InflateResult::kOk);
+  return out;
+}
+}  // namespace deflate_test
+
+TEST_F(MessageTest, DeflatedFrameIsBuiltOnceAndInflatesToThePlainPayload) {
+  Message* m = Message::NewPublication("s", R"({"text":"hello hello hello hello"})", "", 1);
+  Frame* plain = m->FrameFor("A");
+  Frame* z = m->DeflatedFrameFor("A");
+  ASSERT_NE(z, nullptr);
+  EXPECT_TRUE(z->shared());
+  EXPECT_EQ(m->DeflatedFrameFor("A"), z);
+  EXPECT_EQ(m->deflate_builds(), 1);
+  const auto* b = reinterpret_cast<const uint8_t*>(z->data());
+  EXPECT_EQ(b[0], 0xc1) << "FIN + RSV1 + text";
+  size_t len = b[1] & 0x7f;
+  ASSERT_LT(len, 126u);
+  ASSERT_EQ(z->size(), 2 + len);
+  int opcode = -1;
+  std::string payload;
+  ASSERT_TRUE(DecodeServerFrame(plain, &opcode, &payload));
+  EXPECT_EQ(deflate_test::InflateRfc7692(std::string(z->data() + 2, len)), payload);
+  m->Release();
+  EXPECT_EQ(rec_.Count(plain), 1);
+  EXPECT_EQ(rec_.Count(z), 1);
+}
+
+TEST_F(MessageTest, DeflatedFrameWithoutPlainFrameFirstAndCacheOverflow) {
+  Message* m = Message::NewPublication("s", "1", "", 1);
+  for (int i = 0; i < 8; ++i) ASSERT_NE(m->DeflatedFrameFor("id" + std::to_string(i)), nullptr);
+  EXPECT_EQ(m->DeflatedFrameFor("id8"), nullptr) << "cache full: the caller sends the plain frame";
+  EXPECT_EQ(m->deflate_builds(), 8);
+  m->Release();
+}
+
+TEST_F(MessageTest, ConcurrentDeflatedFrameForAgreesOnOneFrame) {
+  constexpr int kThreads = 6;
+  const std::string json = "{\"text\":\"" + std::string(5000, 'z') + "\"}";
+  for (int round = 0; round < 100; ++round) {
+    rec_.Reset();
+    Message* m = Message::NewPublication("s", json, "", kThreads);
+    std::vector<Frame*> got(kThreads, nullptr);
+    std::barrier sync(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        sync.arrive_and_wait();
+        got[t] = m->DeflatedFrameFor("same");
+        got[t]->Acquire(t);
+        EXPECT_EQ(static_cast<uint8_t>(got[t]->data()[0]), 0xc1);
+        got[t]->Release(t);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int t = 1; t < kThreads; ++t) ASSERT_EQ(got[t], got[0]) << "round " << round;
+    EXPECT_GE(m->deflate_builds(), 1);
+    EXPECT_LE(m->deflate_builds(), kThreads);
+    for (int t = 0; t < kThreads; ++t) m->Release();
+    EXPECT_EQ(rec_.Count(got[0]), 1) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/reader.h"
 
@@ -485,6 +486,105 @@ TEST(Reader, PongsBeforeErrorAreKeptWhenInEarlierFeed) {
             "\x8a\x01"
             "1" +
                 CloseCodeFrame(1007));
+}
+
+// ---------------------------------------------------------------------------------------------
+// permessage-deflate
+
+Outcome FeedDeflate(const std::string& input, size_t limit = kLimit, bool bytewise = false) {
+  FrameReader reader;
+  reader.set_deflate(true);
+  Recorder rec;
+  if (bytewise) {
+    for (char c : input) reader.Feed(std::string_view(&c, 1), limit, rec);
+  } else {
+    reader.Feed(input, limit, rec);
+  }
+  return {rec.events, rec.control, reader.finished(), reader.idle()};
+}
+
+std::string Compressed(const std::string& text) {
+  std::string z;
+  DeflateMessage(text, &z);
+  return z;
+}
+
+TEST(Deflate, RoundTripAndTailRemoved) {
+  for (const std::string& in : {std::string(), std::string("a"), std::string(100000, 'q'),
+                                std::string("{\"text\":\"h\u00e9llo\"}")}) {
+    std::string z = Compressed(in);
+    ASSERT_FALSE(z.size() >= 4 && z.compare(z.size() - 4, 4, std::string("\0\0\xff\xff", 4)) == 0);
+    std::string out;
+    EXPECT_EQ(InflateMessage(z, 0, &out), InflateResult::kOk);
+    EXPECT_EQ(out, in);
+  }
+}
+
+TEST(Deflate, InflateIsBoundedAndRejectsGarbage) {
+  std::string bomb = Compressed(std::string(10 << 20, '0'));
+  EXPECT_LT(bomb.size(), 65536u);  // level 1: ~45 KB, under the wire limit
+  std::string out;
+  EXPECT_EQ(InflateMessage(bomb, 65536, &out), InflateResult::kTooBig);
+  EXPECT_LE(out.size(), 65536u);
+  EXPECT_EQ(InflateMessage(Compressed(std::string(65536, 'x')), 65536, &out), InflateResult::kOk);
+  EXPECT_EQ(out.size(), 65536u);
+  EXPECT_EQ(InflateMessage(Compressed(std::string(65537, 'x')), 65536, &out),
+            InflateResult::kTooBig);
+  EXPECT_EQ(InflateMessage(std::string("\xff\xff\xff\xff", 4), 0, &out), InflateResult::kCorrupt);
+}
+
+TEST(Deflate, BuildDeflatedFrameSetsRsv1) {
+  std::string f = BuildDeflatedFrame(Opcode::kText, "hello");
+  EXPECT_EQ(static_cast<uint8_t>(f[0]), 0xc1);
+  std::string out;
+  EXPECT_EQ(InflateMessage(f.substr(2), 0, &out), InflateResult::kOk);
+  EXPECT_EQ(out, "hello");
+}
+
+TEST(ReaderDeflate, CompressedTextIsInflated) {
+  std::string msg = "{\"command\":\"subscribe\",\"identifier\":\"x\"}";
+  std::string frame = Encode({.opcode = 1, .payload = Compressed(msg), .rsv = 4});
+  for (bool bytewise : {false, true}) {
+    Outcome o = FeedDeflate(frame + Text("plain"), kLimit, bytewise);
+    EXPECT_THAT(o.events, ElementsAre("text:" + msg, "text:plain"));
+    EXPECT_TRUE(o.idle);
+  }
+  // Fragmented: RSV1 on the first frame only.
+  std::string z = Compressed(msg);
+  Outcome o = FeedDeflate(Encode({.opcode = 1, .payload = z.substr(0, 5), .fin = false, .rsv = 4}) +
+                          Cont(z.substr(5), true));
+  EXPECT_THAT(o.events, ElementsAre("text:" + msg));
+}
+
+TEST(ReaderDeflate, Rsv1RulesAndLimits) {
+  std::string z = Compressed("hi");
+  // Not negotiated: RSV1 is a protocol error.
+  EXPECT_THAT(FeedWhole(Encode({.opcode = 1, .payload = z, .rsv = 4})).events,
+              ElementsAre("error:1002"));
+  // On a continuation or a control frame, or RSV2: protocol error.
+  EXPECT_THAT(
+      FeedDeflate(Text("a", false) + Encode({.opcode = 0, .payload = "b", .rsv = 4})).events,
+      ElementsAre("error:1002"));
+  EXPECT_THAT(FeedDeflate(Encode({.opcode = 9, .payload = "", .rsv = 4})).events,
+              ElementsAre("error:1002"));
+  EXPECT_THAT(FeedDeflate(Encode({.opcode = 1, .payload = z, .rsv = 2})).events,
+              ElementsAre("error:1002"));
+  // Inflated beyond the limit: 1009 (the close frame as for a plain oversized message).
+  Outcome bomb =
+      FeedDeflate(Encode({.opcode = 1, .payload = Compressed(std::string(100000, 'a')), .rsv = 4}) +
+                  Text("never delivered"));
+  EXPECT_THAT(bomb.events, ElementsAre("error:1009"));
+  EXPECT_EQ(bomb.control, CloseCodeFrame(1009));
+  EXPECT_EQ(FeedWhole(Text(std::string(kLimit + 1, 'a'))).control, CloseCodeFrame(1009));
+  // Corrupt data and invalid UTF-8 once inflated: 1007. Binary is not UTF-8 checked.
+  EXPECT_THAT(FeedDeflate(Encode({.opcode = 1, .payload = "\xff\xff\xff", .rsv = 4})).events,
+              ElementsAre("error:1007"));
+  EXPECT_THAT(
+      FeedDeflate(Encode({.opcode = 1, .payload = Compressed("\xc3\x28"), .rsv = 4})).events,
+      ElementsAre("error:1007"));
+  EXPECT_THAT(
+      FeedDeflate(Encode({.opcode = 2, .payload = Compressed("\xc3\x28"), .rsv = 4})).events,
+      ElementsAre("binary:\xc3\x28"));
 }
 
 }  // namespace

@@ -1,0 +1,270 @@
+// TLS listener (--ssl_cert / --ssl_key): wss:// and https:// on the main port through the real
+// binary, connections that fail the handshake, and the startup errors for bad certificates.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "test_support.h"
+#include "tests/integration/tls/tls_util.h"
+
+namespace cable::ittls {
+namespace {
+
+using namespace std::chrono_literals;
+using cable::test::HttpRequest;
+using cable::test::HttpsRequest;
+using cable::test::ServerProcess;
+using cable::test::WsClient;
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(certs_.ok()) << certs_.error(); }
+  // A clean exit (0) on SIGTERM, and no sanitizer report in its log (ASan/UBSan builds).
+  void TearDown() override {
+    if (!server_.running()) return;
+    EXPECT_EQ(server_.Stop(), 0) << server_.Log();
+    std::string log = server_.Log();
+    EXPECT_EQ(log.find("Sanitizer"), std::string::npos) << log;
+    EXPECT_EQ(log.find("runtime error"), std::string::npos) << log;
+  }
+
+  void StartServer(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = PublicArgs();
+    args.insert(args.end(), {"--ssl_cert", certs_.cert(), "--ssl_key", certs_.key()});
+    args.insert(args.end(), extra.begin(), extra.end());
+    server_.set_tls(true);
+    ASSERT_TRUE(server_.Start(args)) << server_.Log();
+  }
+
+  // A wss:// client subscribed to `stream` (welcome and confirmation consumed).
+  std::unique_ptr<WsClient> Subscriber(const std::string& stream) {
+    auto c = std::make_unique<WsClient>();
+    c->set_tls(true);
+    EXPECT_EQ(c->Connect(server_.port()), 101);
+    EXPECT_TRUE(c->WaitFor("welcome").has_value());
+    EXPECT_TRUE(c->SendText(SubscribeCommand(PubsubId(stream))));
+    EXPECT_TRUE(c->WaitFor("confirm_subscription").has_value());
+    return c;
+  }
+
+  int Broadcast(const std::string& body) {
+    return HttpsRequest(server_.port(), "POST", "/_broadcast",
+                        {{"Authorization", std::string("Bearer ") + kBroadcastKey}}, body)
+        .status;
+  }
+
+  long long TlsErrors() {
+    auto r = HttpsRequest(server_.port(), "GET", "/metrics");
+    EXPECT_EQ(r.status, 200);
+    return SumSeries(r.body, "ringcable_worker_tls_errors_total");
+  }
+
+  CertDir certs_;
+  ServerProcess server_;
+};
+
+TEST_F(TlsTest, WssSubscribeAndHttpsBroadcast) {
+  StartServer();
+  EXPECT_EQ(HttpsRequest(server_.port(), "GET", "/health").status, 200);
+  auto client = Subscriber("tls_chat");
+  ASSERT_EQ(Broadcast(Publication("tls_chat", "{\"text\":\"hello over tls\"}")), 201);
+  auto frame = client->NextMessage(10s);
+  EXPECT_EQ(frame.opcode, 1);
+  EXPECT_EQ(frame.payload, Delivered(PubsubId("tls_chat"), "{\"text\":\"hello over tls\"}"));
+  EXPECT_EQ(TlsErrors(), 0);
+}
+
+TEST_F(TlsTest, LargeFramesBothWays) {
+  // Several TLS records per frame, queued behind each other, in both directions.
+  StartServer({"--max_message_size", "1048576", "--streams_whisper"});
+  auto a = Subscriber("tls_big");
+  auto b = Subscriber("tls_big");
+  std::string big(200000, 'x');
+  for (size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
+  for (int i = 0; i < 3; ++i) {
+    std::string data = "{\"n\":" + std::to_string(i) + ",\"blob\":\"" + big + "\"}";
+    ASSERT_EQ(Broadcast(Publication("tls_big", data)), 201);
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::string data = "{\"n\":" + std::to_string(i) + ",\"blob\":\"" + big + "\"}";
+    EXPECT_EQ(a->NextMessage(10s).payload, Delivered(PubsubId("tls_big"), data)) << i;
+    EXPECT_EQ(b->NextMessage(10s).payload, Delivered(PubsubId("tls_big"), data)) << i;
+  }
+  // A 200 KB client message (a whisper, relayed to the other subscriber) arrives whole.
+  std::string whisper =
+      "{\"command\":\"whisper\",\"identifier\":" + cable::test::JsonString(PubsubId("tls_big")) +
+      ",\"data\":" + cable::test::JsonString("{\"blob\":\"" + big + "\"}") + "}";
+  ASSERT_TRUE(a->SendText(whisper));
+  auto got = b->NextMessage(10s);
+  EXPECT_NE(got.payload.find(big), std::string::npos);
+}
+
+// The first bytes of a real ClientHello (from an OpenSSL client writing into a memory BIO).
+std::string PartialClientHello() {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  BIO* rbio = BIO_new(BIO_s_mem());
+  BIO* wbio = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, rbio, wbio);
+  SSL_set_connect_state(ssl);
+  SSL_do_handshake(ssl);  // writes the ClientHello, then wants to read
+  char buf[4096];
+  int n = BIO_read(wbio, buf, sizeof(buf));
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  return n > 20 ? std::string(buf, static_cast<size_t>(n / 2)) : std::string();
+}
+
+// Opens a raw TCP connection, sends bytes, half-closes when asked, and reports whether the server
+// closed the connection.
+bool SendAndExpectClose(int port, const std::string& bytes, bool half_close) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return false;
+  }
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  if (half_close) shutdown(fd, SHUT_WR);
+  // Bounded: read until EOF / reset or 10 s.
+  bool closed = false;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    timeval tv{0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char tmp[4096];
+    ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      closed = true;
+      break;
+    }
+  }
+  close(fd);
+  return closed;
+}
+
+TEST_F(TlsTest, FailedHandshakesAreClosedAndCountedWithoutHurtingOthers) {
+  StartServer();
+  auto client = Subscriber("tls_survivor");
+  ASSERT_EQ(TlsErrors(), 0);
+
+  // Plain HTTP to the TLS port.
+  EXPECT_EQ(HttpRequest(server_.port(), "GET", "/health").status, 0);
+  // Garbage.
+  EXPECT_TRUE(SendAndExpectClose(server_.port(), std::string(300, '\x17') + "garbage", false));
+  // A truncated ClientHello, then the client gives up (FIN).
+  std::string partial = PartialClientHello();
+  ASSERT_FALSE(partial.empty());
+  EXPECT_TRUE(SendAndExpectClose(server_.port(), partial, true));
+  // A connection that sends nothing and leaves is not a TLS error.
+  EXPECT_TRUE(SendAndExpectClose(server_.port(), "", true));
+  EXPECT_EQ(TlsErrors(), 3);
+
+  // The established wss client is unaffected.
+  ASSERT_EQ(Broadcast(Publication("tls_survivor", "{\"still\":\"here\"}")), 201);
+  EXPECT_EQ(client->NextMessage(10s).payload,
+            Delivered(PubsubId("tls_survivor"), "{\"still\":\"here\"}"));
+  // And new ones still handshake.
+  auto late = Subscriber("tls_survivor");
+  ASSERT_EQ(Broadcast(Publication("tls_survivor", "{\"n\":2}")), 201);
+  EXPECT_EQ(late->NextMessage(10s).payload, Delivered(PubsubId("tls_survivor"), "{\"n\":2}"));
+  EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_survivor"), "{\"n\":2}"));
+}
+
+TEST_F(TlsTest, SeparateBroadcastPortStaysPlain) {
+  // Only the main listener speaks TLS (as anycable-go: "servers sharing the port").
+  int bport = cable::test::FreePort();
+  StartServer({"--http_broadcast_port", std::to_string(bport)});
+  auto client = Subscriber("tls_plain_port");
+  auto r = HttpRequest(bport, "POST", "/_broadcast",
+                       {{"Authorization", std::string("Bearer ") + kBroadcastKey}},
+                       Publication("tls_plain_port", "{\"ok\":1}"));
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_plain_port"), "{\"ok\":1}"));
+}
+
+class TlsStartupTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(certs_.ok()) << certs_.error(); }
+  cable::test::RunResult Run(const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {cable::test::BinaryPath(),
+                                     "--host",
+                                     "127.0.0.1",
+                                     "--port",
+                                     std::to_string(cable::test::FreePort()),
+                                     "--public"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return cable::test::RunCommand(argv, 20s);
+  }
+  CertDir certs_;
+};
+
+TEST_F(TlsStartupTest, MissingFile) {
+  auto r = Run({"--ssl_cert", certs_.path("nope.pem"), "--ssl_key", certs_.key()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: cannot read --ssl_cert " + certs_.path("nope.pem") +
+                          ": No such file or directory\n");
+  r = Run({"--ssl_cert", certs_.cert(), "--ssl_key", certs_.path("nokey.pem")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: cannot read --ssl_key " + certs_.path("nokey.pem") +
+                          ": No such file or directory\n");
+}
+
+TEST_F(TlsStartupTest, OnlyOneOfCertAndKey) {
+  auto r = Run({"--ssl_cert", certs_.cert()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: --ssl_cert and --ssl_key must be given together\n");
+}
+
+TEST_F(TlsStartupTest, KeyDoesNotMatchCertificate) {
+  auto r = Run({"--ssl_cert", certs_.cert(), "--ssl_key", certs_.other_key()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "ringcable: --ssl_key " + certs_.other_key() +
+                          " does not match the certificate in --ssl_cert " + certs_.cert() + "\n");
+}
+
+TEST_F(TlsStartupTest, NotPem) {
+  {
+    std::ofstream f(certs_.path("junk.pem"));
+    f << "this is not a certificate\n";
+  }
+  auto r = Run({"--ssl_cert", certs_.path("junk.pem"), "--ssl_key", certs_.key()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(
+      r.output.rfind("ringcable: cannot load --ssl_cert " + certs_.path("junk.pem") + ": ", 0), 0u)
+      << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  // A certificate given as the key.
+  r = Run({"--ssl_cert", certs_.cert(), "--ssl_key", certs_.cert()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output.rfind("ringcable: cannot load --ssl_key " + certs_.cert() + ": ", 0), 0u)
+      << r.output;
+}
+
+TEST_F(TlsStartupTest, EnvironmentNames) {
+  auto r = cable::test::RunCommand(
+      {cable::test::BinaryPath(), "--port", std::to_string(cable::test::FreePort()), "--public"},
+      20s, {{"ANYCABLE_SSL_CERT", certs_.cert()}, {"ANYCABLE_SSL_KEY", certs_.other_key()}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("does not match the certificate"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace cable::ittls
