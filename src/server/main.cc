@@ -157,11 +157,13 @@ int Main(int argc, char** argv) {
   if (!features.ok()) return Fail(features.error());
   shared.features = features.value();
 
-  // Block the shutdown signals in every thread; main collects them with sigwait.
+  // Block the shutdown signals (and SIGHUP: reload the TLS certificate) in every thread; main
+  // collects them with sigwait.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -294,7 +296,19 @@ int Main(int argc, char** argv) {
                     std::to_string(PortOf(main_addr)));
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (!shared.tls) {
+      LOG_INFO("received SIGHUP: nothing to reload (no --ssl_cert)");
+      continue;
+    }
+    auto failed = shared.tls->Reload(cfg.ssl_cert, cfg.ssl_key);
+    if (failed) {
+      LOG_ERROR("received SIGHUP: keeping the current TLS certificate: %s", failed->c_str());
+    } else {
+      LOG_INFO("received SIGHUP: reloaded the TLS certificate %s and key %s (new connections)",
+               cfg.ssl_cert.c_str(), cfg.ssl_key.c_str());
+    }
+  }
   LOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   metrics::SdNotify("STOPPING=1\nSTATUS=Shutting down");
   if (cfg.shutdown_delay_s > 0)
@@ -304,9 +318,11 @@ int Main(int argc, char** argv) {
   for (auto& w : shared.workers) w->RequestShutdown();
 
   // A second signal means "now".
-  std::thread second([signals]() mutable {
+  sigset_t stop_signals = signals;
+  sigdelset(&stop_signals, SIGHUP);  // a reload request during shutdown is not "now"
+  std::thread second([stop_signals]() mutable {
     int s2 = 0;
-    sigwait(&signals, &s2);
+    sigwait(&stop_signals, &s2);
     std::fprintf(stderr, "ringcable: second signal, exiting immediately\n");
     std::_Exit(1);
   });

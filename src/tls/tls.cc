@@ -90,7 +90,19 @@ cable::Result<std::unique_ptr<ServerContext>, std::string> ServerContext::Load(
   return out;
 }
 
-ServerContext::~ServerContext() { SSL_CTX_free(ctx_); }
+ServerContext::~ServerContext() {
+  SSL_CTX_free(ctx_.load());
+  for (SSL_CTX* old : retired_) SSL_CTX_free(old);
+}
+
+std::optional<std::string> ServerContext::Reload(const std::string& cert_path,
+                                                 const std::string& key_path) {
+  auto fresh = Load(cert_path, key_path);
+  if (!fresh.ok()) return fresh.error();
+  SSL_CTX* next = fresh.value()->ctx_.exchange(nullptr);
+  retired_.push_back(ctx_.exchange(next, std::memory_order_acq_rel));
+  return std::nullopt;
+}
 
 Session::Session(const ServerContext& ctx) {
   ssl_ = SSL_new(ctx.raw());

@@ -24,10 +24,13 @@
 // and would otherwise leak into the next connection's diagnosis).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -46,11 +49,19 @@ class ServerContext {
   ~ServerContext();
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
-  SSL_CTX* raw() const { return ctx_; }
+  // The context new connections use (workers call SSL_new on it).
+  SSL_CTX* raw() const { return ctx_.load(std::memory_order_acquire); }
+  // SIGHUP (main thread only): loads the files again, checked exactly as at startup. On success new
+  // connections get the new certificate; open connections keep theirs (each SSL object holds a
+  // reference on its SSL_CTX). The replaced context stays allocated until this object dies: a
+  // worker may be inside SSL_new on it right now, and reloads are rare. Returns the error line on
+  // failure (the current certificate stays).
+  std::optional<std::string> Reload(const std::string& cert_path, const std::string& key_path);
 
  private:
   explicit ServerContext(SSL_CTX* ctx) : ctx_(ctx) {}
-  SSL_CTX* ctx_;
+  std::atomic<SSL_CTX*> ctx_;
+  std::vector<SSL_CTX*> retired_;  // main thread only
 };
 
 class Session {

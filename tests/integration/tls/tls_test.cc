@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "test_support.h"
 #include "tests/integration/tls/tls_util.h"
@@ -81,6 +83,75 @@ TEST_F(TlsTest, WssSubscribeAndHttpsBroadcast) {
   EXPECT_EQ(frame.opcode, 1);
   EXPECT_EQ(frame.payload, Delivered(PubsubId("tls_chat"), "{\"text\":\"hello over tls\"}"));
   EXPECT_EQ(TlsErrors(), 0);
+}
+
+// The subject line of the certificate the server presents to a new connection (openssl s_client).
+std::string ServedSubject(int port) {
+  auto r =
+      cable::test::RunCommand({"openssl", "s_client", "-brief", "-connect",
+                               "127.0.0.1:" + std::to_string(port), "-servername", "localhost"},
+                              30s);
+  auto at = r.output.find("Peer certificate:");
+  return at == std::string::npos ? r.output : r.output.substr(at, r.output.find('\n', at) - at);
+}
+
+bool LogShows(ServerProcess& server, const std::string& text, size_t times) {
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string log = server.Log();
+    size_t n = 0;
+    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    if (n >= times) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// SIGHUP reloads --ssl_cert/--ssl_key (a renewed certificate at the same paths): new connections
+// get the new certificate, open ones keep going; a broken file keeps the current certificate.
+TEST_F(TlsTest, SighupReloadsTheCertificateWithoutDroppingConnections) {
+  StartServer();
+  auto before = Subscriber("renewal");
+  EXPECT_NE(ServedSubject(server_.port()).find("CN = localhost"), std::string::npos)
+      << ServedSubject(server_.port());
+  auto made =
+      cable::test::RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                               "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", certs_.key(),
+                               "-out", certs_.cert(), "-days", "2", "-subj", "/CN=renewed"},
+                              60s);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  ASSERT_EQ(kill(server_.pid(), SIGHUP), 0);
+  ASSERT_TRUE(LogShows(server_, "reloaded the TLS certificate", 1)) << server_.Log();
+  EXPECT_NE(ServedSubject(server_.port()).find("CN = renewed"), std::string::npos)
+      << ServedSubject(server_.port());
+  ASSERT_EQ(Broadcast(Publication("renewal", "{\"n\":1}")), 201);
+  EXPECT_EQ(before->NextMessage(10s).payload, Delivered(PubsubId("renewal"), "{\"n\":1}"))
+      << "a connection from before the reload keeps working";
+
+  {
+    std::ofstream broken(certs_.cert(), std::ios::trunc);
+    broken << "not a certificate\n";
+  }
+  ASSERT_EQ(kill(server_.pid(), SIGHUP), 0);
+  ASSERT_TRUE(LogShows(server_, "keeping the current TLS certificate: cannot load --ssl_cert", 1))
+      << server_.Log();
+  EXPECT_NE(ServedSubject(server_.port()).find("CN = renewed"), std::string::npos);
+  auto after = Subscriber("renewal");
+  ASSERT_EQ(Broadcast(Publication("renewal", "{\"n\":2}")), 201);
+  EXPECT_EQ(before->NextMessage(10s).payload, Delivered(PubsubId("renewal"), "{\"n\":2}"));
+  EXPECT_EQ(after->NextMessage(10s).payload, Delivered(PubsubId("renewal"), "{\"n\":2}"));
+  EXPECT_EQ(TlsErrors(), 0);
+}
+
+// Without TLS there is nothing to reload: SIGHUP is logged and the server keeps serving (before,
+// SIGHUP's default action would have killed it).
+TEST_F(TlsTest, SighupWithoutTlsIsHarmless) {
+  ASSERT_TRUE(server_.Start(PublicArgs())) << server_.Log();
+  ASSERT_EQ(kill(server_.pid(), SIGHUP), 0);
+  ASSERT_TRUE(LogShows(server_, "received SIGHUP: nothing to reload (no --ssl_cert)", 1))
+      << server_.Log();
+  EXPECT_TRUE(server_.running());
+  EXPECT_EQ(HttpRequest(server_.port(), "GET", "/health").status, 200);
 }
 
 TEST_F(TlsTest, LargeFramesBothWays) {
