@@ -292,8 +292,9 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
   c.state = ConnState::kHttp;
   c.on_broadcast_port = listener == 1;
   c.http = std::make_unique<HttpState>();
-  // TLS state only for connections on a TLS listener (the main one with --ssl_cert/--ssl_key).
-  if (listener == 0 && shared_.tls) {
+  // TLS state only for connections on a TLS listener: with --ssl_cert/--ssl_key, the main one and
+  // a separate HTTP broadcast port (the metrics port is served by its own thread, plain).
+  if ((listener == 0 || listener == 1) && shared_.tls) {
     c.tls = std::make_unique<ConnTls>(*shared_.tls);
     if (!c.tls->session.ok()) {
       LOG_WARN("tls: cannot allocate a session; closing the connection");

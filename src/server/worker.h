@@ -152,7 +152,7 @@ struct Conn {
   uint64_t pending_bytes = 0;
   std::unique_ptr<HttpState> http;
   std::unique_ptr<Session> session;
-  std::unique_ptr<ConnTls> tls;  // main listener with --ssl_cert/--ssl_key only
+  std::unique_ptr<ConnTls> tls;  // main and broadcast listeners with --ssl_cert/--ssl_key only
 };
 
 struct InboxItem {

@@ -1,4 +1,5 @@
-// TLS for the main listener (--ssl_cert / --ssl_key): wss:// and https:// on the io_uring path.
+// TLS for the main and HTTP broadcast listeners (--ssl_cert / --ssl_key): wss:// and https:// on
+// the io_uring path.
 //
 // OpenSSL never touches a socket here. Each TLS connection's SSL object reads ciphertext from a
 // memory BIO the worker fills with what io_uring received (Feed) and writes ciphertext into a
@@ -12,7 +13,7 @@
 //   It outlives every worker.
 // - Session: one per TLS connection, owned by that connection (server::Conn::tls) and used only by
 //   the worker thread that owns the connection; freed with the connection. Plain connections (and
-//   the separate broadcast port) have none, so they pay 8 bytes (a null pointer) for TLS.
+//   the separate metrics port's) have none, so they pay 8 bytes (a null pointer) for TLS.
 //
 // Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty, and
 // Trim() swaps a drained memory BIO for a fresh, empty one, so an idle TLS connection keeps the SSL

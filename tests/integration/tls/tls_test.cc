@@ -259,16 +259,35 @@ TEST_F(TlsTest, FailedHandshakesAreClosedAndCountedWithoutHurtingOthers) {
   EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_survivor"), "{\"n\":2}"));
 }
 
-TEST_F(TlsTest, SeparateBroadcastPortStaysPlain) {
-  // Only the main listener speaks TLS (as anycable-go: "servers sharing the port").
+TEST_F(TlsTest, SeparateBroadcastPortSpeaksTlsToo) {
+  // With a certificate the HTTP broadcast port is https:// as well (anycable-go 1.4.7+ serves both
+  // over TLS); plain HTTP to it is a failed handshake, counted like one on the main port.
   int bport = cable::test::FreePort();
   StartServer({"--http_broadcast_port", std::to_string(bport)});
-  auto client = Subscriber("tls_plain_port");
-  auto r = HttpRequest(bport, "POST", "/_broadcast",
-                       {{"Authorization", std::string("Bearer ") + kBroadcastKey}},
-                       Publication("tls_plain_port", "{\"ok\":1}"));
+  auto client = Subscriber("tls_broadcast_port");
+  auto r = HttpsRequest(bport, "POST", "/_broadcast",
+                        {{"Authorization", std::string("Bearer ") + kBroadcastKey}},
+                        Publication("tls_broadcast_port", "{\"ok\":1}"));
   ASSERT_EQ(r.status, 201);
-  EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_plain_port"), "{\"ok\":1}"));
+  EXPECT_EQ(client->NextMessage(10s).payload,
+            Delivered(PubsubId("tls_broadcast_port"), "{\"ok\":1}"));
+  auto plain = HttpRequest(bport, "POST", "/_broadcast",
+                           {{"Authorization", std::string("Bearer ") + kBroadcastKey}},
+                           Publication("tls_broadcast_port", "{\"ok\":2}"));
+  EXPECT_NE(plain.status, 201) << "plain HTTP must not reach the broadcast handler";
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (TlsErrors() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(TlsErrors(), 1);
+  ASSERT_EQ(HttpsRequest(bport, "POST", "/_broadcast",
+                         {{"Authorization", std::string("Bearer ") + kBroadcastKey}},
+                         Publication("tls_broadcast_port", "{\"ok\":3}"))
+                .status,
+            201);
+  EXPECT_EQ(client->NextMessage(10s).payload,
+            Delivered(PubsubId("tls_broadcast_port"), "{\"ok\":3}"))
+      << "the plain request delivered nothing";
 }
 
 class TlsStartupTest : public ::testing::Test {
