@@ -91,6 +91,7 @@ Frame* Message::DeflatedFrameFor(const std::string& identifier, bool ext) {
   if (!e) return nullptr;
   Frame* d = e->deflated.load(std::memory_order_acquire);
   if (d) return d;
+  if (e->deflate_not_smaller.load(std::memory_order_acquire)) return e->frame;
   // Compress the plain frame's payload (skip its header): the JSON is serialized once either way.
   const Frame* plain = e->frame;
   const auto* p = reinterpret_cast<const uint8_t*>(plain->data());
@@ -98,13 +99,19 @@ Frame* Message::DeflatedFrameFor(const std::string& identifier, bool ext) {
   size_t hlen = len7 == 126 ? 4 : (len7 == 127 ? 10 : 2);
   std::string compressed;
   ws::DeflateMessage(std::string_view(plain->data() + hlen, plain->size() - hlen), &compressed);
+  deflate_builds_.fetch_add(1, std::memory_order_relaxed);
+  if (compressed.size() >= plain->size() - hlen) {
+    // Compression does not pay (short messages): RFC 7692 lets this message go uncompressed, so
+    // every compressing subscriber gets the shared plain frame.
+    e->deflate_not_smaller.store(true, std::memory_order_release);
+    return e->frame;
+  }
   uint8_t header[ws::kMaxHeaderSize];
   size_t dh = ws::WriteFrameHeader(header, ws::Opcode::kText, compressed.size());
   header[0] |= 0x40;  // RSV1: compressed message
   Frame* mine = Frame::NewShared(dh + compressed.size(), workers_);
   std::memcpy(mine->data(), header, dh);
   std::memcpy(mine->data() + dh, compressed.data(), compressed.size());
-  deflate_builds_.fetch_add(1, std::memory_order_relaxed);
   if (e->deflated.compare_exchange_strong(d, mine, std::memory_order_acq_rel,
                                           std::memory_order_acquire)) {
     return mine;

@@ -71,7 +71,8 @@ class Message {
   // Builds a frame for this message and identifier, not cached (a local frame of the caller).
   Frame* BuildLocalFrame(const std::string& identifier, bool ext = false) const;
   // The shared permessage-deflate frame (RSV1, no context takeover) of FrameFor(identifier, ext),
-  // built once per (message, identifier, variant) process-wide. nullptr when the cache is full:
+  // built once per (message, identifier, variant) process-wide; the plain shared frame itself
+  // when compressing does not make the payload smaller. nullptr when the cache is full:
   // the caller then sends the plain frame (an uncompressed message is valid on a compressing
   // connection).
   Frame* DeflatedFrameFor(const std::string& identifier, bool ext = false);
@@ -86,7 +87,8 @@ class Message {
     std::string identifier;
     bool ext;
     Frame* frame;
-    std::atomic<Frame*> deflated{nullptr};  // installed once, released with the message
+    std::atomic<Frame*> deflated{nullptr};         // installed once, released with the message
+    std::atomic<bool> deflate_not_smaller{false};  // compressed ≥ plain: send `frame` instead
   };
   CacheEntry* EntryFor(const std::string& identifier, bool ext);
   Message() = default;

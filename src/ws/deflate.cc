@@ -76,11 +76,14 @@ void DeflateMessage(std::string_view payload, std::string* out) {
 std::string BuildDeflatedFrame(Opcode op, std::string_view payload) {
   std::string compressed;
   DeflateMessage(payload, &compressed);
+  // RFC 7692 lets any message go uncompressed: short ones usually grow when deflated.
+  const bool smaller = compressed.size() < payload.size();
+  std::string_view body = smaller ? std::string_view(compressed) : payload;
   uint8_t header[kMaxHeaderSize];
-  size_t hlen = WriteFrameHeader(header, op, compressed.size());
-  header[0] |= 0x40;  // RSV1: this message is compressed
+  size_t hlen = WriteFrameHeader(header, op, body.size());
+  if (smaller) header[0] |= 0x40;  // RSV1: this message is compressed
   std::string frame(reinterpret_cast<const char*>(header), hlen);
-  frame += compressed;
+  frame += body;
   return frame;
 }
 

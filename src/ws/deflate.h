@@ -26,7 +26,8 @@ inline constexpr std::string_view kPermessageDeflateResponse =
 // (RFC 7692 §7.2.1). Appends to *out.
 void DeflateMessage(std::string_view payload, std::string* out);
 
-// A complete FIN frame with RSV1 set and the deflated payload (header + compressed bytes).
+// A complete FIN frame: RSV1 set and the deflated payload when that is smaller than `payload`,
+// otherwise the plain frame (RFC 7692 allows uncompressed messages on a compressing connection).
 std::string BuildDeflatedFrame(Opcode op, std::string_view payload);
 
 enum class InflateResult { kOk, kTooBig, kCorrupt };

@@ -793,6 +793,19 @@ TEST_F(MessageTest, DeflatedFrameIsBuiltOnceAndInflatesToThePlainPayload) {
   EXPECT_EQ(rec_.Count(z), 1);
 }
 
+TEST_F(MessageTest, DeflatedFrameOfAShortMessageIsThePlainSharedFrame) {
+  // {"identifier":"A","message":1}: deflate cannot shrink it, so compressing subscribers get the
+  // plain shared frame (RFC 7692 allows uncompressed messages), and it is not compressed again.
+  Message* m = Message::NewPublication("s", "1", "", 1);
+  Frame* plain = m->FrameFor("A");
+  EXPECT_EQ(m->DeflatedFrameFor("A"), plain);
+  EXPECT_EQ(m->DeflatedFrameFor("A"), plain);
+  EXPECT_EQ(m->deflate_builds(), 1);
+  EXPECT_EQ(static_cast<uint8_t>(plain->data()[0]), 0x81);
+  m->Release();
+  EXPECT_EQ(rec_.Count(plain), 1);
+}
+
 TEST_F(MessageTest, DeflatedFrameWithoutPlainFrameFirstAndCacheOverflow) {
   Message* m = Message::NewPublication("s", "1", "", 1);
   for (int i = 0; i < 8; ++i) ASSERT_NE(m->DeflatedFrameFor("id" + std::to_string(i)), nullptr);

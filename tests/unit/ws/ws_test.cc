@@ -534,11 +534,22 @@ TEST(Deflate, InflateIsBoundedAndRejectsGarbage) {
 }
 
 TEST(Deflate, BuildDeflatedFrameSetsRsv1) {
-  std::string f = BuildDeflatedFrame(Opcode::kText, "hello");
+  const std::string text = "hello hello hello hello hello hello";
+  std::string f = BuildDeflatedFrame(Opcode::kText, text);
   EXPECT_EQ(static_cast<uint8_t>(f[0]), 0xc1);
+  ASSERT_LT(f.size() - 2, text.size());
   std::string out;
   EXPECT_EQ(InflateMessage(f.substr(2), 0, &out), InflateResult::kOk);
-  EXPECT_EQ(out, "hello");
+  EXPECT_EQ(out, text);
+}
+
+TEST(Deflate, MessagesThatDoNotShrinkGoUncompressed) {
+  std::string compressed;
+  DeflateMessage("hello", &compressed);
+  ASSERT_GE(compressed.size(), 5u) << "deflating five distinct bytes does not pay";
+  std::string f = BuildDeflatedFrame(Opcode::kText, "hello");
+  EXPECT_EQ(static_cast<uint8_t>(f[0]), 0x81) << "FIN + text, no RSV1";
+  EXPECT_EQ(f.substr(2), "hello");
 }
 
 TEST(ReaderDeflate, CompressedTextIsInflated) {
