@@ -259,6 +259,63 @@ TEST_F(TlsTest, FailedHandshakesAreClosedAndCountedWithoutHurtingOthers) {
   EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_survivor"), "{\"n\":2}"));
 }
 
+// A client that stops in the middle of its handshake (half a ClientHello, socket left open) is
+// dropped by --handshake_timeout like a slow HTTP request.
+TEST_F(TlsTest, StalledHandshakeIsDroppedByTheHandshakeTimeout) {
+  StartServer({"--handshake_timeout", "1"});
+  auto client = Subscriber("tls_stall");
+  std::string partial = PartialClientHello();
+  ASSERT_FALSE(partial.empty());
+  EXPECT_TRUE(SendAndExpectClose(server_.port(), partial, false))
+      << "the server must close a stalled handshake within the 10 s bound";
+  ASSERT_EQ(Broadcast(Publication("tls_stall", "{\"n\":1}")), 201);
+  EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_stall"), "{\"n\":1}"));
+}
+
+// A TLS client that ends its session with close_notify (and one that renegotiates-requests under
+// TLS 1.2, refused) gets a clean close; nothing else is disturbed.
+TEST_F(TlsTest, CloseNotifyAndRenegotiationEndOnlyThatConnection) {
+  StartServer();
+  auto client = Subscriber("tls_notify");
+  for (bool renegotiate : {false, true}) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_NE(ctx, nullptr);
+    if (renegotiate) SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ASSERT_EQ(SSL_connect(ssl), 1) << "renegotiate=" << renegotiate;
+    if (renegotiate) {
+      SSL_renegotiate(ssl);
+      SSL_do_handshake(ssl);  // sends the renegotiation ClientHello; the server refuses it
+    } else {
+      EXPECT_GE(SSL_shutdown(ssl), 0);  // close_notify
+    }
+    // Either way the server ends the connection: read until EOF or an error (bounded by
+    // SO_RCVTIMEO).
+    char buf[256];
+    int n = 0;
+    for (int i = 0; i < 100 && (n = SSL_read(ssl, buf, sizeof(buf))) > 0; ++i) {
+    }
+    EXPECT_LE(n, 0) << "renegotiate=" << renegotiate;
+    char raw;
+    EXPECT_LE(recv(fd, &raw, 1, 0), 0)
+        << "the server closed the socket, renegotiate=" << renegotiate;
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+  }
+  ASSERT_EQ(Broadcast(Publication("tls_notify", "{\"n\":1}")), 201);
+  EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_notify"), "{\"n\":1}"));
+}
+
 TEST_F(TlsTest, SeparateBroadcastPortSpeaksTlsToo) {
   // With a certificate the HTTP broadcast port is https:// as well (anycable-go 1.4.7+ serves both
   // over TLS); plain HTTP to it is a failed handshake, counted like one on the main port.
