@@ -1,9 +1,11 @@
-// The official AnyCable JS client (@anycable/core over `ws`) against ringcable's TLS listener
+// The official clients (@anycable/core and @rails/actioncable, over `ws`) against ringcable's TLS listener
 // (--ssl_cert/--ssl_key, wss:// with the certificate really verified: run.sh trusts the throwaway
 // CA through NODE_EXTRA_CA_CERTS) with permessage-deflate enabled (`ws` offers it by default), and
 // broadcasts over https:// to the same port.
+import './setup_globals.mjs'
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
+import ActionCable from '@rails/actioncable'
 import { createCable } from '@anycable/core'
 import { deferred, Inbox, LoggingWebSocket, transcript, withTranscript, WAIT_MS } from './helpers.mjs'
 
@@ -67,5 +69,36 @@ describe('@anycable/core over wss:// with permessage-deflate', { timeout: 120000
       const text = 'secure '.repeat(500)
       assert.equal(await httpsBroadcast({ stream: 'interop_tls', data: JSON.stringify({ text }) }), 201)
       assert.deepEqual(await messages.next('the https broadcast'), { text })
+    }))
+})
+
+describe('@rails/actioncable over wss://', { timeout: 120000 }, () => {
+  let consumer
+
+  after(() => {
+    consumer?.disconnect()
+  })
+
+  it('subscribes over TLS and receives an https:// broadcast', { timeout: TEST_TIMEOUT }, () =>
+    withTranscript(async () => {
+      assert.ok(TLS_PORT, 'RINGCABLE_INTEROP_TLS_PORT is not set; run through tests/interop/run.sh')
+      consumer = ActionCable.createConsumer(`wss://127.0.0.1:${TLS_PORT}/cable`)
+      const connected = deferred('"connected" callback over wss')
+      const received = new Inbox('received over wss')
+      consumer.subscriptions.create(
+        { channel: '$pubsub', stream_name: 'interop_tls_rails' },
+        {
+          connected() {
+            connected.resolve(true)
+          },
+          received(data) {
+            received.push(data)
+          }
+        }
+      )
+      await connected.promise
+      const text = 'rails over tls '.repeat(100)
+      assert.equal(await httpsBroadcast({ stream: 'interop_tls_rails', data: JSON.stringify({ text }) }), 201)
+      assert.deepEqual(await received.next('the https broadcast'), { text })
     }))
 })
