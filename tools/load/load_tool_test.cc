@@ -325,6 +325,8 @@ TEST(Upgrade, RequestCarriesSubprotocolAndKey) {
   EXPECT_NE(req.find("Sec-WebSocket-Protocol: actioncable-v1-json\r\n"), std::string::npos);
   EXPECT_NE(req.find("Sec-WebSocket-Key: KEY\r\n"), std::string::npos);
   EXPECT_EQ(req.substr(req.size() - 4), "\r\n\r\n");
+  std::string ext = UpgradeRequest("127.0.0.1:8080", "/cable", "KEY", false, true);
+  EXPECT_NE(ext.find("Sec-WebSocket-Protocol: actioncable-v1-ext-json\r\n"), std::string::npos);
 }
 
 TEST(Upgrade, ParsesResponse) {
@@ -472,16 +474,18 @@ std::string ErrorFor(std::vector<std::string> args) {
 }
 
 TEST(Options, WssAndCompression) {
-  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression"});
+  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression", "--ext"});
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_TRUE(r->tls);
   EXPECT_TRUE(r->compression);
+  EXPECT_TRUE(r->ext);
   EXPECT_EQ(r->url.port, 8443);
   EXPECT_EQ(r->url.path, "/cable?x=1");
   auto d = Parse({});
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE(d->tls);
   EXPECT_FALSE(d->compression);
+  EXPECT_FALSE(d->ext);
 }
 
 TEST(Options, Defaults) {

@@ -128,6 +128,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.compression = true;
       continue;
     }
+    if (arg == "--ext") {
+      o.ext = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -289,6 +293,8 @@ Usage: ringcable-load [options]
   --no-progress          no progress line on stderr
   --compression          offer permessage-deflate (RFC 7692, no context takeover) and inflate
                          compressed messages (measures the client side of --enable_ws_compression)
+  --ext                  ask for actioncable-v1-ext-json (sid in welcome; with --broker, frames carry
+                         stream_id/epoch/offset): measures the extended protocol's cost
   -h, --help             this text
 
 Output: a progress line on stderr every second, a table on stdout, then one line

@@ -44,6 +44,7 @@ struct Options {
   int server_pid = 0;
   double timeout = 60;
   bool progress = true;
+  bool ext = false;          // --ext: speak actioncable-v1-ext-json (broker offsets in frames)
   bool compression = false;  // --compression: offer permessage-deflate, inflate what comes back
   bool help = false;
 };

@@ -403,7 +403,7 @@ void Worker::OnEvent(int i, uint32_t events) {
       return;
     }
     std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression));
+    Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression, o_.ext));
     return;
   }
   if (c.state == State::kDone) return;
@@ -444,7 +444,7 @@ void Worker::OnReadable(int i) {
           continue;
         }
         std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-        Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression));
+        Send(i, UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression, o_.ext));
         if (c.state == State::kDone) return;
       }
       plain_.clear();

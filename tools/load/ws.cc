@@ -215,7 +215,7 @@ std::string WebSocketAccept(std::string_view key) {
 }
 
 std::string UpgradeRequest(std::string_view host_port, std::string_view path_and_query,
-                           std::string_view key, bool deflate) {
+                           std::string_view key, bool deflate, bool ext) {
   std::string r;
   r.reserve(256);
   r += "GET ";
@@ -224,7 +224,8 @@ std::string UpgradeRequest(std::string_view host_port, std::string_view path_and
   r += host_port;
   r += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
   r += key;
-  r += "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n";
+  r += "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ";
+  r += ext ? "actioncable-v1-ext-json\r\n" : "actioncable-v1-json\r\n";
   if (deflate) r += "Sec-WebSocket-Extensions: permessage-deflate\r\n";
   r += "\r\n";
   return r;

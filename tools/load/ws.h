@@ -77,9 +77,10 @@ void AppendClientFrame(std::string* out, Opcode opcode, std::string_view payload
 // base64(SHA-1(key + RFC 6455 GUID)).
 std::string WebSocketAccept(std::string_view key);
 
-// The GET request for an actioncable-v1-json upgrade (offering permessage-deflate when asked).
+// The GET request for an actioncable-v1-json upgrade (actioncable-v1-ext-json with `ext`; offering
+// permessage-deflate when asked).
 std::string UpgradeRequest(std::string_view host_port, std::string_view path_and_query,
-                           std::string_view key, bool deflate = false);
+                           std::string_view key, bool deflate = false, bool ext = false);
 
 enum class UpgradeError { kNotHttp, kStatus, kNoUpgrade, kBadAccept, kTooLong };
 
