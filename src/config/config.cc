@@ -626,8 +626,9 @@ const std::vector<FlagSpec>& Table() {
       {.name = "sessions_ttl", .kind = K::kInt, .default_value = "300", .supported = true,
        .help = "TTL of disconnected sessions (in seconds)",
        .apply = CFG_SET(sessions_ttl_s, AsInt(v)), .min = 0, .max = INT_MAX},
-      {.name = "presence_ttl", .kind = K::kInt, .default_value = "15",
-       .help = "TTL of presence records (in seconds)"},
+      {.name = "presence_ttl", .kind = K::kInt, .default_value = "15", .supported = true,
+       .help = "TTL of presence records (in seconds)",
+       .apply = CFG_SET(presence_ttl_s, AsInt(v)), .min = 0, .max = INT_MAX},
       // Broadcast goroutine pool size: ringcable's fan-out has its own sharding, so any value is
       // accepted and has no effect.
       {.name = "hub_gopool_size", .kind = K::kInt, .default_value = "16", .supported = true,
@@ -754,8 +755,9 @@ const std::vector<FlagSpec>& Table() {
       {.name = "streams_whisper", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Enable whispering for signed/public streams",
        .apply = CFG_SET(streams_whisper, v.b)},
-      {.name = "streams_presence", .kind = K::kBool, .default_value = "true",
-       .help = "Enable presence for signed/public streams"},
+      {.name = "streams_presence", .kind = K::kBool, .default_value = "true", .supported = true,
+       .help = "Enable presence for signed/public streams",
+       .apply = CFG_SET(streams_presence, v.b)},
       {.name = "turbo_streams", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Enable the Turbo Streams fast lane", .apply = CFG_SET(turbo_streams, v.b)},
       {.name = "turbo_streams_secret", .kind = K::kSecret, .default_value = "", .supported = true,

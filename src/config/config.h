@@ -65,6 +65,7 @@ struct Config {
   std::string streams_secret;   // --streams_secret, else --secret
   bool public_streams = false;  // --public_streams or --public
   bool streams_whisper = false;
+  bool streams_presence = true;      // $pubsub subscriptions get istate $p = stream (with a broker)
   bool turbo_streams = false;        // also enabled by the deprecated --turbo_rails_key
   std::string turbo_streams_secret;  // else the streams secret
   bool cable_ready = false;          // also enabled by the deprecated --cable_ready_key
@@ -118,6 +119,7 @@ struct Config {
   std::string broker;
   int history_limit = 100;   // messages kept per stream
   int history_ttl_s = 300;   // seconds a history entry is kept
+  int presence_ttl_s = 15;   // seconds a disconnected session keeps its presence
   int sessions_ttl_s = 300;  // seconds a disconnected ext session can be restored; 0 = never
 
   // embedded NATS (--embed_nats): a supervised nats-server child (src/enats). With it,

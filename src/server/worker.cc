@@ -623,6 +623,11 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
   if (c.session) {
     Session& s = *c.session;
     if (was_ws && s.authenticated) CommitSessionForRestore(c);
+    if (s.presence_joined && shared_.presence) {
+      // Its records stay for --presence_ttl: a restore within it keeps them without events.
+      shared_.presence->Disconnect(s.sid, static_cast<int64_t>(std::time(nullptr)));
+      s.presence_joined = false;
+    }
     for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
     if (s.inflight) {
       // A Connect is left to finish (its deadline bounds it): cancelling it would not undo the
