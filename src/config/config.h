@@ -48,8 +48,14 @@ struct Config {
   // else hex HMAC-SHA256(key=secret, msg="broadcast-cable") when secret is set. Empty = no auth
   // (also when --broadcast_key=none, which disables the derivation).
   std::string broadcast_key;
-  bool broadcast_key_derived = false;  // broadcast_key is HMAC(secret), not given explicitly
-  bool public_mode = false;            // --public (its effects are already folded in below)
+  bool broadcast_key_derived = false;
+  // REST API (/api/publish, /api/presence/<stream>/users) on the main port.
+  bool api_enabled = false;
+  int api_port = 0;  // 0 or the main port (a separate port is refused at startup)
+  std::string api_path = "/api";
+  std::string api_secret;           // --api_secret, else HMAC(secret, "api-cable"); empty = no auth
+  bool api_secret_derived = false;  // broadcast_key is HMAC(secret), not given explicitly
+  bool public_mode = false;         // --public (its effects are already folded in below)
   int shutdown_timeout_s = 30;
   int shutdown_delay_s = 0;
   std::string log_level = "info";   // debug|info|warn|error; --debug forces "debug"

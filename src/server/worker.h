@@ -264,7 +264,12 @@ class Worker : public rpc::CompletionSink,
   // http
   void OnHttpBytes(Conn& c, uint32_t slot);
   void HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req);
-  bool HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req);
+  // POST /_broadcast, and the REST API's POST <api_path>/publish (`key`: the bearer token, empty
+  // = no auth).
+  bool HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req,
+                              const std::string& key);
+  // REST API GET <api_path>/presence/<stream>/users (and 404s under <api_path>).
+  void HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req);
   void Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close);
 
   // Action Cable session

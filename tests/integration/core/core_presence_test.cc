@@ -1,8 +1,8 @@
 // Presence through the real binary (--broker memory, actioncable-v1-ext-json): the join / leave /
 // presence commands, events to the presence stream (istate "$p"), the info reply, error replies,
 // `presence` inside subscribe, RPC CommandResponse.presence, unsubscribe, --presence_ttl expiry,
-// session restore without leave/join flicker, and $pubsub streams (--streams_presence). Spec row
-// "Presence".
+// session restore without leave/join flicker, and $pubsub streams (--streams_presence). Spec rows
+// "Presence" and "REST API" (POST <api_path>/publish, GET <api_path>/presence/<stream>/users).
 #include "core_fixture.h"
 
 namespace cable::itcore {
@@ -318,6 +318,81 @@ TEST_F(PresenceTest, PubSubStreamsHavePresenceUnlessStreamsPresenceIsOff) {
   SubscribeConfirmed(a, id);
   ASSERT_TRUE(a.SendText(Join(id, "u1", "{}")));
   EXPECT_EQ(Next(a), Error(id));
+}
+
+// ---- REST API ----
+
+TEST_F(PresenceTest, RestApiIsOffWithoutSecretPublicModeOrApiPort) {
+  StartServer({"--broker", "memory"});
+  EXPECT_EQ(cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users").status,
+            404);
+  EXPECT_EQ(
+      cable::test::HttpRequest(server_.port(), "POST", "/api/publish", {}, Publication("room", "1"))
+          .status,
+      404);
+}
+
+TEST_F(PresenceTest, RestApiPublishesAndListsPresenceWithItsSecret) {
+  StartServer({"--broker", "memory", "--api_secret", "s3cret", "--api_path", "/rest"});
+  const int port = server_.port();
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer s3cret"}};
+  const std::string id = PresenceChannel("room/1");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, id);
+  ASSERT_TRUE(a.SendText(Join(id, "u1", R"({"n":1})")));
+  EXPECT_EQ(Next(a), Presence(id, R"({"type":"join","info":{"n":1},"id":"u1"})"));
+  // Presence of a stream (percent-decoded), as JSON.
+  auto r = cable::test::HttpRequest(port, "GET", "/rest/presence/room%2F1/users", auth);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  EXPECT_EQ(r.body, R"({"type":"info","total":1,"records":[{"info":{"n":1},"id":"u1"}]})");
+  r = cable::test::HttpRequest(port, "GET", "/rest/presence/empty/users", auth);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"type":"info","total":0})");
+  // Errors: no/bad token 401, not GET 422, other paths 404; the default prefix is not served.
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/rest/presence/room%2F1/users").status, 401);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/rest/presence/room%2F1/users",
+                                     {{"Authorization", "Bearer nope"}})
+                .status,
+            401);
+  EXPECT_EQ(cable::test::HttpRequest(port, "POST", "/rest/presence/room%2F1/users", auth).status,
+            422);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/rest/presence/users", auth).status, 404);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/rest/other", auth).status, 404);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/api/presence/room%2F1/users", auth).status,
+            404);
+  // Publish: the /_broadcast body and status codes.
+  EXPECT_EQ(cable::test::HttpRequest(port, "POST", "/rest/publish", {}, Publication("room/1", "1"))
+                .status,
+            401);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/rest/publish", auth).status, 422);
+  EXPECT_EQ(cable::test::HttpRequest(port, "POST", "/rest/publish", auth,
+                                     Publication("room/1", R"({"via":"api"})"))
+                .status,
+            201);
+  const std::string f = Next(a);
+  EXPECT_NE(f.find(R"("message":{"via":"api"})"), std::string::npos) << f;
+}
+
+TEST_F(PresenceTest, RestApiSecretIsDerivedFromSecretAndPresenceNeedsABroker) {
+  StartServer({"--secret", "k3y"});
+  const std::string derived = "100644c7b6c69cbd656ce0dd45e11f5d06a01dfabe1fc3ba4951626b18b4d59c";
+  EXPECT_EQ(cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users",
+                                     {{"Authorization", "Bearer " + derived}})
+                .status,
+            501);
+  EXPECT_EQ(cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users",
+                                     {{"Authorization", "Bearer k3y"}})
+                .status,
+            401);
+}
+
+TEST_F(PresenceTest, RestApiNeedsNoTokenInPublicMode) {
+  StartServer({"--public", "--broker", "memory"});
+  auto r = cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"type":"info","total":0})");
 }
 
 }  // namespace

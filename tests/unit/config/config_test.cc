@@ -540,7 +540,23 @@ TEST(ConfigUnsupported, SpotChecks) {
             7);
   EXPECT_EQ(ParseError({"--history_limit=0"}),
             "invalid value \"0\" for flag --history_limit: must be between 1 and 1000000");
-  EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
+  EXPECT_EQ(ParseError({"--api_port=8081"}),
+            "invalid value \"8081\" for flag --api_port: a separate REST API port is not "
+            "supported by ringcable yet (use 0 or the main port)");
+  {
+    // REST API: enabled as anycable-go enables it; the token is given or derived.
+    EXPECT_FALSE(MustParse({}).api_enabled);
+    const auto api = MustParse({"--api_port=8081", "--port=8081", "--api_path=/rest"});
+    EXPECT_TRUE(api.api_enabled);
+    EXPECT_EQ(api.api_path, "/rest");
+    EXPECT_EQ(api.api_secret, "");
+    EXPECT_TRUE(MustParse({"--public"}).api_enabled);
+    EXPECT_EQ(MustParse({"--api_secret=abc"}).api_secret, "abc");
+    const auto derived = MustParse({"--secret=k3y"});
+    EXPECT_TRUE(derived.api_enabled);
+    EXPECT_EQ(derived.api_secret,
+              "100644c7b6c69cbd656ce0dd45e11f5d06a01dfabe1fc3ba4951626b18b4d59c");
+  }
   EXPECT_EQ(ParseError({"--metrics_log_formatter=f.rb"}),
             "flag --metrics_log_formatter is not supported by ringcable yet");
   // TOML config (--config-path, --print-config) is covered end to end in tests/integration/ops.
