@@ -29,6 +29,9 @@ class PresenceTest : public CoreTest {
         res->mutable_presence()->set_id("rpc-42");
         res->mutable_presence()->set_info(R"({"name":"Rpc"})");
       }
+      if (req.command() == "message" && req.data().find("rpc_join_text") != std::string::npos) {
+        res->mutable_presence()->set_info("plain text");  // not JSON: sent as a JSON string
+      }
       if (req.command() == "message" && req.data().find("rpc_leave") != std::string::npos) {
         res->mutable_presence()->set_type("leave");
         res->mutable_presence()->set_id("rpc-42");
@@ -225,6 +228,13 @@ TEST_F(PresenceTest, RpcCommandResponsePresenceJoinsAndLeaves) {
   EXPECT_EQ(Next(a), Presence(id, R"({"type":"join","info":{"name":"Rpc"},"id":"rpc-42"})"));
   ASSERT_TRUE(a.Perform(id, R"({"action":"rpc_leave"})"));
   EXPECT_EQ(Next(a), Presence(id, R"({"type":"leave","id":"rpc-42"})"));
+  ASSERT_TRUE(a.Perform(id, R"({"action":"rpc_join_text"})"));
+  EXPECT_EQ(Next(a), Presence(id, R"({"type":"join","info":"plain text","id":"rpc-42"})"));
+  // RPC presence on a subscription without a presence stream: nothing happens.
+  const std::string plain = WsClient::Identifier("ChatChannel", {{"stream", "plain"}});
+  SubscribeConfirmed(a, plain);
+  ASSERT_TRUE(a.Perform(plain, R"({"action":"rpc_join"})"));
+  Barrier(a);
 }
 
 TEST_F(PresenceTest, UnsubscribeLeavesThePresenceStream) {
