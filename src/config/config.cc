@@ -626,8 +626,9 @@ const std::vector<FlagSpec>& Table() {
       {.name = "sessions_ttl", .kind = K::kInt, .default_value = "300", .supported = true,
        .help = "TTL of disconnected sessions (in seconds)",
        .apply = CFG_SET(sessions_ttl_s, AsInt(v)), .min = 0, .max = INT_MAX},
-      {.name = "presence_ttl", .kind = K::kInt, .default_value = "15",
-       .help = "TTL of presence records (in seconds)"},
+      {.name = "presence_ttl", .kind = K::kInt, .default_value = "15", .supported = true,
+       .help = "TTL of presence records (in seconds)",
+       .apply = CFG_SET(presence_ttl_s, AsInt(v)), .min = 0, .max = INT_MAX},
       // Broadcast goroutine pool size: ringcable's fan-out has its own sharding, so any value is
       // accepted and has no effect.
       {.name = "hub_gopool_size", .kind = K::kInt, .default_value = "16", .supported = true,
@@ -754,8 +755,9 @@ const std::vector<FlagSpec>& Table() {
       {.name = "streams_whisper", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Enable whispering for signed/public streams",
        .apply = CFG_SET(streams_whisper, v.b)},
-      {.name = "streams_presence", .kind = K::kBool, .default_value = "true",
-       .help = "Enable presence for signed/public streams"},
+      {.name = "streams_presence", .kind = K::kBool, .default_value = "true", .supported = true,
+       .help = "Enable presence for signed/public streams",
+       .apply = CFG_SET(streams_presence, v.b)},
       {.name = "turbo_streams", .kind = K::kBool, .default_value = "false", .supported = true,
        .help = "Enable the Turbo Streams fast lane", .apply = CFG_SET(turbo_streams, v.b)},
       {.name = "turbo_streams_secret", .kind = K::kSecret, .default_value = "", .supported = true,
@@ -824,11 +826,16 @@ const std::vector<FlagSpec>& Table() {
        .help = "Enable the Server-Sent Events endpoint"},
       {.name = "sse_path", .kind = K::kString, .default_value = "/events",
        .help = "Server-Sent Events endpoint path"},
-      {.name = "api_port", .kind = K::kInt, .default_value = "0", .help = "REST API port"},
-      {.name = "api_path", .kind = K::kString, .default_value = "/api",
-       .help = "REST API path prefix"},
-      {.name = "api_secret", .kind = K::kSecret, .default_value = "",
-       .help = "REST API secret (default: derived from --secret)"},
+      // REST API: served on the main port only (--api_port 0 or the main port; see Parse).
+      {.name = "api_port", .kind = K::kInt, .default_value = "0", .supported = true,
+       .help = "REST API port (0 = main port)", .apply = CFG_SET(api_port, AsInt(v)), .min = 0,
+       .max = 65535},
+      {.name = "api_path", .kind = K::kString, .default_value = "/api", .supported = true,
+       .help = "REST API path prefix", .apply = CFG_SET(api_path, v.s),
+       .check = CheckNotEmpty},
+      {.name = "api_secret", .kind = K::kSecret, .default_value = "", .supported = true,
+       .help = "REST API secret (default: derived from --secret)",
+       .apply = CFG_SET(api_secret, NoneIsUnset(v.s))},
       {.name = "ds", .kind = K::kBool, .default_value = "false", .help = "Enable Durable Streams"},
       {.name = "ds_path", .kind = K::kString, .default_value = "/ds",
        .help = "Durable Streams path prefix"},
@@ -1639,6 +1646,19 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     c.public_streams = true;
     c.broadcast_key.clear();  // as anycable-go: public mode makes broadcasting public too
     c.broadcast_key_derived = false;
+  }
+  // REST API (anycable-go): enabled in public mode or with any of secret, api_secret, api_port;
+  // the bearer token is --api_secret or HMAC(secret, "api-cable"); none in public mode.
+  c.api_enabled = c.public_mode || !c.secret.empty() || !c.api_secret.empty() || c.api_port != 0;
+  if (c.api_secret.empty() && !c.secret.empty()) {
+    c.api_secret = HexHmacSha256(c.secret, "api-cable");
+    c.api_secret_derived = true;
+  }
+  if (c.api_port != 0 && c.api_port != c.port) {
+    return cable::MakeError(
+        "invalid value \"" + std::to_string(c.api_port) +
+        "\" for flag --api_port: a separate REST API port is not supported by ringcable yet (use "
+        "0 or the main port)");
   }
   if (print_config) return Parsed{Action::kPrintConfig, c, ToToml(c)};
   return Parsed{Action::kRun, std::move(c), std::string()};

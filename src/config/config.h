@@ -48,8 +48,14 @@ struct Config {
   // else hex HMAC-SHA256(key=secret, msg="broadcast-cable") when secret is set. Empty = no auth
   // (also when --broadcast_key=none, which disables the derivation).
   std::string broadcast_key;
-  bool broadcast_key_derived = false;  // broadcast_key is HMAC(secret), not given explicitly
-  bool public_mode = false;            // --public (its effects are already folded in below)
+  bool broadcast_key_derived = false;
+  // REST API (/api/publish, /api/presence/<stream>/users) on the main port.
+  bool api_enabled = false;
+  int api_port = 0;  // 0 or the main port (a separate port is refused at startup)
+  std::string api_path = "/api";
+  std::string api_secret;           // --api_secret, else HMAC(secret, "api-cable"); empty = no auth
+  bool api_secret_derived = false;  // broadcast_key is HMAC(secret), not given explicitly
+  bool public_mode = false;         // --public (its effects are already folded in below)
   int shutdown_timeout_s = 30;
   int shutdown_delay_s = 0;
   std::string log_level = "info";   // debug|info|warn|error; --debug forces "debug"
@@ -65,6 +71,7 @@ struct Config {
   std::string streams_secret;   // --streams_secret, else --secret
   bool public_streams = false;  // --public_streams or --public
   bool streams_whisper = false;
+  bool streams_presence = true;      // $pubsub subscriptions get istate $p = stream (with a broker)
   bool turbo_streams = false;        // also enabled by the deprecated --turbo_rails_key
   std::string turbo_streams_secret;  // else the streams secret
   bool cable_ready = false;          // also enabled by the deprecated --cable_ready_key
@@ -118,6 +125,7 @@ struct Config {
   std::string broker;
   int history_limit = 100;   // messages kept per stream
   int history_ttl_s = 300;   // seconds a history entry is kept
+  int presence_ttl_s = 15;   // seconds a disconnected session keeps its presence
   int sessions_ttl_s = 300;  // seconds a disconnected ext session can be restored; 0 = never
 
   // embedded NATS (--embed_nats): a supervised nats-server child (src/enats). With it,

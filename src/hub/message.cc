@@ -31,6 +31,12 @@ Message* Message::NewPublication(std::string stream, std::string message_json,
   return m;
 }
 
+Message* Message::NewPresence(std::string stream, std::string message_json, int workers) {
+  Message* m = NewPublication(std::move(stream), std::move(message_json), {}, workers, true);
+  m->presence_ = true;
+  return m;
+}
+
 Message* Message::NewRemoteDisconnect(std::string identifiers, bool reconnect, int workers) {
   Message* m = new Message();
   m->kind_ = Kind::kRemoteDisconnect;
@@ -59,6 +65,15 @@ void Message::Release() {
 
 Frame* Message::Build(const std::string& identifier, bool ext, bool shared) const {
   uint8_t header[ws::kMaxHeaderSize];
+  if (presence_) {
+    std::string payload = protocol::EncodePresence(identifier, message_json_);
+    size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
+    Frame* f = shared ? Frame::NewShared(hlen + payload.size(), workers_)
+                      : Frame::NewLocal(hlen + payload.size());
+    std::memcpy(f->data(), header, hlen);
+    std::memcpy(f->data() + hlen, payload.data(), payload.size());
+    return f;
+  }
   if (ext) {
     std::string payload =
         protocol::EncodeBroadcastExt(identifier, message_json_, stream_, epoch_, offset_);

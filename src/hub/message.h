@@ -32,6 +32,8 @@ class Message {
 
   static Message* NewPublication(std::string stream, std::string message_json,
                                  std::string exclude_socket, int workers, bool transient = false);
+  // A presence event (transient): delivered as {"type":"presence","identifier":..,"message":..}.
+  static Message* NewPresence(std::string stream, std::string message_json, int workers);
   static Message* NewRemoteDisconnect(std::string identifiers, bool reconnect, int workers);
 
   Kind kind() const { return kind_; }
@@ -42,6 +44,7 @@ class Message {
   bool reconnect() const { return reconnect_; }
   // meta.transient: never stored in history, never given an offset.
   bool transient() const { return transient_; }
+  bool presence() const { return presence_; }
   // Broker position (--broker): set once by the broker before the message enters the log, then
   // read-only. offset 0 = none (no broker, transient, or a remote command).
   const std::string& epoch() const { return epoch_; }
@@ -98,6 +101,7 @@ class Message {
   Kind kind_ = Kind::kPublication;
   bool reconnect_ = false;
   bool transient_ = false;
+  bool presence_ = false;
   uint64_t offset_ = 0;
   uint64_t seq_ = 0;
   int64_t unix_ts_ = 0;

@@ -211,4 +211,28 @@ bool ParseHistoryRequest(std::string_view raw, HistoryRequest* out) {
   return true;
 }
 
+bool ParsePresenceRequest(std::string_view raw, std::string* id, std::string* info_json) {
+  thread_local simdjson::dom::parser parser;
+  thread_local internal::PaddedBuffer scratch;
+  thread_local std::string repaired;
+  id->clear();
+  info_json->clear();
+  simdjson::dom::element root;
+  std::string_view text;
+  if (internal::ParseDom(parser, scratch, repaired, raw, &root, &text)) return false;
+  simdjson::dom::object obj;
+  if (root.get_object().get(obj)) return false;
+  for (simdjson::dom::key_value_pair kv : obj) {
+    if (kv.value.is_null()) continue;
+    if (KeyMatches(kv.key, "id")) {
+      std::string_view v;
+      if (kv.value.get_string().get(v)) return false;
+      id->assign(v);
+    } else if (KeyMatches(kv.key, "info")) {
+      *info_json = simdjson::minify(kv.value);
+    }
+  }
+  return true;
+}
+
 }  // namespace cable::protocol

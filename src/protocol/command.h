@@ -85,6 +85,11 @@ struct HistoryRequest {
 // "streams" or a position not an object). Any thread.
 bool ParseHistoryRequest(std::string_view raw, HistoryRequest* out);
 
+// The ext-protocol "presence" member: {"id":"<presence id>","info":<any JSON>}. False when it is
+// not an object, or "id" is not a string (an absent/null id gives an empty id). `info_json` gets
+// the minified JSON of "info" (empty when absent or null). Any thread.
+bool ParsePresenceRequest(std::string_view raw, std::string* id, std::string* info_json);
+
 const char* DecodeErrorName(DecodeError e);
 CommandType CommandTypeFromName(std::string_view name);
 

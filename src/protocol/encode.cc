@@ -220,6 +220,60 @@ std::string EncodeRejectHistory(std::string_view identifier) {
   return TypedFrame("reject_history", "identifier", identifier);
 }
 
+std::string EncodePresence(std::string_view identifier, std::string_view message_json) {
+  std::string out = "{\"type\":\"presence\"";
+  if (!identifier.empty()) {
+    out += ",\"identifier\":";
+    AppendJsonString(out, identifier);
+  }
+  out += ",\"message\":";
+  out += message_json;
+  out += '}';
+  return out;
+}
+
+namespace {
+void AppendPresenceRecord(std::string& out, std::string_view id, std::string_view info_json) {
+  if (!info_json.empty()) {
+    out += "\"info\":";
+    out += info_json;
+    out += ',';
+  }
+  out += "\"id\":";
+  AppendJsonString(out, id);
+}
+}  // namespace
+
+std::string EncodePresenceEvent(std::string_view type, std::string_view id,
+                                std::string_view info_json) {
+  std::string out = "{\"type\":";
+  AppendJsonString(out, type);
+  out += ',';
+  AppendPresenceRecord(out, id, info_json);
+  out += '}';
+  return out;
+}
+
+std::string EncodePresenceInfo(const std::vector<std::pair<std::string, std::string>>& records) {
+  std::string out = "{\"type\":\"info\",\"total\":" + std::to_string(records.size());
+  if (!records.empty()) {
+    out += ",\"records\":[";
+    bool first = true;
+    for (const auto& [id, info] : records) {
+      if (!first) out += ',';
+      first = false;
+      out += '{';
+      AppendPresenceRecord(out, id, info);
+      out += '}';
+    }
+    out += ']';
+  }
+  out += '}';
+  return out;
+}
+
+std::string EncodePresenceError() { return "{\"type\":\"error\",\"total\":0}"; }
+
 std::string EncodeRestoredWelcome(std::string_view sid,
                                   const std::vector<std::string>& restored_ids) {
   std::string out = EncodeWelcome(sid);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cable::protocol {
@@ -37,6 +38,16 @@ std::string EncodeConfirmHistory(std::string_view identifier);
 std::string EncodeRejectHistory(std::string_view identifier);
 std::string EncodeRestoredWelcome(std::string_view sid,
                                   const std::vector<std::string>& restored_ids);
+// Presence (ext protocol): {"type":"presence","identifier":"...","message":<message_json>}.
+std::string EncodePresence(std::string_view identifier, std::string_view message_json);
+// Presence event payloads (the "message" of EncodePresence). `info_json` is JSON text; empty =
+// no info (omitted, as Go's omitempty).
+std::string EncodePresenceEvent(std::string_view type, std::string_view id,
+                                std::string_view info_json);
+// {"type":"info","total":N,"records":[{"info":..,"id":".."},...]} (records omitted when empty).
+std::string EncodePresenceInfo(const std::vector<std::pair<std::string, std::string>>& records);
+// {"type":"error","total":0}
+std::string EncodePresenceError();
 // A broadcast with its broker position, for ext sessions:
 // {"identifier":"...","message":<json>,"stream_id":"...","epoch":"...","offset":N}.
 std::string EncodeBroadcastExt(std::string_view identifier, std::string_view message_json,

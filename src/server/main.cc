@@ -211,6 +211,7 @@ int Main(int argc, char** argv) {
   if (cfg.broker == "memory") {
     shared.broker = std::make_unique<hub::MemoryBroker>(*shared.log, cfg.history_limit,
                                                         cfg.history_ttl_s, cfg.sessions_ttl_s);
+    shared.presence = std::make_unique<hub::PresenceStore>(cfg.presence_ttl_s);
     LOG_INFO(
         "Using in-memory broker (epoch: %s, history limit: %d, history ttl: %ds, sessions "
         "ttl: %ds)",

@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "hub/broadcast_log.h"
 #include "hub/broker.h"
+#include "hub/presence.h"
 #include "ring/ring.h"
 #include "rpc/client.h"
 #include "tls/tls.h"
@@ -28,6 +29,8 @@ struct Shared {
   // --broker memory: every publication enters the log through it (offsets, history) and it keeps
   // disconnected ext sessions; null without a broker. Declared after `log`: destroyed before it.
   std::unique_ptr<hub::MemoryBroker> broker;
+  // --broker memory: presence records (hub/presence.h); null without a broker.
+  std::unique_ptr<hub::PresenceStore> presence;
   // Redis / NATS broadcasting and pub/sub; null when no adapter needs it. Started before the
   // workers, stopped after them.
   std::unique_ptr<cluster::Cluster> cluster;

@@ -623,6 +623,12 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
   if (was_ws) counters_.clients_num.Add(c.session && c.session->authenticated ? -1 : 0);
   if (c.session) {
     Session& s = *c.session;
+    if (s.presence_joined && shared_.presence) {
+      // Its records stay for --presence_ttl: a restore within it keeps them without events.
+      // Marked before the session is committed, so a restore that takes it finds them marked.
+      shared_.presence->Disconnect(s.sid, static_cast<int64_t>(std::time(nullptr)));
+      s.presence_joined = false;
+    }
     if (was_ws && s.authenticated) CommitSessionForRestore(c);
     for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
     if (s.inflight) {

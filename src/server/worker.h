@@ -95,6 +95,8 @@ struct Session {
   bool restorable = false;
   // The "history" member of the subscribe command in flight (run after its confirmation).
   std::string inflight_history;
+  std::string inflight_presence;  // "presence" of an in-flight ext subscribe: joined if confirmed
+  bool presence_joined = false;   // holds (or may hold) records in the PresenceStore
   SubState* Find(const std::string& identifier);
 };
 
@@ -262,7 +264,12 @@ class Worker : public rpc::CompletionSink,
   // http
   void OnHttpBytes(Conn& c, uint32_t slot);
   void HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req);
-  bool HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req);
+  // POST /_broadcast, and the REST API's POST <api_path>/publish (`key`: the bearer token, empty
+  // = no auth).
+  bool HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req,
+                              const std::string& key);
+  // REST API GET <api_path>/presence/<stream>/users (and 404s under <api_path>).
+  void HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req);
   void Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close);
 
   // Action Cable session
@@ -294,6 +301,18 @@ class Worker : public rpc::CompletionSink,
   bool TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_sid);
   void CommitSessionForRestore(const Conn& c);  // on close of an ext session
   void ExpirePongs();
+
+  // Presence (--broker memory; worker_presence.cc)
+  // Ext `join` / `leave` / `presence` commands.
+  void HandlePresenceCommand(Conn& c, uint32_t slot, const protocol::ClientCommand& cmd);
+  // Joins the subscription's presence stream (istate $p) with the raw "presence" JSON; an error
+  // reply when that is impossible.
+  void PresenceJoin(Conn& c, uint32_t slot, SubState* sub, const std::string& presence_json);
+  // RPC CommandResponse.presence (join / leave) for `sub`.
+  void ApplyRpcPresence(Conn& c, uint32_t slot, SubState* sub, const anycable::PresenceResponse& p);
+  void PresenceLeaveSub(Session& s, const SubState* sub);  // unsubscribe: leave its stream
+  void PublishPresenceEvents(const std::vector<hub::PresenceStore::Event>& events);
+  void SweepPresence();  // worker 0, about once a second
 
   // RPC-less auth and channels (worker_auth.cc)
   static std::optional<std::string> ExtractJwt(const config::Config& cfg, const http::Request& req,

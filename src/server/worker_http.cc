@@ -83,7 +83,15 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
     const bool is_broadcast_path = req.path == cfg_.http_broadcast_path &&
                                    (c.on_broadcast_port || shared_.broadcast_on_main_port);
     if (is_broadcast_path) {
-      if (!HandleBroadcastRequest(c, slot, req)) return;  // body incomplete
+      if (!HandleBroadcastRequest(c, slot, req, cfg_.broadcast_key)) return;  // body incomplete
+      continue;
+    }
+    const bool is_api_path = !c.on_broadcast_port && cfg_.api_enabled &&
+                             req.path.size() > cfg_.api_path.size() &&
+                             req.path.compare(0, cfg_.api_path.size(), cfg_.api_path) == 0 &&
+                             req.path[cfg_.api_path.size()] == '/';
+    if (is_api_path && req.path.substr(cfg_.api_path.size()) == "/publish") {
+      if (!HandleBroadcastRequest(c, slot, req, cfg_.api_secret)) return;  // body incomplete
       continue;
     }
     size_t consumed = req.head_size;
@@ -92,7 +100,9 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
       HandleUpgrade(c, slot, req);
       return;
     }
-    if (!c.on_broadcast_port && req.path == cfg_.health_path) {
+    if (is_api_path) {
+      HandleApiRequest(c, slot, req);
+    } else if (!c.on_broadcast_port && req.path == cfg_.health_path) {
       Respond(c, slot, 200, kHealthBody, !c.keep_alive);
     } else if (!c.on_broadcast_port && !cfg_.metrics_http.empty() &&
                req.path == cfg_.metrics_http &&
@@ -116,7 +126,46 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
   }
 }
 
-bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req) {
+void Worker::HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req) {
+  // <api_path>/presence/<stream>/users; <stream> is percent-decoded.
+  std::string_view rest = std::string_view(req.path).substr(cfg_.api_path.size());
+  constexpr std::string_view kPrefix = "/presence/";
+  constexpr std::string_view kSuffix = "/users";
+  const bool presence_path = rest.size() > kPrefix.size() + kSuffix.size() &&
+                             rest.substr(0, kPrefix.size()) == kPrefix &&
+                             rest.substr(rest.size() - kSuffix.size()) == kSuffix;
+  if (!presence_path) {
+    Respond(c, slot, 404, "404 page not found\n", !c.keep_alive);
+    return;
+  }
+  const std::string stream = http::PercentDecode(
+      rest.substr(kPrefix.size(), rest.size() - kPrefix.size() - kSuffix.size()));
+  if (!cfg_.api_secret.empty()) {
+    auto auth = req.Get("authorization");
+    if (!auth || *auth != "Bearer " + cfg_.api_secret) {
+      Respond(c, slot, 401, http::StatusText(401), !c.keep_alive);
+      return;
+    }
+  }
+  if (req.method != "GET") {
+    Respond(c, slot, 422, http::StatusText(422), !c.keep_alive);
+    return;
+  }
+  if (!shared_.presence) {
+    Respond(c, slot, 501, http::StatusText(501), !c.keep_alive);
+    return;
+  }
+  std::vector<std::pair<std::string, std::string>> records;
+  for (auto& r : shared_.presence->Info(stream)) {
+    records.emplace_back(std::move(r.id), std::move(r.info_json));
+  }
+  EnqueueRaw(c, slot,
+             http::BuildResponse(200, protocol::EncodePresenceInfo(records), "application/json", {},
+                                 !c.keep_alive));
+}
+
+bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request& req,
+                                    const std::string& key) {
   std::string body;
   size_t total = req.head_size;
   if (req.chunked) {
@@ -146,9 +195,9 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
   int status = 201;
   if (req.method != "POST") {
     status = 422;
-  } else if (!cfg_.broadcast_key.empty()) {
+  } else if (!key.empty()) {
     auto auth = req.Get("authorization");
-    if (!auth || *auth != "Bearer " + cfg_.broadcast_key) status = 401;
+    if (!auth || *auth != "Bearer " + key) status = 401;
   }
   if (status == 201) {
     auto parsed = broadcast_parser_.Parse(body);

@@ -234,6 +234,7 @@ void Worker::ProcessTicks() {
   if (index_ == 0 && shared_.broker && now_ms_ >= next_sweep_ms_) {
     next_sweep_ms_ = now_ms_ + 1000;
     shared_.broker->Sweep();
+    SweepPresence();
   }
   if (accept_retry_ms_ != 0 && now_ms_ >= accept_retry_ms_ && !stopping_) {
     accept_retry_ms_ = 0;

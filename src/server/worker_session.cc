@@ -126,9 +126,13 @@ void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
         if (!cmd.history.empty() && c.state == ConnState::kOpen && s.Find(cmd.identifier)) {
           HandleHistory(c, slot, cmd.identifier, cmd.history);
         }
+        if (s.ext && !cmd.presence.empty() && c.state == ConnState::kOpen) {
+          if (SubState* sub = s.Find(cmd.identifier)) PresenceJoin(c, slot, sub, cmd.presence);
+        }
         return;
       }
       s.inflight_history = cmd.history;
+      s.inflight_presence = s.ext ? cmd.presence : std::string();
       SubmitCommand(c, slot, cmd);
       return;
     case CommandType::kHistory:
@@ -141,6 +145,12 @@ void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
       return;
     case CommandType::kWhisper:
       HandleWhisper(c, slot, cmd);
+      return;
+    case CommandType::kJoin:
+    case CommandType::kLeave:
+    case CommandType::kPresence:
+      if (!s.ext) break;  // plain actioncable-v1-json: unknown commands
+      HandlePresenceCommand(c, slot, cmd);
       return;
     case CommandType::kUnsubscribe:
     case CommandType::kMessage: {
@@ -157,11 +167,11 @@ void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
       return;
     }
     default:
-      // Unknown commands and extended-protocol commands this build does not serve.
-      counters_.failed_client_msg_total.Add();
-      LOG_DEBUG("sid=%s unsupported command %s", s.sid.c_str(), cmd.name.c_str());
-      return;
+      break;
   }
+  // Unknown commands and extended-protocol commands this build does not serve.
+  counters_.failed_client_msg_total.Add();
+  LOG_DEBUG("sid=%s unsupported command %s", s.sid.c_str(), cmd.name.c_str());
 }
 
 void Worker::FillEnv(const Conn& c, anycable::Env* env, const SubState* sub) const {
@@ -274,6 +284,7 @@ void Worker::StartPings(Conn& c, uint32_t slot) {
 }
 
 void Worker::RemoveSubscription(Session& s, SubState* sub) {
+  PresenceLeaveSub(s, sub);
   index_map_.RemoveAll(&sub->sub);
   auto it = std::find_if(s.subs.begin(), s.subs.end(),
                          [sub](const std::unique_ptr<SubState>& p) { return p.get() == sub; });
@@ -306,8 +317,13 @@ void Worker::OnCommandDone(Conn& c, uint32_t slot, rpc::Call& call) {
       ApplyCommandResponse(c, slot, r.status() == anycable::SUCCESS ? sub : nullptr, r, true);
       std::string history = std::move(s.inflight_history);
       s.inflight_history.clear();
+      std::string presence = std::move(s.inflight_presence);
+      s.inflight_presence.clear();
       if (r.status() == anycable::SUCCESS && !history.empty() && c.state == ConnState::kOpen) {
         HandleHistory(c, slot, identifier, history);
+      }
+      if (r.status() == anycable::SUCCESS && !presence.empty() && c.state == ConnState::kOpen) {
+        if (SubState* joined = s.Find(identifier)) PresenceJoin(c, slot, joined, presence);
       }
       return;
     }
@@ -342,6 +358,9 @@ void Worker::ApplyCommandResponse(Conn& c, uint32_t slot, SubState* sub,
   }
   if (r.has_env()) MergeState(s.cstate, r.env().cstate());
   for (const auto& t : r.transmissions()) EnqueueText(c, slot, t);
+  if (sub && r.has_presence() && c.state == ConnState::kOpen) {
+    ApplyRpcPresence(c, slot, sub, r.presence());
+  }
   if (r.disconnect()) CloseWithFrame(c, slot, ws::close_code::kAbnormal, "Command Failed");
 }
 

@@ -116,6 +116,11 @@ bool Worker::TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_si
     restored_ids.push_back(std::move(cs.identifier));
     s.subs.push_back(std::move(sub));
   }
+  if (shared_.presence) {
+    // Presence records of the old sid (kept for --presence_ttl) move over without leave/join.
+    shared_.presence->Restore(old_sid, s.sid);
+    s.presence_joined = shared_.presence->HasSession(s.sid);
+  }
   c.state = ConnState::kOpen;
   counters_.clients_num.Add(1);
   LOG_DEBUG("sid=%s restored session %s (%zu subscriptions)", s.sid.c_str(), old_sid.c_str(),

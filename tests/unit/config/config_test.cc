@@ -529,21 +529,39 @@ TEST(ConfigUnsupported, SpotChecks) {
             "ringcable yet");
   EXPECT_EQ(ParseError({"--broker=disk"}),
             "invalid value \"disk\" for flag --broker: must be one of none, memory, redis, nats");
-  EXPECT_EQ(ParseError({"--streams_presence=false"}),
-            "flag --streams_presence is not supported by ringcable yet");
+  EXPECT_FALSE(MustParse({"--streams_presence=false"}).streams_presence);
+  EXPECT_TRUE(MustParse({}).streams_presence);
+  EXPECT_EQ(MustParse({}).presence_ttl_s, 15);
+  EXPECT_EQ(MustParse({"--presence_ttl=3"}).presence_ttl_s, 3);
+  EXPECT_EQ(ParseError({"--presence_ttl=-1"}),
+            "invalid value \"-1\" for flag --presence_ttl: must be non-negative");
   EXPECT_EQ(MustParse({"--pong_timeout=5"}).pong_timeout_s, 5);
   EXPECT_EQ(MustParse({"--history_limit=7", "--history_ttl=9", "--sessions_ttl=0"}).history_limit,
             7);
   EXPECT_EQ(ParseError({"--history_limit=0"}),
             "invalid value \"0\" for flag --history_limit: must be between 1 and 1000000");
-  EXPECT_EQ(ParseError({"--api_port=8081"}), "flag --api_port is not supported by ringcable yet");
+  EXPECT_EQ(ParseError({"--api_port=8081"}),
+            "invalid value \"8081\" for flag --api_port: a separate REST API port is not "
+            "supported by ringcable yet (use 0 or the main port)");
+  {
+    // REST API: enabled as anycable-go enables it; the token is given or derived.
+    EXPECT_FALSE(MustParse({}).api_enabled);
+    const auto api = MustParse({"--api_port=8081", "--port=8081", "--api_path=/rest"});
+    EXPECT_TRUE(api.api_enabled);
+    EXPECT_EQ(api.api_path, "/rest");
+    EXPECT_EQ(api.api_secret, "");
+    EXPECT_TRUE(MustParse({"--public"}).api_enabled);
+    EXPECT_EQ(MustParse({"--api_secret=abc"}).api_secret, "abc");
+    const auto derived = MustParse({"--secret=k3y"});
+    EXPECT_TRUE(derived.api_enabled);
+    EXPECT_EQ(derived.api_secret,
+              "100644c7b6c69cbd656ce0dd45e11f5d06a01dfabe1fc3ba4951626b18b4d59c");
+  }
   EXPECT_EQ(ParseError({"--metrics_log_formatter=f.rb"}),
             "flag --metrics_log_formatter is not supported by ringcable yet");
   // TOML config (--config-path, --print-config) is covered end to end in tests/integration/ops.
   EXPECT_EQ(ParseError({"--config_path=/nonexistent/a.toml"}),
             "cannot read config file /nonexistent/a.toml: No such file or directory");
-  EXPECT_EQ(ParseError({"--streams_presence=false"}),
-            "flag --streams_presence is not supported by ringcable yet");
   // Type errors are still reported for unsupported flags.
   EXPECT_EQ(ParseError({"--pong_timeout=soon"}),
             "invalid value \"soon\" for flag --pong_timeout: not an integer");
@@ -684,7 +702,7 @@ TEST(ConfigHelp, ListsSupportedFlagsWithEnvAndDefault) {
     EXPECT_THAT(r->text, HasSubstr("--workers"));
     // Hidden and unsupported flags are not listed.
     EXPECT_THAT(r->text, Not(HasSubstr("--max_message_size")));
-    EXPECT_THAT(r->text, Not(HasSubstr("--presence_ttl")));
+    EXPECT_THAT(r->text, Not(HasSubstr("--metrics_log_formatter")));
     EXPECT_THAT(r->text, Not(HasSubstr("--redisx_group")));
   }
   for (const FlagInfo& f : FlagTable()) {
