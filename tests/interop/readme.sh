@@ -4,6 +4,8 @@
 # runs first).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# $RINGCABLE_BIN (the caller's choice) wins over the build tree's server that ctest sets.
+RINGCABLE_BIN="${RINGCABLE_BIN:-${RINGCABLE_BIN_BUILT:-}}"
 : "${RINGCABLE_BIN:?RINGCABLE_BIN must point to the ringcable binary}"
 command -v curl >/dev/null || { echo "interop_readme: curl is required" >&2; exit 1; }
 cd "$HERE"

@@ -14,6 +14,8 @@ NODE_TEST_TIMEOUT=150   # the whole `node --test` run
 
 die() { echo "interop: $*" >&2; exit 1; }
 
+# $RINGCABLE_BIN (the caller's choice) wins over the build tree's server that ctest sets.
+RINGCABLE_BIN="${RINGCABLE_BIN:-${RINGCABLE_BIN_BUILT:-}}"
 : "${RINGCABLE_BIN:?RINGCABLE_BIN must point to the ringcable binary}"
 : "${RINGCABLE_TOOLS_DIR:?RINGCABLE_TOOLS_DIR must point to <build>/tools}"
 RPC_STUB="$RINGCABLE_TOOLS_DIR/rpc_stub/rpc_stub"

@@ -15,7 +15,7 @@ namespace cable::test {
 using namespace std::chrono_literals;
 
 int FreePort();            // a currently unused loopback TCP port
-std::string BinaryPath();  // $RINGCABLE_BIN or build/ringcable
+std::string BinaryPath();  // $RINGCABLE_BIN, else $RINGCABLE_BIN_BUILT, else build/ringcable
 
 struct HttpResponse {
   int status = 0;
