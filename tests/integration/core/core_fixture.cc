@@ -218,4 +218,24 @@ void CoreTest::Broadcast(const std::string& body) {
   ASSERT_EQ(r.status, 201) << body;
 }
 
+std::string CoreTest::ConnectExt(WsClient& ws, const std::string& path,
+                                 const std::map<std::string, std::string>& headers) {
+  EXPECT_EQ(ws.Connect(server_.port(), path, headers, {kExtProtocol}), 101);
+  EXPECT_EQ(ws.response_headers().count("sec-websocket-protocol"), 1u);
+  if (ws.response_headers().count("sec-websocket-protocol")) {
+    EXPECT_EQ(ws.response_headers().at("sec-websocket-protocol"), kExtProtocol);
+  }
+  WsFrame f = ws.NextMessage();
+  EXPECT_EQ(f.opcode, 1) << "no welcome; close=" << ws.last_close().close_code();
+  return f.payload;
+}
+
+std::string CoreTest::StringFieldOf(const std::string& json, const std::string& key) {
+  const std::string quoted = "\"" + key + "\":\"";
+  size_t b = json.find(quoted);
+  if (b == std::string::npos) return "";
+  b += quoted.size();
+  return json.substr(b, json.find('"', b) - b);
+}
+
 }  // namespace cable::itcore

@@ -123,6 +123,20 @@ class CoreTest : public ::testing::Test {
   }
   size_t CommandCount() const { return rpc_.commands().size(); }
 
+  // actioncable-v1-ext-json clients (reliable streams, presence): upgrades `ws` offering only the
+  // extended protocol, expects it chosen, and returns the welcome's text.
+  static constexpr const char* kExtProtocol = "actioncable-v1-ext-json";
+  std::string ConnectExt(WsClient& ws, const std::string& path = "/cable?user=alice",
+                         const std::map<std::string, std::string>& headers = {});
+  // The value of a JSON string field ("sid" of a welcome, "epoch" of a frame), "" when absent.
+  static std::string StringFieldOf(const std::string& json, const std::string& key);
+  static std::string SidOf(const std::string& welcome) { return StringFieldOf(welcome, "sid"); }
+  // The text of the next message (pings skipped), or "" on timeout.
+  static std::string Next(WsClient& ws) {
+    WsFrame f = ws.NextMessage();
+    return f.opcode == 1 ? f.payload : "";
+  }
+
   ScriptedRpcServer rpc_;
   int rpc_port_ = 0;
   int broadcast_port_ = 0;

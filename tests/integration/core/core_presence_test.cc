@@ -8,8 +8,6 @@
 namespace cable::itcore {
 namespace {
 
-constexpr const char* kExt = "actioncable-v1-ext-json";
-
 class PresenceTest : public CoreTest {
  protected:
   void SetUp() override {
@@ -40,24 +38,6 @@ class PresenceTest : public CoreTest {
     });
   }
 
-  std::string ConnectExt(WsClient& ws, const std::string& path = "/cable?user=alice",
-                         const std::map<std::string, std::string>& headers = {}) {
-    EXPECT_EQ(ws.Connect(server_.port(), path, headers, {kExt}), 101);
-    WsFrame f = ws.NextMessage();
-    EXPECT_EQ(f.opcode, 1) << "no welcome; close=" << ws.last_close().close_code();
-    return f.payload;
-  }
-  static std::string SidOf(const std::string& welcome) {
-    const std::string key = "\"sid\":\"";
-    size_t b = welcome.find(key);
-    if (b == std::string::npos) return "";
-    b += key.size();
-    return welcome.substr(b, welcome.find('"', b) - b);
-  }
-  static std::string Next(WsClient& ws) {
-    WsFrame f = ws.NextMessage();
-    return f.opcode == 1 ? f.payload : "";
-  }
   static std::string Presence(const std::string& identifier, const std::string& message) {
     return "{\"type\":\"presence\",\"identifier\":" + JsonString(identifier) +
            ",\"message\":" + message + "}";

@@ -12,34 +12,9 @@
 namespace cable::itcore {
 namespace {
 
-constexpr const char* kExt = "actioncable-v1-ext-json";
-
 class StreamsTest : public CoreTest {
  protected:
   // An ext connection (no X-Request-ID: the server generates the sid). Returns the welcome.
-  std::string ConnectExt(WsClient& ws, const std::string& path = "/cable?user=alice",
-                         const std::map<std::string, std::string>& headers = {}) {
-    EXPECT_EQ(ws.Connect(server_.port(), path, headers, {kExt}), 101);
-    EXPECT_EQ(ws.response_headers().count("sec-websocket-protocol"), 1u);
-    if (ws.response_headers().count("sec-websocket-protocol")) {
-      EXPECT_EQ(ws.response_headers().at("sec-websocket-protocol"), kExt);
-    }
-    WsFrame f = ws.NextMessage();
-    EXPECT_EQ(f.opcode, 1) << "no welcome; close=" << ws.last_close().close_code();
-    return f.payload;
-  }
-  static std::string SidOf(const std::string& welcome) {
-    const std::string key = "\"sid\":\"";
-    size_t b = welcome.find(key);
-    if (b == std::string::npos) return "";
-    b += key.size();
-    return welcome.substr(b, welcome.find('"', b) - b);
-  }
-  // The text of the next message (pings skipped), or "" on timeout.
-  static std::string Next(WsClient& ws) {
-    WsFrame f = ws.NextMessage();
-    return f.opcode == 1 ? f.payload : "";
-  }
   static std::string ExtFrame(const std::string& identifier, const std::string& message,
                               const std::string& stream, const std::string& epoch,
                               uint64_t offset) {
@@ -47,13 +22,7 @@ class StreamsTest : public CoreTest {
            ",\"stream_id\":" + JsonString(stream) + ",\"epoch\":" + JsonString(epoch) +
            ",\"offset\":" + std::to_string(offset) + "}";
   }
-  static std::string EpochOf(const std::string& frame) {
-    const std::string key = "\"epoch\":\"";
-    size_t b = frame.find(key);
-    if (b == std::string::npos) return "";
-    b += key.size();
-    return frame.substr(b, frame.find('"', b) - b);
-  }
+  static std::string EpochOf(const std::string& frame) { return StringFieldOf(frame, "epoch"); }
   static std::string ConfirmHistory(const std::string& identifier) {
     return "{\"type\":\"confirm_history\",\"identifier\":" + JsonString(identifier) + "}";
   }
@@ -459,7 +428,8 @@ TEST_F(StreamsTest, OnlyServerGeneratedExtSessionsAreRestorable) {
   {
     // A client-chosen sid (X-Request-ID) is never kept (spec §5 item 39).
     WsClient ws;
-    ASSERT_EQ(ws.Connect(server_.port(), "/cable", {{"X-Request-ID", "chosen"}}, {kExt}), 101);
+    ASSERT_EQ(ws.Connect(server_.port(), "/cable", {{"X-Request-ID", "chosen"}}, {kExtProtocol}),
+              101);
     EXPECT_EQ(Next(ws), WelcomeFrame("chosen"));
     ws.Close();
   }
