@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <chrono>
@@ -17,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "config/config.h"
+#include "enats/enats.h"
 #include "tests/support/brokers.h"
 #include "tests/support/test_support.h"
 
@@ -522,6 +525,46 @@ TEST(JetStreamStoreClusterTest, TwoNodesShareEverything) {
   n1.Kill();
   n2.Kill();
   test::RunCommand({"/bin/rm", "-rf", dir1, dir2}, 10s);
+}
+
+// --embed_nats with --broker nats: the embedded nats-server runs JetStream in --enats_store_dir,
+// and the store works against it.
+TEST(JetStreamStoreEmbeddedTest, EmbeddedNatsRunsJetStreamInItsStoreDir) {
+  if (BrokerProcess::FindBinary(BrokerProcess::Kind::kNats).empty()) {
+    GTEST_SKIP() << "nats-server not installed";
+  }
+  const std::string dir = MakeTempDir();
+  const int port = test::FreePort();
+  config::Config cfg;
+  cfg.embed_nats = true;
+  cfg.broker = "nats";
+  cfg.enats_addr = "nats://127.0.0.1:" + std::to_string(port);
+  cfg.enats_server_name = "jsunit";
+  cfg.enats_store_dir = dir;
+  auto plan = enats::MakePlan(cfg);
+  ASSERT_TRUE(plan.ok()) << plan.error();
+  ASSERT_TRUE(plan->jetstream);
+  auto server = enats::Server::Start(*plan);
+  ASSERT_TRUE(server.ok()) << server.error();
+
+  JetStreamStore::Options o;
+  o.servers = cfg.enats_addr;
+  auto store = JetStreamStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.error();
+  std::string last;
+  ASSERT_TRUE(WaitFor([&] {
+    auto e = (*store)->Epoch();
+    if (!e.ok()) last = e.error();
+    return e.ok();
+  })) << last;
+  auto off = (*store)->Append("embedded", "x", UnixNow());
+  ASSERT_TRUE(off.ok()) << off.error();
+  EXPECT_EQ(*off, 1u);
+  struct stat st;
+  EXPECT_EQ(stat((dir + "/jetstream").c_str(), &st), 0) << "no JetStream data in " << dir;
+  (*store)->Close();
+  (*server)->Stop();
+  test::RunCommand({"/bin/rm", "-rf", dir}, 10s);
 }
 
 }  // namespace
