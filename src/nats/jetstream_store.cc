@@ -24,6 +24,8 @@ constexpr size_t kHashedReadable = 32;
 constexpr int64_t kNanos = 1000000000;
 constexpr char kTakenMarker = '-';
 constexpr size_t kExpiryBytes = 8;
+// Ranges of at least this many messages are read through an ordered consumer.
+constexpr uint64_t kConsumerFromMessages = 8;
 
 natsStatus OpenLibraryOnce() {
   static std::once_flag once;
@@ -257,6 +259,78 @@ struct JetStreamStore::Impl {
     return std::optional<jsStreamState>(st);
   }
 
+  // The messages with sequence in [from, to] that still exist, in order, appended to `out`. Short
+  // ranges are read message by message (js_GetMsg); longer ones through one ephemeral ordered
+  // consumer (one create request, then the messages are pushed back to back), deleted after.
+  Result<bool> ReadRange(const std::string& name, uint64_t from, uint64_t to,
+                         std::vector<StoredPublication>* out) {
+    if (from > to) return true;
+    if (to - from < kConsumerFromMessages) {
+      for (uint64_t seq = from; seq <= to; ++seq) {
+        auto pub = Get(name, seq);
+        if (!pub) return MakeError(pub.error());
+        if (pub->has_value()) out->push_back(std::move(**pub));
+      }
+      return true;
+    }
+    jsOptions o = JsOptions();
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = name.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = from;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsSubscription* sub = nullptr;
+    natsStatus s = js_SubscribeSync(&sub, js, name.c_str(), &o, &so, &code);
+    if (s != NATS_OK) {
+      return MakeError("nats: cannot read " + name + ": " + StatusText(s, code));
+    }
+    struct SubGuard {
+      natsSubscription* sub;
+      ~SubGuard() {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+      }
+    } guard{sub};
+    timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    const int64_t deadline_ms = start.tv_sec * 1000 + start.tv_nsec / 1000000 + options.timeout_ms;
+    while (true) {
+      timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      const int64_t left = deadline_ms - (now.tv_sec * 1000 + now.tv_nsec / 1000000);
+      if (left <= 0) return MakeError("nats: timed out reading " + name);
+      MsgGuard msg;
+      s = natsSubscription_NextMsg(&msg.m, sub, left);
+      if (s != NATS_OK) return MakeError("nats: cannot read " + name + ": " + StatusText(s));
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, msg.m) != NATS_OK) continue;  // not a stream message
+      const uint64_t seq = meta->Sequence.Stream;
+      const int64_t ts_ns = meta->Timestamp;
+      const uint64_t pending = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+      if (seq > to) break;
+      out->push_back(Decode(msg.m, seq, ts_ns));
+      if (seq == to || pending == 0) break;
+    }
+    return true;
+  }
+
+  static StoredPublication Decode(natsMsg* m, uint64_t seq, int64_t ts_ns) {
+    StoredPublication pub;
+    pub.offset = seq;
+    pub.unix_ts = ts_ns / kNanos;
+    const char* ts = nullptr;
+    if (natsMsgHeader_Get(m, kTsHeader, &ts) == NATS_OK && ts) {
+      char* end = nullptr;
+      long long v = strtoll(ts, &end, 10);
+      if (end && *end == '\0' && end != ts) pub.unix_ts = v;
+    }
+    pub.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    return pub;
+  }
+
   // One message; nullopt when it is gone (expired or trimmed).
   Result<std::optional<StoredPublication>> Get(const std::string& name, uint64_t seq) {
     jsOptions o = JsOptions();
@@ -270,17 +344,7 @@ struct JetStreamStore::Impl {
       return MakeError("nats: cannot read message " + std::to_string(seq) + " of " + name + ": " +
                        StatusText(s, code));
     }
-    StoredPublication pub;
-    pub.offset = seq;
-    pub.unix_ts = natsMsg_GetTime(msg.m) / kNanos;
-    const char* ts = nullptr;
-    if (natsMsgHeader_Get(msg.m, kTsHeader, &ts) == NATS_OK && ts) {
-      char* end = nullptr;
-      long long v = strtoll(ts, &end, 10);
-      if (end && *end == '\0' && end != ts) pub.unix_ts = v;
-    }
-    pub.data.assign(natsMsg_GetData(msg.m), static_cast<size_t>(natsMsg_GetDataLength(msg.m)));
-    return std::optional<StoredPublication>(std::move(pub));
+    return std::optional<StoredPublication>(Decode(msg.m, seq, natsMsg_GetTime(msg.m)));
   }
 };
 
@@ -448,14 +512,14 @@ Result<std::vector<StoredPublication>> JetStreamStore::ReadFrom(const std::strin
     return MakeError(std::string("refused: more than history_limit messages to read"));
   }
   out.reserve(static_cast<size_t>(st.LastSeq - after_offset));
-  for (uint64_t seq = after_offset + 1; seq <= st.LastSeq; ++seq) {
-    auto pub = im.Get(name, seq);
-    if (!pub) return MakeError(pub.error());
-    if (!pub->has_value()) {
-      // Trimmed while we read: the range is no longer complete.
-      return MakeError("refused: offset " + std::to_string(seq) + " expired while reading");
-    }
-    out.push_back(std::move(**pub));
+  if (auto read = im.ReadRange(name, after_offset + 1, st.LastSeq, &out); !read) {
+    return MakeError(read.error());
+  }
+  // Trimmed while we read: the range is no longer complete.
+  if (out.size() != st.LastSeq - after_offset ||
+      (!out.empty() && out[0].offset != after_offset + 1)) {
+    return MakeError("refused: offset " + std::to_string(after_offset + 1) +
+                     " expired while reading");
   }
   return out;
 }
@@ -485,10 +549,8 @@ Result<std::vector<StoredPublication>> JetStreamStore::ReadRetained(const std::s
   const uint64_t limit = static_cast<uint64_t>(im.options.history_limit);
   uint64_t first = std::max(from_offset, st.FirstSeq);
   if (st.LastSeq >= limit && st.LastSeq - limit + 1 > first) first = st.LastSeq - limit + 1;
-  for (uint64_t seq = first; seq <= st.LastSeq; ++seq) {
-    auto pub = im.Get(name, seq);
-    if (!pub) return MakeError(pub.error());
-    if (pub->has_value()) out.push_back(std::move(**pub));
+  if (auto read = im.ReadRange(name, first, st.LastSeq, &out); !read) {
+    return MakeError(read.error());
   }
   return out;
 }
@@ -506,11 +568,10 @@ Result<std::vector<StoredPublication>> JetStreamStore::ReadSince(const std::stri
   const uint64_t limit = static_cast<uint64_t>(im.options.history_limit);
   uint64_t first = st.FirstSeq;
   if (st.LastSeq >= limit && st.LastSeq - limit + 1 > first) first = st.LastSeq - limit + 1;
-  for (uint64_t seq = first; seq <= st.LastSeq; ++seq) {
-    auto pub = im.Get(name, seq);
-    if (!pub) return MakeError(pub.error());
-    if (pub->has_value() && (*pub)->unix_ts >= since_unix_ts) out.push_back(std::move(**pub));
+  if (auto read = im.ReadRange(name, first, st.LastSeq, &out); !read) {
+    return MakeError(read.error());
   }
+  std::erase_if(out, [&](const StoredPublication& p) { return p.unix_ts < since_unix_ts; });
   return out;
 }
 

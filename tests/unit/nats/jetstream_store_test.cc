@@ -162,6 +162,40 @@ TEST_F(JetStreamStoreTest, OffsetsAreConsecutiveFromOne) {
   EXPECT_TRUE(unknown->empty());
 }
 
+// Long ranges go through an ordered consumer, short ones message by message: same results.
+TEST_F(JetStreamStoreTest, LongRangesReadTheSameAsShortOnes) {
+  auto store = OpenStore(/*limit=*/40);
+  ASSERT_TRUE(store);
+  const std::string s = Stream();
+  const int64_t now = UnixNow();
+  for (int i = 1; i <= 50; ++i) {
+    auto off = store->Append(s, "m" + std::to_string(i), now - 50 + i);
+    ASSERT_TRUE(off.ok()) << off.error();
+  }
+  // Retained 11..50.
+  EXPECT_TRUE(Refused(store->ReadFrom(s, 10)));
+  auto from11 = store->ReadFrom(s, 11);
+  ASSERT_TRUE(from11.ok()) << from11.error();
+  ASSERT_EQ(from11->size(), 39u);
+  for (size_t i = 0; i < from11->size(); ++i) {
+    EXPECT_EQ((*from11)[i].offset, 12 + i);
+    EXPECT_EQ((*from11)[i].data, "m" + std::to_string(12 + i));
+    EXPECT_EQ((*from11)[i].unix_ts, now - 50 + static_cast<int64_t>(12 + i));
+  }
+  auto from45 = store->ReadFrom(s, 45);  // short: message by message
+  ASSERT_TRUE(from45.ok());
+  EXPECT_EQ(Offsets(*from45), (std::vector<uint64_t>{46, 47, 48, 49, 50}));
+  auto since = store->ReadSince(s, now - 50 + 21);
+  ASSERT_TRUE(since.ok()) << since.error();
+  ASSERT_EQ(since->size(), 30u);
+  EXPECT_EQ(since->front().offset, 21u);
+  EXPECT_EQ(since->back().offset, 50u);
+  auto retained = store->ReadRetained(s, 0);
+  ASSERT_TRUE(retained.ok());
+  ASSERT_EQ(retained->size(), 40u);
+  EXPECT_EQ(retained->front().offset, 11u);
+}
+
 TEST_F(JetStreamStoreTest, BatchAppendGivesOffsetsInOrder) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
