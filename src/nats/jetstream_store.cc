@@ -190,11 +190,13 @@ struct JetStreamStore::Impl {
     return kv;
   }
 
+  int64_t EpochTtlSeconds() const {
+    return 10 * static_cast<int64_t>(std::max(options.history_ttl_s, options.sessions_ttl_s));
+  }
+
   Result<kvStore*> EpochKv() {
     if (epoch_kv) return epoch_kv;
-    const int64_t ttl_s =
-        10 * static_cast<int64_t>(std::max(options.history_ttl_s, options.sessions_ttl_s));
-    auto kv = Bucket(kEpochBucket, ttl_s);
+    auto kv = Bucket(kEpochBucket, EpochTtlSeconds());
     if (kv) epoch_kv = *kv;
     return kv;
   }
@@ -439,8 +441,22 @@ Result<std::string> JetStreamStore::Epoch() {
     EntryGuard entry;
     natsStatus s = kvStore_Get(&entry.e, *kv, kEpochKey);
     if (s == NATS_OK && kvEntry_ValueLen(entry.e) > 0) {
-      return std::string(static_cast<const char*>(kvEntry_Value(entry.e)),
-                         static_cast<size_t>(kvEntry_ValueLen(entry.e)));
+      std::string epoch(static_cast<const char*>(kvEntry_Value(entry.e)),
+                        static_cast<size_t>(kvEntry_ValueLen(entry.e)));
+      // The bucket's TTL (anycable-go's) would drop the epoch some time after it was written,
+      // and the next node to ask would start a new one: rewrite the same value (compare-and-set,
+      // so a concurrent change wins) once it is past half its TTL, so it is kept for as long as
+      // nodes keep asking. Best effort: a failure here changes nothing.
+      timespec now;
+      clock_gettime(CLOCK_REALTIME, &now);
+      const int64_t age_ns =
+          static_cast<int64_t>(now.tv_sec) * kNanos + now.tv_nsec - kvEntry_Created(entry.e);
+      if (age_ns > im.EpochTtlSeconds() * kNanos / 2) {
+        uint64_t rev = 0;
+        (void)kvStore_Update(&rev, *kv, kEpochKey, epoch.data(), static_cast<int>(epoch.size()),
+                             kvEntry_Revision(entry.e));
+      }
+      return epoch;
     }
     if (s != NATS_OK && s != NATS_NOT_FOUND) {
       return MakeError("nats: cannot read the epoch: " + StatusText(s));

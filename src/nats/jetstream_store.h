@@ -24,7 +24,10 @@
 //     anycable-go have none: their JetStream time is used).
 //   - Epoch: KV bucket "_anycable_epoch_", key "_epoch_" (anycable-go's names; bucket TTL
 //     10 x max(history ttl, sessions ttl), as anycable-go). Created once with a create-if-absent,
-//     read by everyone else; so every node (and a reopened store) sees the same epoch.
+//     read by everyone else; so every node (and a reopened store) sees the same epoch. Epoch()
+//     rewrites the same value once it is past half that TTL, so it is kept while any node keeps
+//     asking (call it now and then, e.g. with Sweep); it changes only when JetStream lost its data
+//     (or nobody asked for 10 x ttl), and then every node reads the new one.
 //   - Sessions: KV bucket "_ringcable_sessions_" (the blob format is ringcable's, so it does not
 //     share anycable-go's "_anycable_" bucket), TTL --sessions_ttl. Value = 8-byte big-endian
 //     expiry (unix seconds, from PutSession's ttl_s) + blob. TakeSession is single use across

@@ -307,6 +307,25 @@ TEST_F(JetStreamStoreTest, EpochIsSharedAndSurvivesReopen) {
   EXPECT_EQ(*ec, *eb);
 }
 
+// The epoch bucket has anycable-go's TTL (10 x max ttl = 10 s here); a store that keeps asking
+// keeps the epoch alive past it.
+TEST_F(JetStreamStoreTest, EpochOutlivesTheBucketTtlWhileAskedFor) {
+  auto store = OpenStore(100, /*ttl_s=*/1, /*sessions_ttl_s=*/1);
+  ASSERT_TRUE(store);
+  auto first = store->Epoch();
+  ASSERT_TRUE(first.ok());
+  const auto until = std::chrono::steady_clock::now() + 25s;  // 2.5 x the bucket TTL
+  bool same = true;
+  WaitFor(
+      [&] {
+        auto e = store->Epoch();
+        if (e.ok() && *e != *first) same = false;
+        return !same || std::chrono::steady_clock::now() > until;
+      },
+      40000ms);
+  EXPECT_TRUE(same);
+}
+
 TEST_F(JetStreamStoreTest, SessionsAreSingleUseAcrossStores) {
   auto a = OpenStore();
   auto b = OpenStore();
