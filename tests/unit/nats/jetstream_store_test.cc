@@ -357,6 +357,29 @@ TEST_F(JetStreamStoreTest, SessionsAreSingleUseAcrossStores) {
   }
 }
 
+// Two stores (two nodes' broker threads) race to take the same sessions: each is taken once.
+TEST_F(JetStreamStoreTest, ConcurrentTakesGetEachSessionOnce) {
+  auto a = OpenStore();
+  auto b = OpenStore();
+  ASSERT_TRUE(a && b);
+  constexpr int kSessions = 30;
+  for (int i = 0; i < kSessions; ++i) {
+    ASSERT_TRUE(a->PutSession("race-" + std::to_string(i), std::to_string(i), 60).ok());
+  }
+  std::vector<int> got_a(kSessions), got_b(kSessions);
+  auto take_all = [&](JetStreamStore* store, std::vector<int>* got) {
+    for (int i = 0; i < kSessions; ++i) {
+      auto t = store->TakeSession("race-" + std::to_string(i));
+      if (t.ok() && t->has_value() && **t == std::to_string(i)) (*got)[i] = 1;
+    }
+  };
+  std::thread ta(take_all, a.get(), &got_a);
+  std::thread tb(take_all, b.get(), &got_b);
+  ta.join();
+  tb.join();
+  for (int i = 0; i < kSessions; ++i) EXPECT_EQ(got_a[i] + got_b[i], 1) << i;
+}
+
 TEST_F(JetStreamStoreTest, SessionsExpire) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
