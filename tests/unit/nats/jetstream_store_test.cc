@@ -194,6 +194,25 @@ TEST_F(JetStreamStoreTest, LongRangesReadTheSameAsShortOnes) {
   ASSERT_TRUE(retained.ok());
   ASSERT_EQ(retained->size(), 40u);
   EXPECT_EQ(retained->front().offset, 11u);
+
+  // The ordered consumers of those reads are gone from the server (bounded server state).
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server_->url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  int64_t consumers = -1;
+  EXPECT_TRUE(WaitFor([&] {
+    jsStreamInfo* si = nullptr;
+    if (js_GetStreamInfo(&si, js, JetStreamStore::JetStreamName(s).c_str(), nullptr, nullptr) !=
+        NATS_OK) {
+      return false;
+    }
+    consumers = si->State.Consumers;
+    jsStreamInfo_Destroy(si);
+    return consumers == 0;
+  })) << consumers;
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 TEST_F(JetStreamStoreTest, BatchAppendGivesOffsetsInOrder) {
