@@ -30,7 +30,15 @@ void Worker::OnTlsFailure(Conn& c, uint32_t slot, const char* what) {
 void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
   ConnTls& t = *c.tls;
   t.got_bytes = true;
-  if (!t.session.Feed(data, len)) return OnTlsFailure(c, slot, "read buffer");
+  const uint32_t gen = c.gen;
+  t.session.Feed(data, len);  // read in place: the bytes go back to the ring when this returns
+  struct Unfeed {
+    Conn& c;
+    uint32_t gen;
+    ~Unfeed() {
+      if (c.gen == gen && c.tls) c.tls->session.Feed(nullptr, 0);
+    }
+  } unfeed{c, gen};
   if (!t.session.handshake_done()) {
     tls::Session::Status st = t.session.Handshake();
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "handshake");
@@ -39,7 +47,6 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     if (st != tls::Session::Status::kDone) return;
   }
   if (!tls_plain_) tls_plain_.reset(new char[kTlsPlainSize]);
-  const uint32_t gen = c.gen;
   // Bounded: every round consumes ciphertext fed above (at most len bytes + one partial record).
   for (;;) {
     tls::Session::Status st;
@@ -50,9 +57,9 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
       if (c.state == ConnState::kFree || c.gen != gen || c.state == ConnState::kClosing) return;
       continue;
     }
-    if (st == tls::Session::Status::kClosed) {  // close_notify: the peer is done
+    if (st == tls::Session::Status::kClosed) {
+      // close_notify: the peer is done; ours answers it as the connection closes (TlsShutdown).
       BeginClosing(c, slot);
-      ForceClose(c, slot);
       return;
     }
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "record");
@@ -62,7 +69,13 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     TlsQueueOutput(c);
     MarkDirty(c, slot);
   }
-  t.session.Trim();
+}
+
+bool Worker::TlsShutdown(Conn& c, uint32_t slot) {
+  if (!c.tls->session.Shutdown()) return false;
+  TlsQueueOutput(c);
+  MarkDirty(c, slot);
+  return c.tls->cipher_frames > 0;
 }
 
 void Worker::TlsQueueOutput(Conn& c) {

@@ -26,6 +26,7 @@ using cable::test::HttpRequest;
 using cable::test::HttpsRequest;
 using cable::test::ServerProcess;
 using cable::test::WsClient;
+using cable::test::WsFrame;
 
 class TlsTest : public ::testing::Test {
  protected:
@@ -314,6 +315,59 @@ TEST_F(TlsTest, CloseNotifyAndRenegotiationEndOnlyThatConnection) {
   }
   ASSERT_EQ(Broadcast(Publication("tls_notify", "{\"n\":1}")), 201);
   EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_notify"), "{\"n\":1}"));
+}
+
+// The server ends every TLS connection it closes with close_notify after its last WebSocket frame,
+// so a client can tell a finished stream from a truncated one.
+TEST_F(TlsTest, CloseNotifyFollowsTheCloseFrame) {
+  StartServer();
+  // The client closes: the server echoes the close frame, then close_notify.
+  auto a = Subscriber("tls_bye");
+  ASSERT_TRUE(a->SendFrame(8, std::string("\x03\xe8", 2)));  // 1000
+  WsFrame closed = a->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1000);
+  EXPECT_EQ(a->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // The server closes on a protocol error (an unmasked client frame): 1002, then close_notify.
+  auto b = Subscriber("tls_bye");
+  ASSERT_TRUE(b->SendFrame(1, "{}", true, /*mask=*/false));
+  closed = b->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1002);
+  EXPECT_EQ(b->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // The client sends close_notify first (no close frame): the server answers with its own.
+  auto c = Subscriber("tls_bye");
+  ASSERT_EQ(SSL_shutdown(static_cast<SSL*>(c->ssl())), 0);
+  EXPECT_EQ(c->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // Shutdown: server_restart, close 1001, then close_notify.
+  auto d = Subscriber("tls_bye");
+  ASSERT_EQ(server_.Stop(), 0) << server_.Log();
+  auto msg = d->NextMessage(10s);
+  EXPECT_NE(msg.payload.find("server_restart"), std::string::npos) << msg.payload;
+  closed = d->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1001);
+  EXPECT_EQ(d->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+}
+
+// Broadcasts queued for one connection in the same loop turn are encrypted together (records of up
+// to 16 KiB): a burst arrives complete and in order.
+TEST_F(TlsTest, BurstOfBroadcastsArrivesInOrder) {
+  StartServer();
+  auto client = Subscriber("tls_burst");
+  std::string batch = "[";
+  constexpr int kN = 200;
+  for (int i = 0; i < kN; ++i) {
+    if (i) batch += ",";
+    batch += Publication("tls_burst", "{\"n\":" + std::to_string(i) + "}");
+  }
+  batch += "]";
+  ASSERT_EQ(Broadcast(batch), 201);
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(client->NextMessage(10s).payload,
+              Delivered(PubsubId("tls_burst"), "{\"n\":" + std::to_string(i) + "}"))
+        << i;
+  }
 }
 
 TEST_F(TlsTest, SeparateBroadcastPortSpeaksTlsToo) {
