@@ -7,6 +7,7 @@
 // the SSL writes is moved into one local frame placed after the ciphertext already queued, so the
 // TLS record stream keeps its order whatever mix of handshake output and data there is.
 #include <cstring>
+#include <memory>
 
 #include "common/log.h"
 #include "server/worker.h"
@@ -15,6 +16,8 @@ namespace cable::server {
 namespace {
 // One SSL_read at most (a TLS record carries at most 16 KiB of plaintext).
 constexpr size_t kTlsPlainSize = 16 * 1024;
+// Plaintext gathered into one SSL_write at most: one full TLS record.
+constexpr size_t kTlsRecordSize = 16 * 1024;
 // Plaintext encrypted per send at most: bounds the ciphertext made ahead of the socket.
 constexpr size_t kTlsEncryptBudget = 256 * 1024;
 }  // namespace
@@ -108,15 +111,51 @@ void Worker::TlsEncryptQueued(Conn& c) {
   const size_t pos = c.sendq_head + t.cipher_frames;
   size_t end = pos;
   size_t plain = 0;
-  while (end < c.sendq.size() && plain < kTlsEncryptBudget) {
-    hub::Frame* f = c.sendq[end];
-    if (!t.session.Write(f->data(), f->size())) {
-      LOG_WARN("tls: encrypting failed: %s", t.session.last_error().c_str());
-      break;  // the frames stay queued; the write deadline drops a connection that is stuck
+  // Frames queued together (a burst of broadcasts) are gathered into one SSL_write of up to a
+  // full record, so they cost one record (header, tag, one AEAD call) instead of one each.
+  thread_local std::unique_ptr<char[]> gather;
+  size_t gathered = 0;
+  size_t gathered_frames = 0;
+  auto flush = [&]() -> bool {
+    if (gathered == 0) return true;
+    bool ok = t.session.Write(gather.get(), gathered);
+    gathered = 0;
+    if (!ok) return false;
+    for (size_t i = end; i < end + gathered_frames; ++i) {
+      plain += c.sendq[i]->size();
+      c.sendq[i]->Release(index_);
     }
-    plain += f->size();
-    f->Release(index_);
-    ++end;
+    end += gathered_frames;
+    gathered_frames = 0;
+    return true;
+  };
+  bool failed = false;
+  for (size_t i = pos; i < c.sendq.size() && plain + gathered < kTlsEncryptBudget; ++i) {
+    hub::Frame* f = c.sendq[i];
+    if (gathered + f->size() > kTlsRecordSize && !flush()) {
+      failed = true;
+      break;
+    }
+    if (gathered == 0 && (i + 1 == c.sendq.size() || f->size() >= kTlsRecordSize)) {
+      // Alone (or a record by itself): encrypted in place, no copy.
+      if (!t.session.Write(f->data(), f->size())) {
+        failed = true;
+        break;
+      }
+      plain += f->size();
+      f->Release(index_);
+      ++end;
+      continue;
+    }
+    if (!gather) gather.reset(new char[kTlsRecordSize]);
+    std::memcpy(gather.get() + gathered, f->data(), f->size());
+    gathered += f->size();
+    ++gathered_frames;
+  }
+  if (!failed && !flush()) failed = true;
+  if (failed) {
+    // The frames not encrypted stay queued; the write deadline drops a connection that is stuck.
+    LOG_WARN("tls: encrypting failed: %s", t.session.last_error().c_str());
   }
   if (end == pos) return TlsQueueOutput(c);
   c.sendq.erase(c.sendq.begin() + static_cast<std::ptrdiff_t>(pos),
