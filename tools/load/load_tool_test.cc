@@ -474,9 +474,13 @@ std::string ErrorFor(std::vector<std::string> args) {
 }
 
 TEST(Options, WssAndCompression) {
-  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression", "--ext"});
+  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression", "--ext",
+                  "--broadcast-url", "https://127.0.0.1:8443/_broadcast"});
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_TRUE(r->tls);
+  EXPECT_TRUE(r->broadcast_url.tls);
+  EXPECT_EQ(r->broadcast_url.port, 8443);
+  EXPECT_EQ(r->broadcast_url.path, "/_broadcast");
   EXPECT_TRUE(r->compression);
   EXPECT_TRUE(r->ext);
   EXPECT_EQ(r->url.port, 8443);
@@ -484,6 +488,7 @@ TEST(Options, WssAndCompression) {
   auto d = Parse({});
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE(d->tls);
+  EXPECT_FALSE(d->broadcast_url.tls);
   EXPECT_FALSE(d->compression);
   EXPECT_FALSE(d->ext);
 }

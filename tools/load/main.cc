@@ -360,14 +360,14 @@ bool Runner::RunBroadcast() {
     if (first == 1) first_publish_rt_ = ts;
     auto r = pub.Post(BatchBody(o_.stream, first, count, ts, pad), std::min(o_.timeout, 10.0));
     if (!r) {
-      Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
-            " failed: " + r.error());
+      Fatal(std::string("broadcast to ") + (o_.broadcast_url.tls ? "https://" : "http://") +
+            o_.broadcast_url.host_port + o_.broadcast_url.path + " failed: " + r.error());
       return false;
     }
     if (r.value() < 200 || r.value() > 299) {
-      Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
-            " answered HTTP " + std::to_string(r.value()) +
-            (r.value() == 401 ? " (pass --broadcast-key)" : ""));
+      Fatal(std::string("broadcast to ") + (o_.broadcast_url.tls ? "https://" : "http://") +
+            o_.broadcast_url.host_port + o_.broadcast_url.path + " answered HTTP " +
+            std::to_string(r.value()) + (r.value() == 401 ? " (pass --broadcast-key)" : ""));
       return false;
     }
     sent_ = last;
@@ -426,7 +426,8 @@ int Runner::Run() {
   if (o_.mode == Mode::kBroadcast) {
     err = ProbeTcp(o_.broadcast_url, probe_s);
     if (!err.empty()) {
-      std::fprintf(stderr, "ringcable-load: cannot connect to broadcast endpoint http://%s%s: %s\n",
+      std::fprintf(stderr, "ringcable-load: cannot connect to broadcast endpoint %s%s%s: %s\n",
+                   o_.broadcast_url.tls ? "https://" : "http://",
                    o_.broadcast_url.host_port.c_str(), o_.broadcast_url.path.c_str(), err.c_str());
       return 1;
     }

@@ -21,6 +21,7 @@ struct Endpoint {
   uint16_t port = 0;      // host byte order
   std::string host_port;  // for the Host header
   std::string path;       // path and query, starts with '/'
+  bool tls = false;       // https:// (broadcast URL; the certificate is not verified)
 };
 
 struct Options {

@@ -1,5 +1,6 @@
 // HTTP publisher of ringcable-load: POSTs broadcast bodies over one keep-alive connection with
-// blocking I/O and per-request timeouts. Used by the parent process only.
+// blocking I/O and per-request timeouts (https:// through OpenSSL on the same blocking socket).
+// Used by the parent process only.
 #pragma once
 
 #include <string>
@@ -27,6 +28,8 @@ class Publisher {
   Endpoint ep_;
   std::string key_;
   int fd_ = -1;
+  void* ssl_ctx_ = nullptr;  // SSL_CTX* for https://, made on first use
+  void* ssl_ = nullptr;      // SSL* of the open connection (https://)
 };
 
 // The broadcast body for publication `seq`:
