@@ -339,6 +339,34 @@ TEST_F(TlsTest, CloseNotifyFollowsTheCloseFrame) {
   auto c = Subscriber("tls_bye");
   ASSERT_EQ(SSL_shutdown(static_cast<SSL*>(c->ssl())), 0);
   EXPECT_EQ(c->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // An HTTPS response with Connection: close: the response, then close_notify.
+  {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_NE(ctx, nullptr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ASSERT_EQ(SSL_connect(ssl), 1);
+    const std::string req = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(SSL_write(ssl, req.data(), static_cast<int>(req.size())),
+              static_cast<int>(req.size()));
+    std::string resp;
+    char buf[4096];
+    int n = 0;
+    for (int i = 0; i < 100 && (n = SSL_read(ssl, buf, sizeof(buf))) > 0; ++i) resp.append(buf, n);
+    EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+    EXPECT_EQ(SSL_get_error(ssl, n), SSL_ERROR_ZERO_RETURN);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+  }
   // Shutdown: server_restart, close 1001, then close_notify.
   auto d = Subscriber("tls_bye");
   ASSERT_EQ(server_.Stop(), 0) << server_.Log();
