@@ -47,6 +47,8 @@ struct Counters {
   uint64_t deliveries = 0;
   uint64_t out_of_order = 0;
   uint64_t lost = 0;
+  uint64_t wire_bytes = 0;  // received from the server's sockets (TLS records, compressed frames)
+                            // by measured connections during the broadcast phase
   uint64_t failures[static_cast<int>(Failure::kCount)] = {};
   int64_t first_start_ns = 0;    // CLOCK_MONOTONIC, first connect()
   int64_t last_ready_ns = 0;     // CLOCK_MONOTONIC, last confirm_subscription

@@ -270,6 +270,7 @@ Counters Runner::Sum() const {
     s.deliveries += c.deliveries;
     s.out_of_order += c.out_of_order;
     s.lost += c.lost;
+    s.wire_bytes += c.wire_bytes;
     for (int f = 0; f < static_cast<int>(Failure::kCount); ++f) s.failures[f] += c.failures[f];
     if (c.first_start_ns && (!s.first_start_ns || c.first_start_ns < s.first_start_ns)) {
       s.first_start_ns = c.first_start_ns;
@@ -338,7 +339,8 @@ bool Runner::RunBroadcast() {
 
   phase_ = "broadcast";
   Publisher pub(o_.broadcast_url, o_.broadcast_key);
-  std::string pad(static_cast<size_t>(o_.payload_size), 'x');
+  std::string pad = o_.turbo ? TurboPad(static_cast<size_t>(o_.payload_size))
+                             : std::string(static_cast<size_t>(o_.payload_size), 'x');
   const double cap_s = std::min(o_.timeout, 10.0);
   publish_start_ns_ = MonotonicNs();
   const int64_t phase_deadline = publish_start_ns_ + static_cast<int64_t>(o_.timeout * 1e9);
@@ -616,6 +618,7 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"msg_rate\":" + Num(o_.msg_rate, 1);
     j += ",\"batch\":" + std::to_string(o_.batch);
     j += ",\"payload_size\":" + std::to_string(o_.payload_size);
+    j += std::string(",\"turbo\":") + (o_.turbo ? "true" : "false");
     j += ",\"publish_s\":" + Num(publish_s);
     j += ",\"publish_rate\":" + Num(publish_s > 0 ? static_cast<double>(sent_) / publish_s : 0, 1);
     j += ",\"subscribers\":" + std::to_string(s.measured);
@@ -624,6 +627,11 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"deliveries_per_s\":" + Num(deliveries_per_s, 1);
     j += ",\"lost\":" + std::to_string(s.lost);
     j += ",\"out_of_order\":" + std::to_string(s.out_of_order);
+    j += ",\"wire_bytes\":" + std::to_string(s.wire_bytes);
+    j += ",\"wire_bytes_per_delivery\":" +
+         Num(s.deliveries ? static_cast<double>(s.wire_bytes) / static_cast<double>(s.deliveries)
+                          : 0,
+             1);
     j += ",\"latency_ms\":" + pct_json(latency);
   }
   j += ",\"load_cpu_s\":" + Num(load_cpu);

@@ -132,6 +132,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.ext = true;
       continue;
     }
+    if (arg == "--turbo") {
+      o.turbo = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -284,6 +288,9 @@ Usage: ringcable-load [options]
                          when every client has received the previous one, or after
                          min(--timeout, 10) s (default 100)
   --payload-size B       broadcast: bytes of padding in each publication (default 64)
+  --turbo                broadcast: the padding is Turbo Stream-like HTML (<turbo-stream> elements
+                         with varied words), so compression sees realistic text; default: one
+                         repeated character
   --batch B              broadcast: B publications per POST, as AnyCable's batch (a JSON array of
                          {"stream","data"}; ringcable and anycable-go take it, Action Cable does
                          not); --msg-rate still counts publications (default 1 = one object)

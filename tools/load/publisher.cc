@@ -247,4 +247,37 @@ Result<int, std::string> Publisher::Exchange(const std::string& request, double 
   return status;
 }
 
+std::string TurboPad(size_t n) {
+  static const char* const kWords[] = {
+      "the",     "order",   "shipped", "today",   "customer", "invoice", "report",  "meeting",
+      "project", "update",  "comment", "replied", "thanks",   "please",  "review",  "draft",
+      "status",  "pending", "done",    "monday",  "weekly",   "numbers", "growth",  "team",
+      "design",  "launch",  "budget",  "signed",  "contract", "account", "details", "notes"};
+  std::string out;
+  out.reserve(n + 256);
+  uint32_t x = 2463534242u;  // xorshift32: the same text every run
+  auto next = [&x]() {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+  };
+  for (int id = 1; out.size() < n; ++id) {
+    std::string sid = std::to_string(100000 + next() % 900000);
+    out += "<turbo-stream action='append' target='messages'><template><div id='message_" + sid +
+           "' class='message'><p class='author'>user_" + std::to_string(next() % 5000) +
+           "</p><p class='body'>";
+    int words = 8 + static_cast<int>(next() % 24);
+    for (int w = 0; w < words; ++w) {
+      if (w) out += ' ';
+      out += kWords[next() % (sizeof(kWords) / sizeof(kWords[0]))];
+    }
+    out += "</p><time datetime='2026-12-0" + std::to_string(1 + id % 9) + "T" +
+           std::to_string(10 + next() % 10) + ":" + std::to_string(10 + next() % 50) +
+           "'></time></div></template></turbo-stream>";
+  }
+  out.resize(n);
+  return out;
+}
+
 }  // namespace cable::load

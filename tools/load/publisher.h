@@ -41,6 +41,11 @@ std::string PublicationBody(std::string_view stream, uint64_t seq, int64_t ts_ns
 std::string BatchBody(std::string_view stream, uint64_t first_seq, int count, int64_t ts_ns,
                       std::string_view pad);
 
+// n bytes of Turbo Stream-like HTML (<turbo-stream action='append'> ... with words from a small
+// vocabulary in a fixed pseudo-random order; attributes single-quoted, so it needs no JSON escaping
+// at either level of a broadcast body). The same n gives the same text.
+std::string TurboPad(size_t n);
+
 // A TCP connect to the endpoint with a timeout; "" on success, else strerror text.
 std::string ProbeTcp(const Endpoint& endpoint, double timeout_s);
 
