@@ -1,11 +1,13 @@
 // Worker: TLS on the io_uring path (see tls/tls.h). The ring receives ciphertext into its provided
-// buffers like any socket's bytes; OnTlsBytes feeds it to the connection's SSL through a memory
-// BIO, advances the handshake and decrypts whole chunks into the worker's plaintext buffer, which
-// then takes the usual OnBytes path (HTTP parser, FrameReader). On the way out, frames are queued
-// as plaintext (shared broadcast frames included, so "serialize once" still holds up to this
-// point) and encrypted per connection in StartSend, right before the send: every ciphertext byte
-// the SSL writes is moved into one local frame placed after the ciphertext already queued, so the
-// TLS record stream keeps its order whatever mix of handshake output and data there is.
+// buffers like any socket's bytes; OnTlsBytes lets the connection's SSL read it in place (before
+// the buffer goes back to the ring), advances the handshake and decrypts whole chunks into the
+// worker's plaintext buffer, which then takes the usual OnBytes path (HTTP parser, FrameReader). On
+// the way out, frames are queued as plaintext (shared broadcast frames included, so "serialize
+// once" still holds up to this point) and encrypted per connection in StartSend, right before the
+// send, consecutive small frames gathered into records of up to 16 KiB: every ciphertext byte the
+// SSL writes is moved into one local frame placed after the ciphertext already queued, so the TLS
+// record stream keeps its order whatever mix of handshake output and data there is. A connection
+// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose).
 #include <cstring>
 #include <memory>
 
