@@ -131,7 +131,7 @@ cable::Result<std::unique_ptr<ServerContext>, std::string> ServerContext::Load(
   std::unique_ptr<ServerContext> out(new ServerContext(ctx));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   // Release record buffers whenever they are empty (idle connections); accept a moving write
-  // buffer (our plaintext frames are not pinned between retries, but memory BIOs never ask).
+  // buffer (our plaintext frames are not pinned between retries, but the transport BIO never asks).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
