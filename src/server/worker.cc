@@ -581,7 +581,7 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
     MaybeFinishClose(c, slot);
   } else if (c.state == ConnState::kHttp && !c.keep_alive) {
     BeginClosing(c, slot);
-    ForceClose(c, slot);
+    if (!c.tls) ForceClose(c, slot);  // TLS: close_notify first (MaybeFinishClose)
   }
 }
 
@@ -670,6 +670,7 @@ void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
   if (cur_conn_ == &c) return;  // inside c.reader.Feed(): OnBytes finishes the close afterwards
   if (c.close_after_flush && c.sendq_head < c.sendq.size()) return;  // still flushing
   if (c.close_after_flush) {
+    if (c.tls && TlsShutdown(c, slot)) return;  // close_notify goes out last
     c.close_after_flush = false;
     if (c.fd >= 0) shutdown(c.fd, SHUT_RDWR);
   }

@@ -256,6 +256,8 @@ class Worker : public rpc::CompletionSink,
   void OnTlsFailure(Conn& c, uint32_t slot, const char* what);
   void TlsEncryptQueued(Conn& c);
   void TlsQueueOutput(Conn& c);
+  // A closing connection's close_notify, queued after everything sent; false if none is due.
+  bool TlsShutdown(Conn& c, uint32_t slot);
   void FlushSends();
   void StartSend(Conn& c, uint32_t slot);
   void SubmitRpc(rpc::CallPtr call);  // deferred: Loop() flushes the rpc client once per turn

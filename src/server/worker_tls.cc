@@ -1,12 +1,15 @@
 // Worker: TLS on the io_uring path (see tls/tls.h). The ring receives ciphertext into its provided
-// buffers like any socket's bytes; OnTlsBytes feeds it to the connection's SSL through a memory
-// BIO, advances the handshake and decrypts whole chunks into the worker's plaintext buffer, which
-// then takes the usual OnBytes path (HTTP parser, FrameReader). On the way out, frames are queued
-// as plaintext (shared broadcast frames included, so "serialize once" still holds up to this
-// point) and encrypted per connection in StartSend, right before the send: every ciphertext byte
-// the SSL writes is moved into one local frame placed after the ciphertext already queued, so the
-// TLS record stream keeps its order whatever mix of handshake output and data there is.
+// buffers like any socket's bytes; OnTlsBytes lets the connection's SSL read it in place (before
+// the buffer goes back to the ring), advances the handshake and decrypts whole chunks into the
+// worker's plaintext buffer, which then takes the usual OnBytes path (HTTP parser, FrameReader). On
+// the way out, frames are queued as plaintext (shared broadcast frames included, so "serialize
+// once" still holds up to this point) and encrypted per connection in StartSend, right before the
+// send, consecutive small frames gathered into records of up to 16 KiB: every ciphertext byte the
+// SSL writes is moved into one local frame placed after the ciphertext already queued, so the TLS
+// record stream keeps its order whatever mix of handshake output and data there is. A connection
+// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose).
 #include <cstring>
+#include <memory>
 
 #include "common/log.h"
 #include "server/worker.h"
@@ -15,6 +18,8 @@ namespace cable::server {
 namespace {
 // One SSL_read at most (a TLS record carries at most 16 KiB of plaintext).
 constexpr size_t kTlsPlainSize = 16 * 1024;
+// Plaintext gathered into one SSL_write at most: one full TLS record.
+constexpr size_t kTlsRecordSize = 16 * 1024;
 // Plaintext encrypted per send at most: bounds the ciphertext made ahead of the socket.
 constexpr size_t kTlsEncryptBudget = 256 * 1024;
 }  // namespace
@@ -30,7 +35,15 @@ void Worker::OnTlsFailure(Conn& c, uint32_t slot, const char* what) {
 void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
   ConnTls& t = *c.tls;
   t.got_bytes = true;
-  if (!t.session.Feed(data, len)) return OnTlsFailure(c, slot, "read buffer");
+  const uint32_t gen = c.gen;
+  t.session.Feed(data, len);  // read in place: the bytes go back to the ring when this returns
+  struct Unfeed {
+    Conn& c;
+    uint32_t gen;
+    ~Unfeed() {
+      if (c.gen == gen && c.tls) c.tls->session.Feed(nullptr, 0);
+    }
+  } unfeed{c, gen};
   if (!t.session.handshake_done()) {
     tls::Session::Status st = t.session.Handshake();
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "handshake");
@@ -39,7 +52,6 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     if (st != tls::Session::Status::kDone) return;
   }
   if (!tls_plain_) tls_plain_.reset(new char[kTlsPlainSize]);
-  const uint32_t gen = c.gen;
   // Bounded: every round consumes ciphertext fed above (at most len bytes + one partial record).
   for (;;) {
     tls::Session::Status st;
@@ -50,9 +62,9 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
       if (c.state == ConnState::kFree || c.gen != gen || c.state == ConnState::kClosing) return;
       continue;
     }
-    if (st == tls::Session::Status::kClosed) {  // close_notify: the peer is done
+    if (st == tls::Session::Status::kClosed) {
+      // close_notify: the peer is done; ours answers it as the connection closes (TlsShutdown).
       BeginClosing(c, slot);
-      ForceClose(c, slot);
       return;
     }
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "record");
@@ -62,7 +74,13 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     TlsQueueOutput(c);
     MarkDirty(c, slot);
   }
-  t.session.Trim();
+}
+
+bool Worker::TlsShutdown(Conn& c, uint32_t slot) {
+  if (!c.tls->session.Shutdown()) return false;
+  TlsQueueOutput(c);
+  MarkDirty(c, slot);
+  return c.tls->cipher_frames > 0;
 }
 
 void Worker::TlsQueueOutput(Conn& c) {
@@ -95,15 +113,51 @@ void Worker::TlsEncryptQueued(Conn& c) {
   const size_t pos = c.sendq_head + t.cipher_frames;
   size_t end = pos;
   size_t plain = 0;
-  while (end < c.sendq.size() && plain < kTlsEncryptBudget) {
-    hub::Frame* f = c.sendq[end];
-    if (!t.session.Write(f->data(), f->size())) {
-      LOG_WARN("tls: encrypting failed: %s", t.session.last_error().c_str());
-      break;  // the frames stay queued; the write deadline drops a connection that is stuck
+  // Frames queued together (a burst of broadcasts) are gathered into one SSL_write of up to a
+  // full record, so they cost one record (header, tag, one AEAD call) instead of one each.
+  thread_local std::unique_ptr<char[]> gather;
+  size_t gathered = 0;
+  size_t gathered_frames = 0;
+  auto flush = [&]() -> bool {
+    if (gathered == 0) return true;
+    bool ok = t.session.Write(gather.get(), gathered);
+    gathered = 0;
+    if (!ok) return false;
+    for (size_t i = end; i < end + gathered_frames; ++i) {
+      plain += c.sendq[i]->size();
+      c.sendq[i]->Release(index_);
     }
-    plain += f->size();
-    f->Release(index_);
-    ++end;
+    end += gathered_frames;
+    gathered_frames = 0;
+    return true;
+  };
+  bool failed = false;
+  for (size_t i = pos; i < c.sendq.size() && plain + gathered < kTlsEncryptBudget; ++i) {
+    hub::Frame* f = c.sendq[i];
+    if (gathered + f->size() > kTlsRecordSize && !flush()) {
+      failed = true;
+      break;
+    }
+    if (gathered == 0 && (i + 1 == c.sendq.size() || f->size() >= kTlsRecordSize)) {
+      // Alone (or a record by itself): encrypted in place, no copy.
+      if (!t.session.Write(f->data(), f->size())) {
+        failed = true;
+        break;
+      }
+      plain += f->size();
+      f->Release(index_);
+      ++end;
+      continue;
+    }
+    if (!gather) gather.reset(new char[kTlsRecordSize]);
+    std::memcpy(gather.get() + gathered, f->data(), f->size());
+    gathered += f->size();
+    ++gathered_frames;
+  }
+  if (!failed && !flush()) failed = true;
+  if (failed) {
+    // The frames not encrypted stay queued; the write deadline drops a connection that is stuck.
+    LOG_WARN("tls: encrypting failed: %s", t.session.last_error().c_str());
   }
   if (end == pos) return TlsQueueOutput(c);
   c.sendq.erase(c.sendq.begin() + static_cast<std::ptrdiff_t>(pos),

@@ -34,15 +34,83 @@ bool Readable(const std::string& path, std::string* why) {
   return true;
 }
 
-// A drained mem BIO still holding a buffer larger than this is replaced by a fresh, empty one.
-// 0: always (two small allocations per receive, against ~1.5 KiB less per idle connection).
-constexpr size_t kTrimAbove = 0;
+}  // namespace
 
-bool Big(BIO* b) {
-  BUF_MEM* m = nullptr;
-  BIO_get_mem_ptr(b, &m);
-  return m && m->max > kTrimAbove;
+// ---- the transport BIO ------------------------------------------------------------------------
+// One BIO per thread, shared by every SSL that thread owns (each SSL holds a reference). It keeps
+// no bytes: reads take from the current session's input window (Feed's bytes, read in place),
+// writes append to the current session's output. "Current" is the session whose method is running
+// on this thread (IoScope), so the BIO never needs to know which SSL calls it. Per thread, not per
+// process: OpenSSL sets the retry flags on the BIO object itself.
+namespace {
+thread_local Session* t_io = nullptr;
+
+struct IoScope {
+  explicit IoScope(Session* s) : prev(t_io) { t_io = s; }
+  ~IoScope() { t_io = prev; }
+  Session* prev;
+};
+
+}  // namespace
+
+int Session::BioRead(BIO* b, char* buf, int len) {
+  BIO_clear_retry_flags(b);
+  Session* s = t_io;
+  if (!s || s->in_len_ == 0 || len <= 0) {
+    BIO_set_retry_read(b);  // "more to come", never EOF: the ring reports the peer's FIN
+    return -1;
+  }
+  size_t n = s->in_len_ < static_cast<size_t>(len) ? s->in_len_ : static_cast<size_t>(len);
+  std::memcpy(buf, s->in_, n);
+  s->in_ += n;
+  s->in_len_ -= n;
+  return static_cast<int>(n);
 }
+
+int Session::BioWrite(BIO* b, const char* buf, int len) {
+  BIO_clear_retry_flags(b);
+  Session* s = t_io;
+  if (!s || len < 0) return -1;
+  s->out_.append(buf, static_cast<size_t>(len));
+  return len;
+}
+
+namespace {
+
+long BioCtrl(BIO*, int cmd, long, void*) {
+  // OpenSSL flushes after each flight; everything else (pending counts, kTLS queries, ...) is 0.
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+int BioCreate(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+BIO_METHOD* Method() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringcable tls");
+    if (bm) {
+      BIO_meth_set_write(bm, &Session::BioWrite);
+      BIO_meth_set_read(bm, &Session::BioRead);
+      BIO_meth_set_ctrl(bm, BioCtrl);
+      BIO_meth_set_create(bm, BioCreate);
+    }
+    return bm;
+  }();
+  return m;
+}
+
+// The thread's BIO; this holder's reference is dropped at thread exit (SSLs keep theirs).
+struct ThreadBio {
+  BIO* bio = nullptr;
+  ~ThreadBio() { BIO_free(bio); }
+  BIO* Get() {
+    if (!bio && Method()) bio = BIO_new(Method());
+    return bio;
+  }
+};
+thread_local ThreadBio t_bio;
 
 }  // namespace
 
@@ -63,7 +131,7 @@ cable::Result<std::unique_ptr<ServerContext>, std::string> ServerContext::Load(
   std::unique_ptr<ServerContext> out(new ServerContext(ctx));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   // Release record buffers whenever they are empty (idle connections); accept a moving write
-  // buffer (our plaintext frames are not pinned between retries, but memory BIOs never ask).
+  // buffer (our plaintext frames are not pinned between retries, but the transport BIO never asks).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -105,45 +173,39 @@ std::optional<std::string> ServerContext::Reload(const std::string& cert_path,
 }
 
 Session::Session(const ServerContext& ctx) {
-  ssl_ = SSL_new(ctx.raw());
-  rbio_ = BIO_new(BIO_s_mem());
-  wbio_ = BIO_new(BIO_s_mem());
-  if (!ssl_ || !rbio_ || !wbio_) {
-    if (ssl_) SSL_free(ssl_);
-    BIO_free(rbio_);
-    BIO_free(wbio_);
-    ssl_ = nullptr;
+  BIO* bio = t_bio.Get();
+  if (!bio || !BIO_up_ref(bio)) {
     ERR_clear_error();
     return;
   }
-  // An empty read BIO means "more to come", not EOF.
-  BIO_set_mem_eof_return(rbio_, -1);
-  SSL_set_bio(ssl_, rbio_, wbio_);
+  ssl_ = SSL_new(ctx.raw());
+  if (!ssl_) {
+    BIO_free(bio);
+    ERR_clear_error();
+    return;
+  }
+  SSL_set_bio(ssl_, bio, bio);  // takes the one reference for both directions
   SSL_set_accept_state(ssl_);
 }
 
 Session::~Session() {
-  if (ssl_) SSL_free(ssl_);  // frees both BIOs
+  IoScope io(this);  // SSL_free writes nothing, but the BIO must never see another session
+  if (ssl_) SSL_free(ssl_);
 }
 
-bool Session::Feed(const char* data, size_t len) {
-  while (len > 0) {
-    int chunk = static_cast<int>(len > INT_MAX ? INT_MAX : len);
-    int n = BIO_write(rbio_, data, chunk);
-    if (n <= 0) {
-      CaptureError();
-      return false;
-    }
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
+void Session::Feed(const char* data, size_t len) {
+  in_ = data;
+  in_len_ = len;
 }
 
-void Session::CaptureError() { last_error_ = TakeErrors(); }
+void Session::CaptureError() {
+  failed_ = true;
+  last_error_ = TakeErrors();
+}
 
 Session::Status Session::Handshake() {
   if (done_) return Status::kDone;
+  IoScope io(this);
   int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     done_ = true;
@@ -152,11 +214,13 @@ Session::Status Session::Handshake() {
   int err = SSL_get_error(ssl_, r);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Status::kWantMore;
   CaptureError();
+  Feed(nullptr, 0);
   return Status::kError;
 }
 
 size_t Session::Read(char* buf, size_t cap, Status* status) {
   *status = Status::kWantMore;
+  IoScope io(this);
   size_t got = 0;
   int r = SSL_read_ex(ssl_, buf, cap, &got);
   if (r == 1) return got;
@@ -165,15 +229,18 @@ size_t Session::Read(char* buf, size_t cap, Status* status) {
   if (err == SSL_ERROR_ZERO_RETURN) {
     *status = Status::kClosed;
     ERR_clear_error();
+    Feed(nullptr, 0);
     return 0;
   }
   CaptureError();
+  Feed(nullptr, 0);
   *status = Status::kError;
   return 0;
 }
 
 bool Session::Write(const void* data, size_t len) {
   if (len == 0) return true;
+  IoScope io(this);
   size_t written = 0;
   if (SSL_write_ex(ssl_, data, len, &written) != 1 || written != len) {
     CaptureError();
@@ -182,31 +249,27 @@ bool Session::Write(const void* data, size_t len) {
   return true;
 }
 
-size_t Session::PendingOutput() const { return BIO_ctrl_pending(wbio_); }
-
 size_t Session::TakeOutput(char* dst, size_t n) {
-  size_t got = 0;
-  if (n == 0 || BIO_read_ex(wbio_, dst, n, &got) != 1) return 0;
-  return got;
+  size_t k = n < out_.size() ? n : out_.size();
+  std::memcpy(dst, out_.data(), k);
+  if (k == out_.size()) {
+    std::string().swap(out_);  // idle connections keep no output buffer
+  } else {
+    out_.erase(0, k);
+  }
+  return k;
 }
 
-void Session::Trim() {
-  if (BIO_ctrl_pending(wbio_) == 0 && Big(wbio_)) {
-    BIO* fresh = BIO_new(BIO_s_mem());
-    if (fresh) {
-      BIO_set_mem_eof_return(fresh, -1);
-      SSL_set0_wbio(ssl_, fresh);  // frees the old one
-      wbio_ = fresh;
-    }
+bool Session::Shutdown() {
+  if (!done_ || shutdown_sent_ || failed_) return false;
+  shutdown_sent_ = true;
+  IoScope io(this);
+  int r = SSL_shutdown(ssl_);  // 0: ours sent, the peer's not seen yet; 1: both
+  if (r < 0) {
+    CaptureError();
+    return false;
   }
-  if (BIO_ctrl_pending(rbio_) == 0 && Big(rbio_)) {
-    BIO* fresh = BIO_new(BIO_s_mem());
-    if (fresh) {
-      BIO_set_mem_eof_return(fresh, -1);
-      SSL_set0_rbio(ssl_, fresh);
-      rbio_ = fresh;
-    }
-  }
+  return true;
 }
 
 }  // namespace cable::tls

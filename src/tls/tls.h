@@ -1,25 +1,30 @@
 // TLS for the main and HTTP broadcast listeners (--ssl_cert / --ssl_key): wss:// and https:// on
 // the io_uring path.
 //
-// OpenSSL never touches a socket here. Each TLS connection's SSL object reads ciphertext from a
-// memory BIO the worker fills with what io_uring received (Feed) and writes ciphertext into a
-// second memory BIO the worker drains into its send queue (TakeOutput); the ring still does every
-// recv and send. Nothing blocks: a handshake or a record that needs more bytes just reports
-// kWantMore and resumes on the next Feed.
+// OpenSSL never touches a socket here. Each TLS connection's SSL object reads the ciphertext
+// io_uring received (Feed: read in place from the ring's buffer) and writes ciphertext into the
+// session's output, which the worker moves into its send queue (TakeOutput), both through one
+// byte-less BIO per thread; the ring still does every recv and send. Nothing blocks: a handshake or
+// a record that needs more bytes just reports kWantMore and resumes on the next Feed.
 //
 // Ownership / threads:
 // - ServerContext: one per process, built by main before the workers start (certificate chain +
 //   key, checked against each other), then shared read-only: SSL_new on an SSL_CTX is thread-safe.
 //   It outlives every worker.
 // - Session: one per TLS connection, owned by that connection (server::Conn::tls) and used only by
-//   the worker thread that owns the connection; freed with the connection. Plain connections (and
+//   the worker thread that owns the connection; freed with the connection. Its SSL holds a
+//   reference on that thread's transport BIO (a thread_local in tls.cc holds another until the
+//   thread exits; the last SSL_free frees it). Plain connections (and
 //   the separate metrics port's) have none, so they pay 8 bytes (a null pointer) for TLS.
 //
-// Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty, and
-// Trim() swaps a drained memory BIO for a fresh, empty one, so an idle TLS connection keeps the SSL
-// object and two empty BIOs, not its peak buffers. Measured: ~24 KB of server RSS per idle TLS 1.3
-// connection against ~5 KB for a plain one (3000 idle clients, 2 workers); nearly all of the
-// difference is OpenSSL's own per-connection state (SSL object, cipher contexts).
+// Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty; the
+// transport BIO is one per thread and holds no bytes (input is read in place, output is handed
+// over after each call and its buffer freed), and there is no session cache and no ticket. An idle
+// TLS connection therefore keeps only OpenSSL's own established-connection state: on OpenSSL 3.0
+// ~14 KB of heap per TLS 1.3 connection, 7.6 KB of it the SSL object itself (struct ssl_st, one
+// allocation), ~1.9 KB the two AES-GCM contexts, ~0.9 KB the SSL_SESSION, the rest the CERT copy,
+// locks and stacks; see bench/README.md for what that is in RSS. Below that needs a record layer of
+// our own (or kTLS) so the SSL can be freed after the handshake.
 //
 // Errors from OpenSSL are taken off the thread's error queue before returning (it is per thread
 // and would otherwise leak into the next connection's diagnosis).
@@ -75,8 +80,11 @@ class Session {
   Session& operator=(const Session&) = delete;
   bool ok() const { return ssl_ != nullptr; }  // false only when allocation failed
 
-  // Hands ciphertext received from the socket to OpenSSL (copied into the read BIO).
-  bool Feed(const char* data, size_t len);
+  // Hands ciphertext received from the socket to OpenSSL: it is read in place, not copied, by the
+  // Handshake / Read calls that follow. Run them until they want more (then every byte was taken:
+  // OpenSSL keeps a partial record in its own buffer), and Feed(nullptr, 0) before the bytes go
+  // away if stopping early (the connection is closing).
+  void Feed(const char* data, size_t len);
   // Advances the handshake: kDone once established (and on every later call), kWantMore until the
   // peer sent enough, kError for anything that is not TLS or fails the handshake.
   Status Handshake();
@@ -84,22 +92,33 @@ class Session {
   // Decrypts into buf: > 0 bytes read; 0 when it needs more ciphertext. Sets *status to kClosed
   // (close_notify) or kError when the stream ends; kWantMore otherwise.
   size_t Read(char* buf, size_t cap, Status* status);
-  // Encrypts len bytes (the whole of them: memory BIOs never refuse a write). False on failure.
+  // Encrypts len bytes (the whole of them: the transport BIO never refuses a write). False on
+  // failure.
   bool Write(const void* data, size_t len);
-  // Ciphertext waiting to be sent, and taking it out (into dst, at most n bytes).
-  size_t PendingOutput() const;
+  // Queues close_notify (after everything written so far) once the handshake is done and nothing
+  // failed; false when there is nothing to send (not established, failed, or sent already).
+  bool Shutdown();
+  // Ciphertext waiting to be sent, and taking it out (into dst, at most n bytes; once all of it
+  // is taken the buffer is freed).
+  size_t PendingOutput() const { return out_.size(); }
   size_t TakeOutput(char* dst, size_t n);
-  // Frees drained BIO buffers that grew large (idle connections keep small ones).
-  void Trim();
   // OpenSSL's reason for the last kError (for debug logs), e.g. "wrong version number".
   const std::string& last_error() const { return last_error_; }
+
+  // The thread's transport BIO (tls.cc, not for other callers): reads from in_ and appends to
+  // out_ of the session whose method is running on this thread.
+  static int BioRead(BIO* b, char* buf, int len);
+  static int BioWrite(BIO* b, const char* buf, int len);
 
  private:
   void CaptureError();
   SSL* ssl_ = nullptr;
-  BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;  // owned by ssl_
+  const char* in_ = nullptr;  // Feed's bytes not yet taken by OpenSSL (not owned)
+  size_t in_len_ = 0;
+  std::string out_;  // ciphertext not yet taken; no capacity while idle
   bool done_ = false;
+  bool failed_ = false;  // an OpenSSL call failed: no close_notify then
+  bool shutdown_sent_ = false;
   std::string last_error_;
 };
 

@@ -604,6 +604,23 @@ bool WsClient::WaitEof(std::chrono::milliseconds timeout) {
   return false;
 }
 
+int WsClient::WaitTlsEnd(std::chrono::milliseconds timeout) {
+  if (!ssl_) return -1;
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  auto deadline = Clock::now() + timeout;
+  char tmp[65536];
+  for (;;) {
+    size_t n = 0;
+    if (SSL_read_ex(ssl, tmp, sizeof(tmp), &n) == 1) continue;
+    int err = SSL_get_error(ssl, 0);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      ERR_clear_error();
+      return err;
+    }
+    if (!WaitFd(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return -1;
+  }
+}
+
 std::string WsClient::Identifier(const std::string& channel,
                                  const std::map<std::string, std::string>& params) {
   std::string id = "{\"channel\":" + JsonString(channel);

@@ -113,9 +113,14 @@ class WsClient {
   WsFrame WaitClose(std::chrono::milliseconds timeout = 5s);
   // True if the server closed the TCP connection within timeout (reads and discards data).
   bool WaitEof(std::chrono::milliseconds timeout = 5s);
+  // wss: reads (discarding) until the TLS stream ends and returns SSL_get_error for that last
+  // SSL_read: SSL_ERROR_ZERO_RETURN when the server sent close_notify, SSL_ERROR_SYSCALL or
+  // SSL_ERROR_SSL when it just closed the socket; -1 on timeout or without TLS.
+  int WaitTlsEnd(std::chrono::milliseconds timeout = 5s);
   const WsFrame& last_close() const { return last_close_; }
   void Close();
   int fd() const { return fd_; }
+  void* ssl() const { return ssl_; }  // SSL* when wss (for tests that drive TLS themselves)
 
   // Action Cable helpers.
   bool Subscribe(const std::string& identifier);

@@ -427,6 +427,19 @@ TEST(Publication, BatchIsAJsonArrayOfPublications) {
             "[" + PublicationBody("s", 7, 5, "p") + "," + PublicationBody("s", 8, 5, "p") + "]");
 }
 
+TEST(Publication, TurboPadIsHtmlOfTheExactSizeAndNeedsNoEscaping) {
+  std::string pad = TurboPad(4096);
+  EXPECT_EQ(pad.size(), 4096u);
+  EXPECT_EQ(pad.rfind("<turbo-stream action='append' target='messages'><template>", 0), 0u) << pad;
+  EXPECT_EQ(pad.find_first_of("\"\\"), std::string::npos);
+  EXPECT_EQ(TurboPad(4096), pad);  // the same text every run
+  EXPECT_EQ(TurboPad(10), pad.substr(0, 10));
+  EXPECT_EQ(TurboPad(0), "");
+  // Embedded as is, and the frame still carries seq and ts.
+  std::string frame = R"({"identifier":"i","message":{"seq":4,"ts":9,"pad":")" + pad + "\"}}";
+  EXPECT_EQ(ClassifyFrame(frame).seq, 4u);
+}
+
 // ---- Worker <-> parent messages ----
 
 TEST(Ipc, ResultRoundTripsThroughSplitReads) {
@@ -478,9 +491,14 @@ std::string ErrorFor(std::vector<std::string> args) {
 }
 
 TEST(Options, WssAndCompression) {
-  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression", "--ext"});
+  auto r = Parse({"--url", "wss://127.0.0.1:8443/cable?x=1", "--compression", "--ext", "--turbo",
+                  "--broadcast-url", "https://127.0.0.1:8443/_broadcast"});
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_TRUE(r->tls);
+  EXPECT_TRUE(r->broadcast_url.tls);
+  EXPECT_TRUE(r->turbo);
+  EXPECT_EQ(r->broadcast_url.port, 8443);
+  EXPECT_EQ(r->broadcast_url.path, "/_broadcast");
   EXPECT_TRUE(r->compression);
   EXPECT_TRUE(r->ext);
   EXPECT_EQ(r->url.port, 8443);
@@ -488,6 +506,8 @@ TEST(Options, WssAndCompression) {
   auto d = Parse({});
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE(d->tls);
+  EXPECT_FALSE(d->broadcast_url.tls);
+  EXPECT_FALSE(d->turbo);
   EXPECT_FALSE(d->compression);
   EXPECT_FALSE(d->ext);
 }

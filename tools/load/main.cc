@@ -280,6 +280,7 @@ Counters Runner::Sum() const {
     s.lost += c.lost;
     s.restored += c.restored;
     s.not_restored += c.not_restored;
+    s.wire_bytes += c.wire_bytes;
     for (int f = 0; f < static_cast<int>(Failure::kCount); ++f) s.failures[f] += c.failures[f];
     if (c.first_start_ns && (!s.first_start_ns || c.first_start_ns < s.first_start_ns)) {
       s.first_start_ns = c.first_start_ns;
@@ -348,7 +349,8 @@ bool Runner::RunBroadcast() {
 
   phase_ = "broadcast";
   Publisher pub(o_.broadcast_url, o_.broadcast_key);
-  std::string pad(static_cast<size_t>(o_.payload_size), 'x');
+  std::string pad = o_.turbo ? TurboPad(static_cast<size_t>(o_.payload_size))
+                             : std::string(static_cast<size_t>(o_.payload_size), 'x');
   const double cap_s = std::min(o_.timeout, 10.0);
   publish_start_ns_ = MonotonicNs();
   const int64_t phase_deadline = publish_start_ns_ + static_cast<int64_t>(o_.timeout * 1e9);
@@ -370,14 +372,14 @@ bool Runner::RunBroadcast() {
     if (first == 1) first_publish_rt_ = ts;
     auto r = pub.Post(BatchBody(o_.stream, first, count, ts, pad), std::min(o_.timeout, 10.0));
     if (!r) {
-      Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
-            " failed: " + r.error());
+      Fatal(std::string("broadcast to ") + (o_.broadcast_url.tls ? "https://" : "http://") +
+            o_.broadcast_url.host_port + o_.broadcast_url.path + " failed: " + r.error());
       return false;
     }
     if (r.value() < 200 || r.value() > 299) {
-      Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
-            " answered HTTP " + std::to_string(r.value()) +
-            (r.value() == 401 ? " (pass --broadcast-key)" : ""));
+      Fatal(std::string("broadcast to ") + (o_.broadcast_url.tls ? "https://" : "http://") +
+            o_.broadcast_url.host_port + o_.broadcast_url.path + " answered HTTP " +
+            std::to_string(r.value()) + (r.value() == 401 ? " (pass --broadcast-key)" : ""));
       return false;
     }
     sent_ = last;
@@ -491,7 +493,8 @@ int Runner::Run() {
   if (o_.mode == Mode::kBroadcast || o_.mode == Mode::kRestore) {
     err = ProbeTcp(o_.broadcast_url, probe_s);
     if (!err.empty()) {
-      std::fprintf(stderr, "ringcable-load: cannot connect to broadcast endpoint http://%s%s: %s\n",
+      std::fprintf(stderr, "ringcable-load: cannot connect to broadcast endpoint %s%s%s: %s\n",
+                   o_.broadcast_url.tls ? "https://" : "http://",
                    o_.broadcast_url.host_port.c_str(), o_.broadcast_url.path.c_str(), err.c_str());
       return 1;
     }
@@ -698,6 +701,7 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"msg_rate\":" + Num(o_.msg_rate, 1);
     j += ",\"batch\":" + std::to_string(o_.batch);
     j += ",\"payload_size\":" + std::to_string(o_.payload_size);
+    j += std::string(",\"turbo\":") + (o_.turbo ? "true" : "false");
     j += ",\"publish_s\":" + Num(publish_s);
     j += ",\"publish_rate\":" + Num(publish_s > 0 ? static_cast<double>(sent_) / publish_s : 0, 1);
     j += ",\"subscribers\":" + std::to_string(s.measured);
@@ -706,6 +710,11 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"deliveries_per_s\":" + Num(deliveries_per_s, 1);
     j += ",\"lost\":" + std::to_string(s.lost);
     j += ",\"out_of_order\":" + std::to_string(s.out_of_order);
+    j += ",\"wire_bytes\":" + std::to_string(s.wire_bytes);
+    j += ",\"wire_bytes_per_delivery\":" +
+         Num(s.deliveries ? static_cast<double>(s.wire_bytes) / static_cast<double>(s.deliveries)
+                          : 0,
+             1);
     j += ",\"latency_ms\":" + pct_json(latency);
   }
   if (o_.mode == Mode::kRestore) {

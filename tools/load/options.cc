@@ -134,6 +134,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.ext = true;
       continue;
     }
+    if (arg == "--turbo") {
+      o.turbo = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -224,9 +228,11 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
   auto ws = ParseUrl(url, o.tls ? "wss" : "ws");
   if (!ws) return MakeError("--url: " + ws.error());
   o.url = ws.value();
-  auto http = ParseUrl(broadcast_url, "http");
+  const bool https = broadcast_url.rfind("https://", 0) == 0;
+  auto http = ParseUrl(broadcast_url, https ? "https" : "http");
   if (!http) return MakeError("--broadcast-url: " + http.error());
   o.broadcast_url = http.value();
+  o.broadcast_url.tls = https;
 
   auto stream = IdentifierStream(o.identifier);
   if (!stream) return MakeError(stream.error());
@@ -293,10 +299,14 @@ Usage: ringcable-load [options]
                          when every client has received the previous one, or after
                          min(--timeout, 10) s (default 100)
   --payload-size B       broadcast: bytes of padding in each publication (default 64)
+  --turbo                broadcast: the padding is Turbo Stream-like HTML (<turbo-stream> elements
+                         with varied words), so compression sees realistic text; default: one
+                         repeated character
   --batch B              broadcast: B publications per POST, as AnyCable's batch (a JSON array of
                          {"stream","data"}; ringcable and anycable-go take it, Action Cable does
                          not); --msg-rate still counts publications (default 1 = one object)
-  --broadcast-url URL    HTTP broadcast endpoint (default http://127.0.0.1:8090/_broadcast)
+  --broadcast-url URL    HTTP broadcast endpoint (default http://127.0.0.1:8090/_broadcast);
+                         https:// for TLS (the server certificate is not verified)
   --broadcast-key KEY    send "Authorization: Bearer KEY" with publications
   --server-pid PID       also report the server's CPU seconds (/proc/PID/stat) over the measured
                          phase and its VmRSS before/after (/proc/PID/status)

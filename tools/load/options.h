@@ -23,6 +23,7 @@ struct Endpoint {
   uint16_t port = 0;      // host byte order
   std::string host_port;  // for the Host header
   std::string path;       // path and query, starts with '/'
+  bool tls = false;       // https:// (broadcast URL; the certificate is not verified)
 };
 
 struct Options {
@@ -41,6 +42,7 @@ struct Options {
   double msg_rate = 100;  // 0 = closed loop
   int batch = 1;          // publications per POST (AnyCable's JSON-array batch when > 1)
   int payload_size = 64;
+  bool turbo = false;      // the padding is Turbo Stream-like HTML, not one repeated character
   Endpoint broadcast_url;  // --broadcast-url http://127.0.0.1:8090/_broadcast
   std::string broadcast_key;
   int server_pid = 0;

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -120,9 +122,15 @@ std::string BatchBody(std::string_view stream, uint64_t first_seq, int count, in
   return b;
 }
 
-Publisher::~Publisher() { Close(); }
+Publisher::~Publisher() {
+  Close();
+  if (ssl_ctx_) SSL_CTX_free(static_cast<SSL_CTX*>(ssl_ctx_));
+}
 
 void Publisher::Close() {
+  if (ssl_) SSL_free(static_cast<SSL*>(ssl_));
+  ssl_ = nullptr;
+  ERR_clear_error();
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }
@@ -151,9 +159,45 @@ Result<int, std::string> Publisher::Exchange(const std::string& request, double 
     if (fd < 0) return MakeError(std::string("connect: ") + std::strerror(-fd));
     fd_ = fd;
     SetTimeouts(fd_, timeout_s);
+    if (ep_.tls) {
+      if (!ssl_ctx_) {
+        SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx) return MakeError(std::string("TLS: cannot make a context"));
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);  // load tests use test certificates
+        ssl_ctx_ = ctx;
+      }
+      SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ssl_ctx_));
+      ssl_ = ssl;
+      if (!ssl || SSL_set_fd(ssl, fd_) != 1 || SSL_connect(ssl) != 1) {
+        Close();
+        return MakeError(std::string("TLS handshake failed"));
+      }
+    }
   }
-  if (send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
+  // Blocking socket: a send or receive comes back whole, or fails (SO_SNDTIMEO / SO_RCVTIMEO).
+  auto send_all = [&]() -> bool {
+    if (!ssl_) {
+      return send(fd_, request.data(), request.size(), MSG_NOSIGNAL) ==
+             static_cast<ssize_t>(request.size());
+    }
+    size_t written = 0;
+    return SSL_write_ex(static_cast<SSL*>(ssl_), request.data(), request.size(), &written) == 1 &&
+           written == request.size();
+  };
+  auto recv_some = [&](char* buf, size_t cap) -> ssize_t {
+    if (!ssl_) return recv(fd_, buf, cap, 0);
+    size_t got = 0;
+    errno = 0;
+    if (SSL_read_ex(static_cast<SSL*>(ssl_), buf, cap, &got) == 1) return static_cast<ssize_t>(got);
+    int err = SSL_get_error(static_cast<SSL*>(ssl_), 0);
+    ERR_clear_error();
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {  // SO_RCVTIMEO expired
+      errno = EAGAIN;
+      return -1;
+    }
+    return 0;  // close_notify, EOF or a TLS error: the connection is over
+  };
+  if (!send_all()) {
     Close();
     return MakeError(std::string("send failed"));
   }
@@ -163,7 +207,7 @@ Result<int, std::string> Publisher::Exchange(const std::string& request, double 
   size_t want = 0;
   bool chunked = false;
   for (;;) {
-    ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);
+    ssize_t n = recv_some(tmp, sizeof(tmp));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       bool timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -201,6 +245,39 @@ Result<int, std::string> Publisher::Exchange(const std::string& request, double 
     Close();
   }
   return status;
+}
+
+std::string TurboPad(size_t n) {
+  static const char* const kWords[] = {
+      "the",     "order",   "shipped", "today",   "customer", "invoice", "report",  "meeting",
+      "project", "update",  "comment", "replied", "thanks",   "please",  "review",  "draft",
+      "status",  "pending", "done",    "monday",  "weekly",   "numbers", "growth",  "team",
+      "design",  "launch",  "budget",  "signed",  "contract", "account", "details", "notes"};
+  std::string out;
+  out.reserve(n + 256);
+  uint32_t x = 2463534242u;  // xorshift32: the same text every run
+  auto next = [&x]() {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+  };
+  for (int id = 1; out.size() < n; ++id) {
+    std::string sid = std::to_string(100000 + next() % 900000);
+    out += "<turbo-stream action='append' target='messages'><template><div id='message_" + sid +
+           "' class='message'><p class='author'>user_" + std::to_string(next() % 5000) +
+           "</p><p class='body'>";
+    int words = 8 + static_cast<int>(next() % 24);
+    for (int w = 0; w < words; ++w) {
+      if (w) out += ' ';
+      out += kWords[next() % (sizeof(kWords) / sizeof(kWords[0]))];
+    }
+    out += "</p><time datetime='2026-12-0" + std::to_string(1 + id % 9) + "T" +
+           std::to_string(10 + next() % 10) + ":" + std::to_string(10 + next() % 50) +
+           "'></time></div></template></turbo-stream>";
+  }
+  out.resize(n);
+  return out;
 }
 
 }  // namespace cable::load

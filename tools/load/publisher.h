@@ -1,5 +1,6 @@
 // HTTP publisher of ringcable-load: POSTs broadcast bodies over one keep-alive connection with
-// blocking I/O and per-request timeouts. Used by the parent process only.
+// blocking I/O and per-request timeouts (https:// through OpenSSL on the same blocking socket).
+// Used by the parent process only.
 #pragma once
 
 #include <string>
@@ -27,6 +28,8 @@ class Publisher {
   Endpoint ep_;
   std::string key_;
   int fd_ = -1;
+  void* ssl_ctx_ = nullptr;  // SSL_CTX* for https://, made on first use
+  void* ssl_ = nullptr;      // SSL* of the open connection (https://)
 };
 
 // The broadcast body for publication `seq`:
@@ -37,6 +40,11 @@ std::string PublicationBody(std::string_view stream, uint64_t seq, int64_t ts_ns
 // else AnyCable's batch, a JSON array of those objects.
 std::string BatchBody(std::string_view stream, uint64_t first_seq, int count, int64_t ts_ns,
                       std::string_view pad);
+
+// n bytes of Turbo Stream-like HTML (<turbo-stream action='append'> ... with words from a small
+// vocabulary in a fixed pseudo-random order; attributes single-quoted, so it needs no JSON escaping
+// at either level of a broadcast body). The same n gives the same text.
+std::string TurboPad(size_t n);
 
 // A TCP connect to the endpoint with a timeout; "" on success, else strerror text.
 std::string ProbeTcp(const Endpoint& endpoint, double timeout_s);

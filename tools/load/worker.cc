@@ -456,6 +456,7 @@ void Worker::OnReadable(int i) {
       Fail(i, Failure::kClosed);
       return;
     }
+    if (measuring_ && c.measured) c_.wire_bytes += static_cast<uint64_t>(n);
     std::string_view data(buf_, static_cast<size_t>(n));
     if (c.ssl) {
       BIO_write(SSL_get_rbio(c.ssl), buf_, static_cast<int>(n));

@@ -2,6 +2,7 @@
 // binary, connections that fail the handshake, and the startup errors for bad certificates.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -26,6 +27,7 @@ using cable::test::HttpRequest;
 using cable::test::HttpsRequest;
 using cable::test::ServerProcess;
 using cable::test::WsClient;
+using cable::test::WsFrame;
 
 class TlsTest : public ::testing::Test {
  protected:
@@ -314,6 +316,202 @@ TEST_F(TlsTest, CloseNotifyAndRenegotiationEndOnlyThatConnection) {
   }
   ASSERT_EQ(Broadcast(Publication("tls_notify", "{\"n\":1}")), 201);
   EXPECT_EQ(client->NextMessage(10s).payload, Delivered(PubsubId("tls_notify"), "{\"n\":1}"));
+}
+
+// A TLS client over memory BIOs on a blocking socket, so a test controls how its ciphertext is cut
+// into sends.
+class PieceClient {
+ public:
+  explicit PieceClient(int port) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssl_ = SSL_new(ctx_);
+    SSL_set_bio(ssl_, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(ssl_);
+  }
+  ~PieceClient() {
+    SSL_free(ssl_);
+    SSL_CTX_free(ctx_);
+    close(fd_);
+  }
+  // Everything the SSL wrote, sent `piece` bytes per send (the last one shorter).
+  bool SendOutput(size_t piece, size_t drop_tail = 0) {
+    std::string out;
+    char buf[16384];
+    int n;
+    while ((n = BIO_read(SSL_get_wbio(ssl_), buf, sizeof(buf))) > 0) out.append(buf, n);
+    out.resize(out.size() - std::min(drop_tail, out.size()));
+    for (size_t off = 0; off < out.size(); off += piece) {
+      size_t len = std::min(piece, out.size() - off);
+      if (send(fd_, out.data() + off, len, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) return false;
+    }
+    return true;
+  }
+  // Feeds what arrives to the SSL until `done` says so; false on EOF or timeout.
+  template <typename Done>
+  bool ReceiveUntil(Done done) {
+    char buf[16384];
+    while (!done()) {
+      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return false;
+      BIO_write(SSL_get_rbio(ssl_), buf, static_cast<int>(n));
+    }
+    return true;
+  }
+  bool Handshake(size_t piece) {
+    for (int i = 0; i < 10; ++i) {
+      int r = SSL_do_handshake(ssl_);
+      if (!SendOutput(piece)) return false;
+      if (r == 1) return true;
+      if (SSL_get_error(ssl_, r) != SSL_ERROR_WANT_READ) return false;
+      char buf[16384];
+      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return false;
+      BIO_write(SSL_get_rbio(ssl_), buf, static_cast<int>(n));
+    }
+    return false;
+  }
+  // Plaintext read so far (after ReceiveUntil).
+  std::string Plain() {
+    char buf[16384];
+    int n;
+    while ((n = SSL_read(ssl_, buf, sizeof(buf))) > 0) plain_.append(buf, n);
+    return plain_;
+  }
+  SSL* ssl() { return ssl_; }
+  int fd() const { return fd_; }
+  bool connected() const { return connected_; }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string plain_;
+};
+
+// The server reads ciphertext in place from each receive: records cut into one-byte sends (a
+// partial record waits inside OpenSSL between receives) work, and a client that stops in the middle
+// of a record and leaves (FIN) is closed without disturbing anyone else.
+TEST_F(TlsTest, RecordsCutIntoPiecesAndATruncatedRecord) {
+  StartServer();
+  auto other = Subscriber("tls_pieces");
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Handshake(1));
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  ASSERT_TRUE(c.SendOutput(1));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  EXPECT_EQ(c.Plain().rfind("HTTP/1.1 101", 0), 0u) << c.Plain();
+  // A ping frame's record minus its last 5 bytes, then FIN.
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), static_cast<int>(ping.size())), 6);
+  ASSERT_TRUE(c.SendOutput(3, 5));
+  shutdown(c.fd(), SHUT_WR);
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(c.fd(), buf, sizeof(buf), 0)) > 0) {
+  }
+  EXPECT_TRUE(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+      << "the server closes the socket (not a 10 s timeout)";
+  ASSERT_EQ(Broadcast(Publication("tls_pieces", "{\"n\":1}")), 201);
+  EXPECT_EQ(other->NextMessage(10s).payload, Delivered(PubsubId("tls_pieces"), "{\"n\":1}"));
+}
+
+// The server ends every TLS connection it closes with close_notify after its last WebSocket frame,
+// so a client can tell a finished stream from a truncated one.
+TEST_F(TlsTest, CloseNotifyFollowsTheCloseFrame) {
+  StartServer();
+  // The client closes: the server echoes the close frame, then close_notify.
+  auto a = Subscriber("tls_bye");
+  ASSERT_TRUE(a->SendFrame(8, std::string("\x03\xe8", 2)));  // 1000
+  WsFrame closed = a->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1000);
+  EXPECT_EQ(a->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // The server closes on a protocol error (an unmasked client frame): 1002, then close_notify.
+  auto b = Subscriber("tls_bye");
+  ASSERT_TRUE(b->SendFrame(1, "{}", true, /*mask=*/false));
+  closed = b->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1002);
+  EXPECT_EQ(b->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // The client sends close_notify first (no close frame): the server answers with its own.
+  auto c = Subscriber("tls_bye");
+  ASSERT_EQ(SSL_shutdown(static_cast<SSL*>(c->ssl())), 0);
+  EXPECT_EQ(c->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+  // An HTTPS response with Connection: close: the response, then close_notify.
+  {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_NE(ctx, nullptr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ASSERT_EQ(SSL_connect(ssl), 1);
+    const std::string req = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(SSL_write(ssl, req.data(), static_cast<int>(req.size())),
+              static_cast<int>(req.size()));
+    std::string resp;
+    char buf[4096];
+    int n = 0;
+    for (int i = 0; i < 100 && (n = SSL_read(ssl, buf, sizeof(buf))) > 0; ++i) resp.append(buf, n);
+    EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+    EXPECT_EQ(SSL_get_error(ssl, n), SSL_ERROR_ZERO_RETURN);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+  }
+  // Shutdown: server_restart, close 1001, then close_notify.
+  auto d = Subscriber("tls_bye");
+  ASSERT_EQ(server_.Stop(), 0) << server_.Log();
+  auto msg = d->NextMessage(10s);
+  EXPECT_NE(msg.payload.find("server_restart"), std::string::npos) << msg.payload;
+  closed = d->WaitClose(10s);
+  ASSERT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1001);
+  EXPECT_EQ(d->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+}
+
+// Broadcasts queued for one connection in the same loop turn are encrypted together (records of up
+// to 16 KiB): a burst arrives complete and in order.
+TEST_F(TlsTest, BurstOfBroadcastsArrivesInOrder) {
+  StartServer();
+  auto client = Subscriber("tls_burst");
+  std::string batch = "[";
+  constexpr int kN = 200;
+  for (int i = 0; i < kN; ++i) {
+    if (i) batch += ",";
+    batch += Publication("tls_burst", "{\"n\":" + std::to_string(i) + "}");
+  }
+  batch += "]";
+  ASSERT_EQ(Broadcast(batch), 201);
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(client->NextMessage(10s).payload,
+              Delivered(PubsubId("tls_burst"), "{\"n\":" + std::to_string(i) + "}"))
+        << i;
+  }
 }
 
 TEST_F(TlsTest, SeparateBroadcastPortSpeaksTlsToo) {
