@@ -517,7 +517,7 @@ TEST_F(ConfigFileTest, KnownButUnsupportedKeysFailLikeTheirFlags) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: invalid value \"nats\" for key \"broker.adapter\" in config file " + path +
-                ": only the memory broker is supported by ringcable yet\n");
+                ": only the memory and redis brokers are supported by ringcable yet\n");
   path = Write("redis.toml", "[redis]\nmax_reconnect_attempts = 10\n");
   r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);
