@@ -57,14 +57,17 @@ bool MemoryBroker::Publish(Message* msg) {
   if (msg->kind() == Message::Kind::kPublication && !msg->transient()) {
     const int64_t now = UnixNow();
     Stream& s = streams_[msg->stream()];
+    streams_count_.store(static_cast<int64_t>(streams_.size()), std::memory_order_relaxed);
     ExpireLocked(s, now);
     msg->SetPosition(epoch_, ++s.top, now, ++seq_);
     s.last_add = now;
     msg->Acquire();  // the history's reference
     s.entries.push_back(msg);
+    entries_count_.fetch_add(1, std::memory_order_relaxed);
     while (s.entries.size() > history_limit_) {
       s.entries.front()->Release();
       s.entries.pop_front();
+      entries_count_.fetch_sub(1, std::memory_order_relaxed);
     }
   }
   if (backlog_.empty() && log_.TryPublish(msg)) return true;
@@ -90,6 +93,7 @@ void MemoryBroker::ExpireLocked(Stream& s, int64_t now) {
   while (!s.entries.empty() && s.entries.front()->unix_ts() < deadline) {
     s.entries.front()->Release();
     s.entries.pop_front();
+    entries_count_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
@@ -147,6 +151,7 @@ void MemoryBroker::Sweep() {
         ++it;
       }
     }
+    streams_count_.store(static_cast<int64_t>(streams_.size()), std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> lock(sessions_mu_);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -156,12 +161,14 @@ void MemoryBroker::Sweep() {
       ++it;
     }
   }
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
 }
 
 void MemoryBroker::CommitSession(const std::string& sid, CachedSession session) {
   if (sessions_ttl_s_ <= 0) return;
   std::lock_guard<std::mutex> lock(sessions_mu_);
   sessions_[sid] = SessionEntry{UnixNow() + sessions_ttl_s_, std::move(session)};
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
 }
 
 std::optional<CachedSession> MemoryBroker::TakeSession(const std::string& sid) {
@@ -171,12 +178,8 @@ std::optional<CachedSession> MemoryBroker::TakeSession(const std::string& sid) {
   std::optional<CachedSession> out;
   if (it->second.expires > UnixNow()) out = std::move(it->second.session);
   sessions_.erase(it);
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
   return out;
-}
-
-size_t MemoryBroker::sessions() const {
-  std::lock_guard<std::mutex> lock(sessions_mu_);
-  return sessions_.size();
 }
 
 }  // namespace cable::hub

@@ -53,10 +53,21 @@ struct ClusterSample {
   int64_t redis_connected = 0, nats_connected = 0, subscribed_streams = 0;
 };
 
+// --broker: the memory broker's sizes, or the remote broker's (redis) health and counters.
+// Filled by the server (SampleMetrics); absent without a broker.
+struct BrokerSample {
+  bool memory = false;  // history_streams, history_entries, sessions
+  bool remote = false;  // the rest
+  int64_t history_streams = 0, history_entries = 0, sessions = 0;
+  uint64_t errors_total = 0, stamped_total = 0, unstamped_total = 0, history_rejected_total = 0;
+  int64_t store_up = 0;
+};
+
 struct Snapshot {
   std::vector<WorkerSample> workers;  // index = worker number
   RpcSample rpc;
   ClusterSample cluster;
+  BrokerSample broker;
 };
 
 WorkerSample Sample(const server::Counters& c);
