@@ -11,6 +11,10 @@
 //     client's position included when it is still retained): the caller applies anycable-go's
 //     rules from that (position not retained or above the top → reject_history) without a second
 //     call for the stream's bounds.
+//   - Publish-on-append (optional, PublishesOnAppend()): an entry may name a pub/sub channel and
+//     carry the pub/sub payload around its position; a store sharing the pub/sub server (Redis)
+//     publishes it in the same atomic step as the append, so pub/sub order = offset order even
+//     when several nodes publish to one stream. Others ignore it (the caller publishes).
 //   - Reset() drops the connection after an error, so the next call reconnects (and Epoch() is
 //     read again: a store that lost its data gets a new epoch and old positions are refused).
 // Every error is a one-line message (logged once per outage by the broker thread).
@@ -36,6 +40,11 @@ struct StoredPublication {
 struct AppendEntry {
   std::string stream;
   std::string data;
+  // Publish-on-append: the store publishes payload_head + <offset> + ,"epoch":<epoch> +
+  // payload_tail on `channel` (empty = nothing to publish).
+  std::string channel;
+  std::string payload_head;
+  std::string payload_tail;
 };
 
 class BrokerStore {
@@ -55,9 +64,8 @@ class BrokerStore {
   virtual Result<bool> PutSession(const std::string& sid, std::string_view blob, int ttl_s) = 0;
   // Removes and returns the blob (single use); nullopt when unknown or expired.
   virtual Result<std::optional<std::string>> TakeSession(const std::string& sid) = 0;
-  // Cheap size figures for metrics (-1 = unknown).
-  virtual int64_t HistoryStreams() { return -1; }
-  virtual int64_t Sessions() { return -1; }
+  // True when Append publishes entries that name a channel (see above).
+  virtual bool PublishesOnAppend() const { return false; }
   // Forget the connection (after an error); the next call reconnects.
   virtual void Reset() {}
 };

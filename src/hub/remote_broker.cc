@@ -276,7 +276,7 @@ void RemoteBroker::Handle(Request& r) {
       counters_.stamped_total.fetch_add(n, std::memory_order_relaxed);
       counters_.unstamped_total.fetch_add(offsets.size() - n, std::memory_order_relaxed);
       if (n == 0) epoch.clear();
-      r.done(epoch, offsets);
+      r.done(epoch, offsets, n != 0 && store_->PublishesOnAppend());
       break;
     }
     case Request::Kind::kHistory: {

@@ -7,8 +7,9 @@
 //   - Append: stamps a batch of publications (one store round trip); the `done` callback runs ON
 //     THE BROKER THREAD with the epoch and one offset per entry (0 = not stored: the store is down
 //     and the publication goes out unstamped, as anycable-go does when its broker fails). The
-//     caller's callback then hands the stamped batch to pub/sub, so every node delivers the
-//     same stream_id/epoch/offset without restamping.
+//     caller's callback then hands the stamped batch to pub/sub (unless the store already
+//     published it atomically with the append: Redis pub/sub on the broker's Redis), so every
+//     node delivers the same stream_id/epoch/offset without restamping.
 //   - History: one subscription's `history` (positions or `since`, per stream); answered with
 //     hub::Messages (one reference each, owned by the reply) or a reject.
 //   - TakeSession / PutSession: the session cache (single use); a store error answers "no
@@ -85,8 +86,10 @@ struct BrokerCounters {
 
 class RemoteBroker {
  public:
-  using AppendDone =
-      std::function<void(const std::string& epoch, const std::vector<uint64_t>& offsets)>;
+  // `published`: the store also published every stamped entry that named a channel
+  // (BrokerStore::PublishesOnAppend); the caller publishes the rest.
+  using AppendDone = std::function<void(const std::string& epoch,
+                                        const std::vector<uint64_t>& offsets, bool published)>;
 
   // `name` for logs ("redis"). Starts the thread.
   RemoteBroker(std::unique_ptr<BrokerStore> store, std::string name, int sessions_ttl_s);

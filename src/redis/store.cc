@@ -15,14 +15,26 @@ constexpr const char* kPrefix = "_ac_";
 constexpr int kTimeoutMs = 1000;        // connect and command timeout
 constexpr int64_t kRetryDelayMs = 500;  // after a failed connect
 
-// KEYS: offset counter, stream. ARGV: limit, ttl, data, unix ts, counter ttl.
+// KEYS: offset counter, stream. ARGV: limit, ttl, data, unix ts, counter ttl, then optionally
+// channel, payload head, payload tail (with the epoch): PUBLISH in the same atomic step, so
+// pub/sub order is offset order whichever node appends.
 constexpr const char* kAppendScript = R"(
 local top = redis.call('INCR', KEYS[1])
 if top == 1 then redis.call('DEL', KEYS[2]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. top, 'd', ARGV[3], 't', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[6] then redis.call('PUBLISH', ARGV[6], ARGV[7] .. top .. ARGV[8]) end
 return top)";
+
+std::string JsonQuoted(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
 
 // 4 url-safe characters from the kernel CSPRNG (anycable-go's nanoid(4) epoch).
 std::string NewEpoch() {
@@ -160,6 +172,7 @@ Result<std::vector<uint64_t>> Store::Append(const std::vector<hub::AppendEntry>&
   const std::string counter_ttl =
       std::to_string(10LL * (limits_.history_ttl_s > 0 ? limits_.history_ttl_s : 1));
   const std::string ts = std::to_string(unix_ts);
+  const std::string epoch_json = ",\"epoch\":" + JsonQuoted(epoch_);
   for (const auto& e : batch) {
     std::vector<std::string> args = {"EVAL",
                                      kAppendScript,
@@ -171,6 +184,11 @@ Result<std::vector<uint64_t>> Store::Append(const std::vector<hub::AppendEntry>&
                                      e.data,
                                      ts,
                                      counter_ttl};
+    if (limits_.publish && !e.channel.empty()) {
+      args.push_back(e.channel);
+      args.push_back(e.payload_head);
+      args.push_back(epoch_json + e.payload_tail);
+    }
     std::vector<const char*> argv;
     std::vector<size_t> lens;
     for (const auto& a : args) {

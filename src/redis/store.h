@@ -32,6 +32,8 @@ class Store : public hub::BrokerStore {
   struct Limits {
     int history_limit = 100;
     int history_ttl_s = 300;
+    // Pub/sub runs on this same Redis (--pubsub redis): Append publishes (PublishesOnAppend).
+    bool publish = false;
   };
   static cable::Result<std::unique_ptr<Store>, std::string> Make(const Options& options,
                                                                  Limits limits);
@@ -47,6 +49,7 @@ class Store : public hub::BrokerStore {
   Result<bool> PutSession(const std::string& sid, std::string_view blob, int ttl_s) override;
   Result<std::optional<std::string>> TakeSession(const std::string& sid) override;
   void Reset() override;
+  bool PublishesOnAppend() const override { return limits_.publish; }
 
  private:
   Store(Options options, Limits limits) : options_(std::move(options)), limits_(limits) {}

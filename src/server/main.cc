@@ -225,7 +225,8 @@ int Main(int argc, char** argv) {
   if (cfg.broker == "redis") {
     auto opts = redis::ParseUrl(cfg.redis_url, cfg.redis_sentinels);
     if (!opts.ok()) return Fail(opts.error());
-    auto store = redis::Store::Make(opts.value(), {cfg.history_limit, cfg.history_ttl_s});
+    auto store = redis::Store::Make(opts.value(),
+                                    {cfg.history_limit, cfg.history_ttl_s, cfg.pubsub == "redis"});
     if (!store.ok()) return Fail(store.error());
     // The broker thread: every store call runs there, never on a worker (hub/remote_broker.h).
     shared.remote_broker =

@@ -43,13 +43,28 @@ void Worker::OnBrokerReplyItem(std::unique_ptr<hub::BrokerReply> reply) {
 void Worker::PublishViaRemoteBroker(Conn& c, uint32_t slot,
                                     std::vector<protocol::BroadcastItem> items) {
   std::vector<hub::AppendEntry> entries;
+  // Redis pub/sub on the broker's Redis: the store publishes each stamped publication in the
+  // same script that gives it its offset, so pub/sub order is offset order across nodes.
+  const bool publish_on_append = cfg_.pubsub == "redis";
   for (auto& item : items) {
     if (auto* pub = std::get_if<protocol::Publication>(&item)) {
       counters_.publications_total.Add();
       pub->offset = 0;  // positions come from the broker, never from the app
       pub->epoch.clear();
       if (!pub->transient) {
-        entries.push_back({pub->stream, message_encoder_.MessageJson(pub->data)});
+        hub::AppendEntry e{pub->stream, message_encoder_.MessageJson(pub->data), {}, {}, {}};
+        if (publish_on_append) {
+          // The pub/sub payload around its position, for the store to publish with the append.
+          protocol::Publication marked = *pub;
+          marked.offset = 1;
+          std::string payload = cluster::EncodePublication(marked);
+          static constexpr std::string_view kMark = ",\"offset\":1,\"epoch\":\"\"";
+          const size_t at = payload.find(kMark);  // never inside the escaped strings before it
+          e.channel = pub->stream;
+          e.payload_head = payload.substr(0, at + 10);  // up to and including "offset":
+          e.payload_tail = payload.substr(at + kMark.size());
+        }
+        entries.push_back(std::move(e));
       }
     } else {
       counters_.remote_commands_total.Add();
@@ -60,8 +75,9 @@ void Worker::PublishViaRemoteBroker(Conn& c, uint32_t slot,
   // Runs on the broker thread: stamp, then pub/sub carries the stamped publications to every
   // node (this one included); the ack answers the HTTP request on this worker.
   shared_.remote_broker->Append(
-      std::move(entries), [items = std::move(items), cluster, this, token](
-                              const std::string& epoch, const std::vector<uint64_t>& offsets) {
+      std::move(entries),
+      [items = std::move(items), cluster, this, token](
+          const std::string& epoch, const std::vector<uint64_t>& offsets, bool published) {
         std::vector<cluster::Outgoing> batch;
         size_t next = 0;
         for (const auto& item : items) {
@@ -69,6 +85,7 @@ void Worker::PublishViaRemoteBroker(Conn& c, uint32_t slot,
             protocol::Publication stamped = *pub;
             if (!pub->transient && next < offsets.size()) {
               stamped.offset = offsets[next++];
+              if (stamped.offset != 0 && published) continue;  // on pub/sub already
               if (stamped.offset != 0) stamped.epoch = epoch;
             }
             batch.push_back({pub->stream, cluster::EncodePublication(stamped)});
