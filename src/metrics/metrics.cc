@@ -91,6 +91,10 @@ const std::vector<WorkerDef>& WorkerDefs() {
   static const std::vector<WorkerDef> kDefs = {
       {"ringcable_worker_broadcast_msg_total", Type::kCounter,
        "Publications that had at least one subscriber on the worker", W(broadcast_msg_total)},
+      {"ringcable_worker_broker_gap_repairs_total", Type::kCounter,
+       "Live publications that arrived ahead of a missing offset (--broker redis): the missing "
+       "ones were read back from the broker",
+       W(broker_gap_repairs_total)},
       {"ringcable_worker_disconnect_dropped_total", Type::kCounter,
        "Disconnect calls dropped because the worker's backlog was full",
        W(disconnect_dropped_total)},
@@ -251,6 +255,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.data_rcvd_total = c.data_rcvd_total.Get();
   w.disconnect_dropped_total = c.disconnect_dropped_total.Get();
   w.no_pong_total = c.no_pong_total.Get();
+  w.broker_gap_repairs_total = c.broker_gap_repairs_total.Get();
   w.submissions_total = c.submissions_total.Get();
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();

@@ -31,6 +31,7 @@ struct WorkerSample {
   uint64_t data_rcvd_total = 0;
   uint64_t disconnect_dropped_total = 0;
   uint64_t no_pong_total = 0;
+  uint64_t broker_gap_repairs_total = 0;
   uint64_t submissions_total = 0;
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;

@@ -323,8 +323,8 @@ class Worker : public rpc::CompletionSink,
   void OnRemoteHistoryReply(hub::BrokerReply& reply);
   void OnRemoteSessionReply(hub::BrokerReply& reply);
   // Live delivery of a remote-stamped publication to one subscription: false = skip it (already
-  // sent, or buffered behind a pending history reply).
-  bool AdmitRemote(hub::Subscription* sub, uint32_t link, hub::Message& msg);
+  // sent, or buffered behind a pending history reply or a gap repair it started).
+  bool AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Message& msg);
   // Sends `msg` to the subscription when its offset is new for the link (history / buffered).
   void SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint32_t link,
                       hub::Message& msg);
@@ -430,6 +430,8 @@ class Worker : public rpc::CompletionSink,
     uint64_t request_id = 0;
     std::vector<std::pair<uint32_t, hub::Message*>> buffer;  // (link, message)
     bool overflow = false;
+    // A gap repair (a live offset skipped ahead): no confirm/reject frame, commands not held.
+    bool internal = false;
   };
   std::unordered_map<const hub::Subscription*, PendingHistory> pending_history_;
   uint64_t next_history_id_ = 0;

@@ -125,16 +125,17 @@ void Worker::RequestRemoteHistory(Conn& c, uint32_t slot, SubState* sub,
     EnqueueText(c, slot, protocol::EncodeConfirmHistory(sub->sub.identifier));
     return;
   }
+  // A gap repair in flight for this subscription: its buffer stays and goes out after this reply
+  // (whose own reply is then dropped).
   PendingHistory& p = pending_history_[&sub->sub];
-  for (auto& [link, m] : p.buffer) m->Release();
-  p = PendingHistory{};
+  p.internal = false;
   p.request_id = ++next_history_id_;
   s.broker_inflight = true;
   shared_.remote_broker->History(this, ConnToken(c, slot), sub->sub.identifier, p.request_id,
                                  std::move(queries));
 }
 
-bool Worker::AdmitRemote(hub::Subscription* sub, uint32_t link, hub::Message& msg) {
+bool Worker::AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Message& msg) {
   if (!pending_history_.empty()) {
     auto it = pending_history_.find(sub);
     if (it != pending_history_.end()) {
@@ -149,7 +150,34 @@ bool Worker::AdmitRemote(hub::Subscription* sub, uint32_t link, hub::Message& ms
   }
   hub::Subscription::Link& l = sub->links[link];
   const uint64_t tag = EpochTag(msg.epoch());
+  if (l.lo == tag && msg.offset() == 1 && l.hi > 1) {
+    // The stream started again (its numbering expired after 10 x --history_ttl idle; same
+    // epoch): a new sequence, not an old duplicate.
+    l.hi = 0;
+  }
   if (l.lo == tag && msg.offset() <= l.hi) return false;
+  if (l.lo == tag && msg.offset() > l.hi + 1) {
+    // A gap: publications this node did not get live (stamped while its pub/sub subscription to
+    // the stream was being made, or lost by pub/sub). Read them from the broker after the last
+    // one sent, holding this and later live ones meanwhile, then send all in offset order.
+    PendingHistory& p = pending_history_[sub];
+    p.request_id = ++next_history_id_;
+    p.internal = true;
+    msg.Acquire();
+    p.buffer.emplace_back(link, &msg);
+    hub::HistoryQuery q;
+    q.link = link;
+    q.stream = msg.stream();
+    q.has_position = true;
+    q.epoch = msg.epoch();
+    q.offset = l.hi;
+    std::vector<hub::HistoryQuery> queries;
+    queries.push_back(std::move(q));
+    counters_.broker_gap_repairs_total.Add();
+    shared_.remote_broker->History(this, ConnToken(c, sub->conn_slot), sub->identifier,
+                                   p.request_id, std::move(queries));
+    return false;
+  }
   l.lo = tag;
   l.hi = msg.offset();
   return true;
@@ -189,7 +217,10 @@ void Worker::OnRemoteHistoryReply(hub::BrokerReply& reply) {
   }
   if (c && c->session && c->state == ConnState::kOpen && sub) {
     const bool ok = reply.ok && !pending.overflow;
-    if (!ok) {
+    if (!ok && pending.internal) {
+      LOG_DEBUG("sid=%s gap in %s could not be repaired", c->session->sid.c_str(),
+                reply.identifier.c_str());
+    } else if (!ok) {
       LOG_DEBUG("sid=%s history rejected for %s", c->session->sid.c_str(),
                 reply.identifier.c_str());
       EnqueueText(*c, slot, protocol::EncodeRejectHistory(reply.identifier));
@@ -199,11 +230,12 @@ void Worker::OnRemoteHistoryReply(hub::BrokerReply& reply) {
       }
     }
     for (auto& [link, m] : pending.buffer) SendRemoteOnce(*c, slot, sub->sub, link, *m);
-    if (ok && c->state == ConnState::kOpen) {
+    if (ok && !pending.internal && c->state == ConnState::kOpen) {
       EnqueueText(*c, slot, protocol::EncodeConfirmHistory(reply.identifier));
     }
   }
   for (auto& [link, m] : pending.buffer) m->Release();
+  if (!key || pending.internal) return;  // the session's commands were not held for it
   if (c && c->session) {
     c->session->broker_inflight = false;
     if (c->state == ConnState::kOpen) DrainPending(*c, slot);

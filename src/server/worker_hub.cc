@@ -86,7 +86,7 @@ void Worker::DeliverPublication(hub::Message& msg) {
       link.hi = seq;
     } else if (msg.offset() != 0 && shared_.remote_broker) {
       // Stamped by the remote broker: by offset, and held while a history read is pending.
-      if (!AdmitRemote(sub, e.link, msg)) continue;
+      if (!AdmitRemote(*c, sub, e.link, msg)) continue;
     }
     if (!exclude.empty() && c->session->sid == exclude) continue;
     const bool ext = c->session->ext;
