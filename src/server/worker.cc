@@ -81,6 +81,15 @@ Worker::~Worker() {
   for (hub::Message* msg : pending_publish_) {
     for (int i = 0; i < cfg_.workers; ++i) msg->Release();
   }
+  // --broker redis: live publications held behind a history read, and late broker replies.
+  for (auto& [sub, p] : pending_history_) {
+    for (auto& [link, m] : p.buffer) m->Release();
+  }
+  for (InboxItem* item = inbox_.TakeAll(); item;) {
+    InboxItem* next = item->next;
+    delete item;
+    item = next;
+  }
 }
 
 cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr, socklen_t main_len,

@@ -12,6 +12,7 @@
 // (unstamped), history rejected, restore falls back to Connect, one log line and a metric, and
 // everything heals when Redis is back.
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <sstream>
 #include <thread>
@@ -213,6 +214,60 @@ TEST_F(Broker, ALiveOffsetAheadOfAMissingOneIsRepairedFromTheBrokerAndARestarted
   EXPECT_EQ(Next(*a), Stamped(id, 5, "chat", epoch, 1));
   ASSERT_EQ(Publish(0, Pub("chat", SeqData(6))), 201);
   EXPECT_EQ(Next(*a), Stamped(id, 6, "chat", epoch, 2));
+}
+
+TEST_F(Broker, SubscribeWithHistoryDuringAFloodGetsEveryOffsetOnceInOrder) {
+  START_REDIS_OR_SKIP();
+  StartBrokerNodes("redis");
+  const std::string id = StreamId("chat");
+  std::string welcome;
+  auto a = ConnectExt(0, &welcome);
+  SubscribeExt(*a, "chat");
+  constexpr int kTotal = 300;
+  std::atomic<bool> failed{false};
+  // Publishes on node 1, which has no subscriber of the stream yet: the history read, node 1's
+  // SUBSCRIBE and the live flood race each other.
+  std::thread publisher([&] {
+    for (int i = 1; i <= kTotal && !failed; ++i) {
+      if (Publish(1, Pub("chat", SeqData(i))) != 201) failed = true;
+    }
+  });
+  std::string epoch;
+  for (int i = 1; i <= 20; ++i) {
+    const std::string f = Next(*a);
+    if (epoch.empty()) epoch = StringField(f, "epoch");
+    if (OffsetOf(f) != i) {
+      failed = true;
+      break;
+    }
+  }
+  auto b = ConnectExt(1, &welcome);
+  ASSERT_TRUE(b->SendText("{\"command\":\"subscribe\",\"identifier\":" + JsonString(id) +
+                          ",\"history\":{\"streams\":{\"chat\":{\"epoch\":" + JsonString(epoch) +
+                          ",\"offset\":5}}}}"));
+  publisher.join();
+  ASSERT_FALSE(failed);
+  ASSERT_TRUE(WaitRedisSubscribed({"chat"}, kNodes));
+  // One more once node 1 surely listens: anything stamped while it was subscribing is repaired
+  // before this one is delivered.
+  ASSERT_EQ(Publish(0, Pub("chat", SeqData(kTotal + 1))), 201);
+  EXPECT_EQ(Next(*b), Reply("confirm_subscription", id));
+  int64_t want = 6;
+  bool confirmed = false;
+  while (want <= kTotal + 1) {
+    const std::string f = Next(*b);
+    ASSERT_FALSE(f.empty()) << "timed out waiting for offset " << want;
+    if (f == Reply("confirm_history", id)) {
+      EXPECT_FALSE(confirmed);
+      confirmed = true;
+      continue;
+    }
+    ASSERT_EQ(f, Stamped(id, static_cast<int>(want), "chat", epoch, want));
+    ++want;
+  }
+  if (!confirmed) {
+    EXPECT_EQ(Next(*b), Reply("confirm_history", id));
+  }
 }
 
 TEST_F(Broker, HistoryOutsideTheWindowForeignEpochOrUnknownStreamIsRejected) {
