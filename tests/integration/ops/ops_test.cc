@@ -498,12 +498,12 @@ TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: preset broker: invalid value \"nats\" for flag --broker: only the memory "
-            "broker is supported by ringcable yet\n");
+            "and redis brokers are supported by ringcable yet\n");
   r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: preset fly: invalid value \"nats\" for flag --broker: only the memory "
-            "broker is supported by ringcable yet\n");
+            "and redis brokers are supported by ringcable yet\n");
   r = Run({"--presets", "fly,koyeb"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
