@@ -684,6 +684,9 @@ void Worker::FreeSlot(Conn& c, uint32_t slot) {
   queued_bytes_ -= c.pending_bytes;
   if (c.fd >= 0) close(c.fd);
   for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
+  if (c.session && !pending_history_.empty()) {
+    for (const auto& sub : c.session->subs) ForgetPendingHistory(&sub->sub);
+  }
   uint32_t gen = c.gen + 1;
   c.~Conn();
   new (&c) Conn();

@@ -328,6 +328,9 @@ class Worker : public rpc::CompletionSink,
   // Sends `msg` to the subscription when its offset is new for the link (history / buffered).
   void SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint32_t link,
                       hub::Message& msg);
+  // The subscription is going away: its held publications are released (a late reply then finds
+  // nothing, and a new subscription at the same address never inherits them).
+  void ForgetPendingHistory(const hub::Subscription* sub);
   void ExpirePongs();
 
   // Presence (--broker memory; worker_presence.cc)
@@ -434,7 +437,11 @@ class Worker : public rpc::CompletionSink,
     bool internal = false;
   };
   std::unordered_map<const hub::Subscription*, PendingHistory> pending_history_;
-  uint64_t next_history_id_ = 0;
+  uint64_t next_history_id_ = 0;  // client requests even, gap repairs odd (see NextHistoryId)
+  uint64_t NextHistoryId(bool internal) {
+    next_history_id_ += 2;
+    return next_history_id_ | (internal ? 1 : 0);
+  }
   // Upgrades waiting for a session restore answer: the JWT of the request, for the fallback.
   std::unordered_map<uint64_t, std::optional<std::string>> restore_jwt_;
   void WatchHandshake(Conn& c, uint32_t slot);  // sets c.http->deadline_ms and tracks it

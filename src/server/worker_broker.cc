@@ -129,7 +129,7 @@ void Worker::RequestRemoteHistory(Conn& c, uint32_t slot, SubState* sub,
   // (whose own reply is then dropped).
   PendingHistory& p = pending_history_[&sub->sub];
   p.internal = false;
-  p.request_id = ++next_history_id_;
+  p.request_id = NextHistoryId(false);
   s.broker_inflight = true;
   shared_.remote_broker->History(this, ConnToken(c, slot), sub->sub.identifier, p.request_id,
                                  std::move(queries));
@@ -161,7 +161,7 @@ bool Worker::AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Me
     // the stream was being made, or lost by pub/sub). Read them from the broker after the last
     // one sent, holding this and later live ones meanwhile, then send all in offset order.
     PendingHistory& p = pending_history_[sub];
-    p.request_id = ++next_history_id_;
+    p.request_id = NextHistoryId(true);
     p.internal = true;
     msg.Acquire();
     p.buffer.emplace_back(link, &msg);
@@ -195,6 +195,13 @@ void Worker::SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint
   hub::Frame* f = msg.BuildLocalFrame(sub.identifier, c.session->ext);
   Enqueue(c, slot, f);
   f->ReleaseCreator();
+}
+
+void Worker::ForgetPendingHistory(const hub::Subscription* sub) {
+  auto it = pending_history_.find(sub);
+  if (it == pending_history_.end()) return;
+  for (auto& [link, m] : it->second.buffer) m->Release();
+  pending_history_.erase(it);
 }
 
 void Worker::OnRemoteHistoryReply(hub::BrokerReply& reply) {
@@ -235,7 +242,9 @@ void Worker::OnRemoteHistoryReply(hub::BrokerReply& reply) {
     }
   }
   for (auto& [link, m] : pending.buffer) m->Release();
-  if (!key || pending.internal) return;  // the session's commands were not held for it
+  // A gap repair (odd id) never held the session's commands; a client request always did, even
+  // when its subscription went away meanwhile.
+  if (reply.request_id & 1) return;
   if (c && c->session) {
     c->session->broker_inflight = false;
     if (c->state == ConnState::kOpen) DrainPending(*c, slot);

@@ -289,6 +289,7 @@ void Worker::StartPings(Conn& c, uint32_t slot) {
 void Worker::RemoveSubscription(Session& s, SubState* sub) {
   PresenceLeaveSub(s, sub);
   index_map_.RemoveAll(&sub->sub);
+  ForgetPendingHistory(&sub->sub);
   auto it = std::find_if(s.subs.begin(), s.subs.end(),
                          [sub](const std::unique_ptr<SubState>& p) { return p.get() == sub; });
   if (it != s.subs.end()) s.subs.erase(it);
