@@ -392,5 +392,28 @@ TEST_F(Broker, RedisDownDeliversUnstampedRejectsHistoryFallsBackToConnectAndHeal
   EXPECT_EQ(Next(*a), Reply("confirm_history", id));
 }
 
+TEST(BrokerConfig, UnsupportedRedisUrlsAreOneExactErrorLine) {
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--redis_url", "rediss://127.0.0.1:1"},
+                                             {"--redis_url", "redis://h1:1,redis://h2:2"},
+                                             {"--redis_sentinels", "127.0.0.1:1"}}) {
+    std::vector<std::string> argv = {cable::test::BinaryPath(),
+                                     "--port",
+                                     std::to_string(cable::test::FreePort()),
+                                     "--rpc_host",
+                                     "127.0.0.1:" + std::to_string(cable::test::FreePort()),
+                                     "--broker",
+                                     "redis"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto r = cable::test::RunCommand(argv, 5s);
+    EXPECT_EQ(r.exit_code, 1) << flags[1];
+    EXPECT_EQ(
+        r.output,
+        "ringcable: --broker redis supports a single plain redis:// server yet (no rediss://, "
+        "Sentinel or Cluster)\n")
+        << flags[1];
+  }
+}
+
 }  // namespace
 }  // namespace cable::itcluster
