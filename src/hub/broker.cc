@@ -63,12 +63,13 @@ bool MemoryBroker::Publish(Message* msg) {
     s.last_add = now;
     msg->Acquire();  // the history's reference
     s.entries.push_back(msg);
-    entries_count_.fetch_add(1, std::memory_order_relaxed);
+    ++entries_;
     while (s.entries.size() > history_limit_) {
       s.entries.front()->Release();
       s.entries.pop_front();
-      entries_count_.fetch_sub(1, std::memory_order_relaxed);
+      --entries_;
     }
+    entries_count_.store(entries_, std::memory_order_relaxed);
   }
   if (backlog_.empty() && log_.TryPublish(msg)) return true;
   backlog_.push_back(msg);
@@ -93,8 +94,9 @@ void MemoryBroker::ExpireLocked(Stream& s, int64_t now) {
   while (!s.entries.empty() && s.entries.front()->unix_ts() < deadline) {
     s.entries.front()->Release();
     s.entries.pop_front();
-    entries_count_.fetch_sub(1, std::memory_order_relaxed);
+    --entries_;
   }
+  entries_count_.store(entries_, std::memory_order_relaxed);
 }
 
 bool MemoryBroker::HistoryFrom(const std::string& stream, std::string_view epoch, uint64_t offset,

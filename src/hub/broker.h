@@ -120,8 +120,11 @@ class MemoryBroker {
   uint64_t seq_ = 0;  // last Message::seq() given
   std::deque<Message*> backlog_;
   std::atomic<size_t> backlog_size_{0};
-  std::atomic<int64_t> streams_count_{0};   // streams_.size()
-  std::atomic<int64_t> entries_count_{0};   // sum of entries.size()
+  std::atomic<int64_t> streams_count_{0};  // streams_.size()
+  int64_t entries_ = 0;                    // sum of entries.size(), under mu_
+  // Copies for metrics readers (plain relaxed stores under the locks: no read-modify-write on
+  // the publish path).
+  std::atomic<int64_t> entries_count_{0};
   std::atomic<int64_t> sessions_count_{0};  // sessions_.size()
 
   struct SessionEntry {
