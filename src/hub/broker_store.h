@@ -52,7 +52,9 @@ class BrokerStore {
   virtual ~BrokerStore() = default;
   // Cluster-wide epoch: created once (by whichever node asks first), then kept.
   virtual Result<std::string> Epoch() = 0;
-  // Gives each entry the next offset of its stream (from 1) and stores it; offsets in order.
+  // Gives each entry the next offset of its stream (from 1) and stores it; offsets in order, 0 for
+  // an entry that could not be stored (an error only when none could). Called after Epoch()
+  // succeeded on the same connection (publish-on-append carries that epoch).
   virtual Result<std::vector<uint64_t>> Append(const std::vector<AppendEntry>& batch,
                                                int64_t unix_ts) = 0;
   virtual Result<std::vector<StoredPublication>> ReadFrom(const std::string& stream,

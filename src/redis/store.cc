@@ -214,7 +214,11 @@ Result<std::vector<uint64_t>> Store::Append(const std::vector<hub::AppendEntry>&
       if (r.r->type == REDIS_REPLY_ERROR) error.assign(r.r->str, r.r->len);
     }
   }
-  if (!error.empty()) return MakeError(error);
+  // Entries that did get an offset are stored (and published): report them, so they are not
+  // sent again unstamped; a batch that got none is an error.
+  bool any = false;
+  for (uint64_t o : offsets) any |= o != 0;
+  if (!error.empty() && !any) return MakeError(error);
   return offsets;
 }
 
