@@ -326,8 +326,9 @@ class Worker : public rpc::CompletionSink,
   // sent, or buffered behind a pending history reply or a gap repair it started).
   bool AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Message& msg);
   // Sends `msg` to the subscription when its offset is new for the link (history / buffered).
+  // `below`: offsets under it (the link's range low end before this reply) were never sent.
   void SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint32_t link,
-                      hub::Message& msg);
+                      hub::Message& msg, uint64_t below);
   // The subscription is going away: its held publications are released (a late reply then finds
   // nothing, and a new subscription at the same address never inherits them).
   void ForgetPendingHistory(const hub::Subscription* sub);

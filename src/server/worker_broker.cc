@@ -9,6 +9,7 @@
 // buffer, both through the same offset filter, then confirm_history. Later client commands wait
 // for the reply (Session::broker_inflight), so replies keep the command order. A reply for a
 // connection that closed, or a subscription that is gone, is dropped (messages released).
+#include <algorithm>
 #include <functional>
 
 #include "common/log.h"
@@ -19,7 +20,19 @@ namespace {
 
 constexpr size_t kMaxBuffered = 10000;  // live publications held behind one history read
 
-uint64_t EpochTag(const std::string& epoch) { return std::hash<std::string>()(epoch) | 1; }
+// Link::lo for remote-stamped publications: the epoch's tag (high 32 bits, never 0) and the
+// lowest offset sent on the link so far (low 32 bits, clamped); Link::hi: the highest offset sent.
+// Everything in [low, hi] of that epoch was sent (live delivery is in offset order; a history
+// reply fills what is below `low`), so a history reply sends only what is outside the range — as
+// the memory broker does with seq ranges, older missed messages may follow a newer live one.
+uint64_t EpochTag(const std::string& epoch) {
+  return (std::hash<std::string>()(epoch) >> 32) | 0x80000000u;
+}
+uint64_t LoOf(uint64_t tag, uint64_t low) {
+  return (tag << 32) | std::min<uint64_t>(low, 0xffffffffu);
+}
+bool SameEpoch(const hub::Subscription::Link& l, uint64_t tag) { return (l.lo >> 32) == tag; }
+uint64_t LowOf(const hub::Subscription::Link& l) { return l.lo & 0xffffffffu; }
 
 }  // namespace
 
@@ -150,13 +163,15 @@ bool Worker::AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Me
   }
   hub::Subscription::Link& l = sub->links[link];
   const uint64_t tag = EpochTag(msg.epoch());
-  if (l.lo == tag && msg.offset() == 1 && l.hi > 1) {
-    // The stream started again (its numbering expired after 10 x --history_ttl idle; same
-    // epoch): a new sequence, not an old duplicate.
-    l.hi = 0;
+  // A new epoch, or the stream started again (its numbering expired after 10 x --history_ttl
+  // idle; same epoch, offset 1 after higher ones): a new sequence, not an old duplicate.
+  if (!SameEpoch(l, tag) || (msg.offset() == 1 && l.hi > 1)) {
+    l.lo = LoOf(tag, msg.offset());
+    l.hi = msg.offset();
+    return true;
   }
-  if (l.lo == tag && msg.offset() <= l.hi) return false;
-  if (l.lo == tag && msg.offset() > l.hi + 1) {
+  if (msg.offset() <= l.hi) return false;
+  if (msg.offset() > l.hi + 1) {
     // A gap: publications this node did not get live (stamped while its pub/sub subscription to
     // the stream was being made, or lost by pub/sub). Read them from the broker after the last
     // one sent, holding this and later live ones meanwhile, then send all in offset order.
@@ -178,19 +193,24 @@ bool Worker::AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Me
                                    p.request_id, std::move(queries));
     return false;
   }
-  l.lo = tag;
   l.hi = msg.offset();
   return true;
 }
 
 void Worker::SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint32_t link,
-                            hub::Message& msg) {
+                            hub::Message& msg, uint64_t below) {
   if (link >= sub.links.size() || c.state != ConnState::kOpen) return;
   hub::Subscription::Link& l = sub.links[link];
   const uint64_t tag = EpochTag(msg.epoch());
-  if (l.lo == tag && msg.offset() <= l.hi) return;
-  l.lo = tag;
-  l.hi = msg.offset();
+  if (!SameEpoch(l, tag)) {
+    l.lo = LoOf(tag, msg.offset());
+    l.hi = msg.offset();
+  } else if (msg.offset() > l.hi) {
+    l.hi = msg.offset();
+  } else if (msg.offset() >= below) {
+    return;  // sent already
+  }
+  // (Below the range: a missed older one; the range's low end is lowered after the reply.)
   if (!msg.exclude_socket().empty() && msg.exclude_socket() == c.session->sid) return;
   hub::Frame* f = msg.BuildLocalFrame(sub.identifier, c.session->ext);
   Enqueue(c, slot, f);
@@ -233,10 +253,18 @@ void Worker::OnRemoteHistoryReply(hub::BrokerReply& reply) {
       EnqueueText(*c, slot, protocol::EncodeRejectHistory(reply.identifier));
     } else {
       for (auto& st : reply.streams) {
-        for (hub::Message* m : st.messages) SendRemoteOnce(*c, slot, sub->sub, st.link, *m);
+        if (st.link >= sub->sub.links.size() || st.messages.empty()) continue;
+        hub::Subscription::Link& l = sub->sub.links[st.link];
+        const uint64_t tag = EpochTag(st.messages.front()->epoch());
+        // Older than what this link already got: sent (missed), then the range covers them.
+        const uint64_t below = SameEpoch(l, tag) ? LowOf(l) : 0;
+        for (hub::Message* m : st.messages) SendRemoteOnce(*c, slot, sub->sub, st.link, *m, below);
+        if (SameEpoch(l, tag) && st.messages.front()->offset() < LowOf(l)) {
+          l.lo = LoOf(tag, st.messages.front()->offset());
+        }
       }
     }
-    for (auto& [link, m] : pending.buffer) SendRemoteOnce(*c, slot, sub->sub, link, *m);
+    for (auto& [link, m] : pending.buffer) SendRemoteOnce(*c, slot, sub->sub, link, *m, 0);
     if (ok && !pending.internal && c->state == ConnState::kOpen) {
       EnqueueText(*c, slot, protocol::EncodeConfirmHistory(reply.identifier));
     }

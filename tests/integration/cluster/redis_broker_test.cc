@@ -151,6 +151,38 @@ TEST_F(Broker, RestoreOnTheOtherNodeCatchesUpEveryMissedPublicationOnceInOrder) 
   EXPECT_FALSE(StringField(welcome, "sid").empty()) << welcome;
 }
 
+TEST_F(Broker, ALiveMessageBeforeTheRestoredClientsHistoryRequestLeavesNoGap) {
+  START_REDIS_OR_SKIP();
+  StartBrokerNodes("redis");
+  const std::string id = StreamId("chat");
+  std::string welcome;
+  auto a = ConnectExt(0, &welcome);
+  const std::string sid = StringField(welcome, "sid");
+  SubscribeExt(*a, "chat");
+  ASSERT_EQ(Publish(0, Pub("chat", SeqData(1))), 201);
+  const std::string epoch = StringField(Next(*a), "epoch");
+  a->Close();
+  ASSERT_TRUE(WaitSessionStored(sid));
+  ASSERT_TRUE(WaitRedisSubscribed({"chat"}, 0));
+  for (int i = 2; i <= 4; ++i) ASSERT_EQ(Publish(1, Pub("chat", SeqData(i))), 201);
+  auto b = ConnectExt(1, &welcome, {{"X-AnyCable-Restore-Sid", sid}});
+  ASSERT_NE(welcome.find("\"restored\":true"), std::string::npos) << welcome;
+  ASSERT_TRUE(WaitRedisSubscribed({"chat"}, 1));
+  // Live before the client asked for its history: delivered at once ...
+  ASSERT_EQ(Publish(0, Pub("chat", SeqData(5))), 201);
+  EXPECT_EQ(Next(*b), Stamped(id, 5, "chat", epoch, 5));
+  // ... and the history still brings what was missed before it (not 5 again), as the memory
+  // broker does.
+  ASSERT_TRUE(b->SendText(HistoryFrom(id, "chat", epoch, 1)));
+  for (int i = 2; i <= 4; ++i) EXPECT_EQ(Next(*b), Stamped(id, i, "chat", epoch, i));
+  EXPECT_EQ(Next(*b), Reply("confirm_history", id));
+  ASSERT_EQ(Publish(1, Pub("chat", SeqData(6))), 201);
+  EXPECT_EQ(Next(*b), Stamped(id, 6, "chat", epoch, 6));
+  // Asking again changes nothing: everything from 2 on was sent.
+  ASSERT_TRUE(b->SendText(HistoryFrom(id, "chat", epoch, 1)));
+  EXPECT_EQ(Next(*b), Reply("confirm_history", id));
+}
+
 TEST_F(Broker, ConcurrentPublishersOnBothNodesGiveEverySubscriberOneContiguousSequence) {
   START_REDIS_OR_SKIP();
   StartBrokerNodes("redis");
