@@ -46,6 +46,12 @@ std::string EncodePublication(const protocol::Publication& pub) {
   protocol::AppendJsonString(out, pub.stream);
   out += ",\"data\":";
   protocol::AppendJsonString(out, pub.data);
+  if (pub.offset != 0) {
+    out += ",\"offset\":";
+    out += std::to_string(pub.offset);
+    out += ",\"epoch\":";
+    protocol::AppendJsonString(out, pub.epoch);
+  }
   if (!pub.exclude_socket.empty() || pub.transient || !pub.broadcast_type.empty()) {
     out += ",\"meta\":{";
     bool first = true;
@@ -125,7 +131,8 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   Counters& counters() { return owner.counters_; }
 
   // Wiring decided at start.
-  bool redis_broadcast = false;  // legacy `redis` adapter
+  const bool remote_broker = cfg.broker == "redis";  // pub/sub carries the broker's positions
+  bool redis_broadcast = false;                      // legacy `redis` adapter
   bool redisx = false;
   bool nats_broadcast = false;
   std::string pubsub;  // "", "redis", "nats"
@@ -429,9 +436,16 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     const int workers = sink->workers();
     for (auto& item : parsed.value()) {
       if (auto* pub = std::get_if<protocol::Publication>(&item)) {
-        pending_delivery.push_back(
+        hub::Message* m =
             hub::Message::NewPublication(pub->stream, encoder.MessageJson(pub->data),
-                                         pub->exclude_socket, workers, pub->transient));
+                                         pub->exclude_socket, workers, pub->transient);
+        // Stamped by the node that stored it (--broker redis): delivered with that position.
+        // Only a remote broker's nodes trust a position in the payload (an app cannot forge one
+        // through a legacy broadcaster otherwise).
+        if (remote_broker && pub->offset != 0 && !pub->transient) {
+          m->SetPosition(pub->epoch, pub->offset, 0, 0);
+        }
+        pending_delivery.push_back(m);
       } else if (auto* cmd = std::get_if<protocol::RemoteDisconnect>(&item)) {
         pending_delivery.push_back(
             hub::Message::NewRemoteDisconnect(cmd->identifier, cmd->reconnect, workers));
@@ -663,6 +677,8 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
       std::vector<Outgoing> batch;
       for (auto& item : parsed.value()) {
         if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+          pub->offset = 0;  // positions come from a broker, never from the app
+          pub->epoch.clear();
           batch.push_back({pub->stream, EncodePublication(*pub)});
         } else if (auto* c = std::get_if<protocol::RemoteDisconnect>(&item)) {
           batch.push_back({std::string(), EncodeRemoteDisconnect(*c)});

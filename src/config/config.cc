@@ -272,9 +272,10 @@ std::optional<std::string> CheckBroker(std::string_view origin, const Value& v) 
   // A preset's error line already starts with "preset <name>: "; name the flag it set.
   if (origin.rfind("preset ", 0) == 0) origin = "flag --broker";
   std::string p = Lower(Trim(v.s));
-  if (p.empty() || p == "none" || p == "memory") return std::nullopt;
-  if (p == "redis" || p == "nats") {
-    return InvalidValue(origin, v.s, "only the memory broker is supported by ringcable yet");
+  if (p.empty() || p == "none" || p == "memory" || p == "redis") return std::nullopt;
+  if (p == "nats") {
+    return InvalidValue(origin, v.s,
+                        "only the memory and redis brokers are supported by ringcable yet");
   }
   return InvalidValue(origin, v.s, "must be one of none, memory, redis, nats");
 }
@@ -612,7 +613,7 @@ const std::vector<FlagSpec>& Table() {
        .help = "Pub/sub adapter for node-to-node broadcasts (none, redis, nats)",
        .apply = CFG_SET(pubsub, Lower(Trim(v.s)) == "none" ? std::string() : Lower(Trim(v.s))),
        .check = CheckPubsub},
-      // Only the in-memory broker exists (redis, nats: one startup error line, CheckBroker).
+      // memory and redis (nats: one startup error line, CheckBroker).
       {.name = "broker", .kind = K::kString, .default_value = "", .supported = true,
        .help = "Broker adapter (memory, nats)",
        .apply = CFG_SET(broker, Lower(Trim(v.s)) == "none" ? std::string() : Lower(Trim(v.s))),
@@ -1632,11 +1633,14 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
   if (c.turbo_streams_secret.empty()) c.turbo_streams_secret = c.streams_secret;
   if (c.cable_ready_secret.empty()) c.cable_ready_secret = c.streams_secret;
   // As anycable-go: Redis pub/sub comes on by itself with redisx (which needs it to reach every
-  // node) or when the user pointed us at a Redis of their own.
+  // node), with the Redis broker (stamped publications reach every node through it) or when the
+  // user pointed us at a Redis of their own.
   if (c.pubsub.empty()) {
     bool redisx = std::find(c.broadcast_adapters.begin(), c.broadcast_adapters.end(), "redisx") !=
                   c.broadcast_adapters.end();
-    if (redisx || c.redis_url != "redis://localhost:6379") c.pubsub = "redis";
+    if (redisx || c.broker == "redis" || c.redis_url != "redis://localhost:6379") {
+      c.pubsub = "redis";
+    }
   }
   // As anycable-go: the embedded NATS server is the node's NATS unless servers were given.
   if (c.embed_nats && c.nats_servers == "nats://127.0.0.1:4222") c.nats_servers = c.enats_addr;

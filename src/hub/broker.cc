@@ -57,15 +57,19 @@ bool MemoryBroker::Publish(Message* msg) {
   if (msg->kind() == Message::Kind::kPublication && !msg->transient()) {
     const int64_t now = UnixNow();
     Stream& s = streams_[msg->stream()];
+    streams_count_.store(static_cast<int64_t>(streams_.size()), std::memory_order_relaxed);
     ExpireLocked(s, now);
     msg->SetPosition(epoch_, ++s.top, now, ++seq_);
     s.last_add = now;
     msg->Acquire();  // the history's reference
     s.entries.push_back(msg);
+    ++entries_;
     while (s.entries.size() > history_limit_) {
       s.entries.front()->Release();
       s.entries.pop_front();
+      --entries_;
     }
+    entries_count_.store(entries_, std::memory_order_relaxed);
   }
   if (backlog_.empty() && log_.TryPublish(msg)) return true;
   backlog_.push_back(msg);
@@ -90,7 +94,9 @@ void MemoryBroker::ExpireLocked(Stream& s, int64_t now) {
   while (!s.entries.empty() && s.entries.front()->unix_ts() < deadline) {
     s.entries.front()->Release();
     s.entries.pop_front();
+    --entries_;
   }
+  entries_count_.store(entries_, std::memory_order_relaxed);
 }
 
 bool MemoryBroker::HistoryFrom(const std::string& stream, std::string_view epoch, uint64_t offset,
@@ -147,6 +153,7 @@ void MemoryBroker::Sweep() {
         ++it;
       }
     }
+    streams_count_.store(static_cast<int64_t>(streams_.size()), std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> lock(sessions_mu_);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -156,12 +163,14 @@ void MemoryBroker::Sweep() {
       ++it;
     }
   }
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
 }
 
 void MemoryBroker::CommitSession(const std::string& sid, CachedSession session) {
   if (sessions_ttl_s_ <= 0) return;
   std::lock_guard<std::mutex> lock(sessions_mu_);
   sessions_[sid] = SessionEntry{UnixNow() + sessions_ttl_s_, std::move(session)};
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
 }
 
 std::optional<CachedSession> MemoryBroker::TakeSession(const std::string& sid) {
@@ -171,12 +180,8 @@ std::optional<CachedSession> MemoryBroker::TakeSession(const std::string& sid) {
   std::optional<CachedSession> out;
   if (it->second.expires > UnixNow()) out = std::move(it->second.session);
   sessions_.erase(it);
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
   return out;
-}
-
-size_t MemoryBroker::sessions() const {
-  std::lock_guard<std::mutex> lock(sessions_mu_);
-  return sessions_.size();
 }
 
 }  // namespace cable::hub

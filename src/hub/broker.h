@@ -93,8 +93,12 @@ class MemoryBroker {
   // Removes and returns the session (single use); nullopt if unknown or expired.
   std::optional<CachedSession> TakeSession(const std::string& sid);
 
-  // For tests/metrics.
-  size_t sessions() const;
+  // For tests/metrics (relaxed reads of counters kept under the locks; never take a lock).
+  size_t sessions() const {
+    return static_cast<size_t>(sessions_count_.load(std::memory_order_relaxed));
+  }
+  int64_t history_streams() const { return streams_count_.load(std::memory_order_relaxed); }
+  int64_t history_entries() const { return entries_count_.load(std::memory_order_relaxed); }
 
  private:
   struct Stream {
@@ -116,6 +120,12 @@ class MemoryBroker {
   uint64_t seq_ = 0;  // last Message::seq() given
   std::deque<Message*> backlog_;
   std::atomic<size_t> backlog_size_{0};
+  std::atomic<int64_t> streams_count_{0};  // streams_.size()
+  int64_t entries_ = 0;                    // sum of entries.size(), under mu_
+  // Copies for metrics readers (plain relaxed stores under the locks: no read-modify-write on
+  // the publish path).
+  std::atomic<int64_t> entries_count_{0};
+  std::atomic<int64_t> sessions_count_{0};  // sessions_.size()
 
   struct SessionEntry {
     int64_t expires;

@@ -23,7 +23,9 @@ struct Subscription {
     uint32_t index;  // position in bucket->entries
     // --broker: the range of the stream's publications (by Message::seq) this subscription was
     // already sent (contiguous: live delivery is in log order and history replies fill what is
-    // before it); 0 = none yet. Written only by the owning worker.
+    // before it); 0 = none yet. Written only by the owning worker. With --broker redis (messages
+    // without a node seq) the same range by offset instead: lo = epoch tag << 32 | low end,
+    // hi = high end (server/worker_broker.cc).
     uint64_t lo = 0;
     uint64_t hi = 0;
   };

@@ -96,6 +96,10 @@ const std::vector<WorkerDef>& WorkerDefs() {
        "REST API requests (publish, presence) answered by the worker", W(api_requests_total)},
       {"ringcable_worker_broadcast_msg_total", Type::kCounter,
        "Publications that had at least one subscriber on the worker", W(broadcast_msg_total)},
+      {"ringcable_worker_broker_gap_repairs_total", Type::kCounter,
+       "Live publications that arrived ahead of a missing offset (--broker redis): the missing "
+       "ones were read back from the broker",
+       W(broker_gap_repairs_total)},
       {"ringcable_worker_disconnect_dropped_total", Type::kCounter,
        "Disconnect calls dropped because the worker's backlog was full",
        W(disconnect_dropped_total)},
@@ -176,6 +180,41 @@ const std::vector<ClusterDef>& ClusterDefs() {
   return kDefs;
 }
 
+struct BrokerDef {
+  std::string_view name;
+  Type type;
+  bool remote;  // shown with a remote broker (else with the memory broker)
+  std::string_view help;
+  int64_t (*get)(const BrokerSample&);
+};
+#define BR(field) [](const BrokerSample& b) { return static_cast<int64_t>(b.field); }
+
+const std::vector<BrokerDef>& BrokerDefs() {
+  static const std::vector<BrokerDef> kDefs = {
+      {"ringcable_broker_errors_total", Type::kCounter, true,
+       "Broker store calls that failed (store unreachable or erroring)", BR(errors_total)},
+      {"ringcable_broker_history_rejected_total", Type::kCounter, true,
+       "History requests answered reject_history by the broker", BR(history_rejected_total)},
+      {"ringcable_broker_stamped_total", Type::kCounter, true,
+       "Publications this node stored in the broker with an offset", BR(stamped_total)},
+      {"ringcable_broker_unstamped_total", Type::kCounter, true,
+       "Publications delivered without an offset because the broker store failed",
+       BR(unstamped_total)},
+      {"ringcable_broker_history_entries", Type::kGauge, false,
+       "Publications kept in the memory broker's history", BR(history_entries)},
+      {"ringcable_broker_history_streams", Type::kGauge, false,
+       "Streams with history (or numbering) in the memory broker", BR(history_streams)},
+      {"ringcable_broker_sessions", Type::kGauge, false,
+       "Disconnected sessions kept for restore by the memory broker", BR(sessions)},
+      {"ringcable_broker_store_up", Type::kGauge, true,
+       "1 while the broker's store answers (0 after a failure, until a call succeeds)",
+       BR(store_up)},
+  };
+  return kDefs;
+}
+
+bool Shown(const BrokerDef& d, const BrokerSample& b) { return d.remote ? b.remote : b.memory; }
+
 std::string EscapeLabel(std::string_view v) {
   std::string out;
   for (char ch : v) {
@@ -241,6 +280,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.data_rcvd_total = c.data_rcvd_total.Get();
   w.disconnect_dropped_total = c.disconnect_dropped_total.Get();
   w.no_pong_total = c.no_pong_total.Get();
+  w.broker_gap_repairs_total = c.broker_gap_repairs_total.Get();
   w.submissions_total = c.submissions_total.Get();
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();
@@ -331,6 +371,12 @@ std::string RenderPrometheus(const Snapshot& snap, const Tags& tags) {
       out.append(std::to_string(d.get(snap.presence))).append("\n");
     }
   }
+  for (const auto& d : BrokerDefs()) {
+    if (!Shown(d, snap.broker)) continue;
+    Header(out, d.name, d.type, d.help);
+    out.append(d.name).append(labels).append(" ");
+    out.append(std::to_string(d.get(snap.broker))).append("\n");
+  }
   return out;
 }
 
@@ -350,6 +396,12 @@ std::vector<IntervalValue> IntervalValues(const Snapshot& snap, const Snapshot* 
   }
   if (snap.presence.present) {
     for (const auto& d : PresenceDefs()) out.push_back({d.name, false, d.get(snap.presence)});
+  }
+  for (const auto& d : BrokerDefs()) {
+    if (!Shown(d, snap.broker)) continue;
+    int64_t v = d.get(snap.broker);
+    if (d.type == Type::kCounter && prev) v -= d.get(prev->broker);
+    out.push_back({d.name, d.type == Type::kCounter, v});
   }
   std::sort(out.begin(), out.end(),
             [](const IntervalValue& a, const IntervalValue& b) { return a.name < b.name; });

@@ -31,6 +31,7 @@ struct WorkerSample {
   uint64_t data_rcvd_total = 0;
   uint64_t disconnect_dropped_total = 0;
   uint64_t no_pong_total = 0;
+  uint64_t broker_gap_repairs_total = 0;
   uint64_t submissions_total = 0;
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;
@@ -61,11 +62,22 @@ struct PresenceSample {
   int64_t streams = 0, records = 0, sessions = 0;
 };
 
+// --broker: the memory broker's sizes, or the remote broker's (redis) health and counters.
+// Filled by the server (SampleMetrics); absent without a broker.
+struct BrokerSample {
+  bool memory = false;  // history_streams, history_entries, sessions
+  bool remote = false;  // the rest
+  int64_t history_streams = 0, history_entries = 0, sessions = 0;
+  uint64_t errors_total = 0, stamped_total = 0, unstamped_total = 0, history_rejected_total = 0;
+  int64_t store_up = 0;
+};
+
 struct Snapshot {
   std::vector<WorkerSample> workers;  // index = worker number
   RpcSample rpc;
   ClusterSample cluster;
   PresenceSample presence;
+  BrokerSample broker;
 };
 
 WorkerSample Sample(const server::Counters& c);

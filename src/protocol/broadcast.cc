@@ -51,6 +51,11 @@ bool ParsePublication(object obj, Publication& pub) {
       if (!ReadString(kv.value, pub.data)) return false;
     } else if (KeyMatches(kv.key, "meta")) {
       if (!ParseMeta(kv.value, pub)) return false;
+    } else if (KeyMatches(kv.key, "offset")) {
+      uint64_t offset = 0;
+      if (!kv.value.is_null() && !kv.value.get_uint64().get(offset)) pub.offset = offset;
+    } else if (KeyMatches(kv.key, "epoch")) {
+      if (!ReadString(kv.value, pub.epoch)) return false;
     }
   }
   return true;

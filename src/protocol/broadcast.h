@@ -23,6 +23,10 @@ struct Publication {
   std::string exclude_socket;  // meta.exclude_socket: sid of the session to skip
   bool transient = false;      // meta.transient: do not store in history
   std::string broadcast_type;  // meta.broadcast_type
+  // A broker's stamp (`--broker redis`): set by the node that stored it, carried by pub/sub as
+  // anycable-go's StreamMessage "offset"/"epoch"; 0/empty = none. Ignored on HTTP ingress.
+  uint64_t offset = 0;
+  std::string epoch;
 };
 
 // {"command":"disconnect","payload":{"identifier":"...","reconnect":true}}

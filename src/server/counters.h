@@ -35,6 +35,7 @@ struct Counters {
   Counter data_sent_total;
   Counter data_rcvd_total;
   Counter no_pong_total;             // ext sessions closed with no_pong (--pong_timeout)
+  Counter broker_gap_repairs_total;  // --broker redis: live offsets skipped ahead, read back
   Counter disconnect_dropped_total;  // Disconnect calls dropped because the backlog was full
   Counter submissions_total;         // io_uring_submit calls
   Counter wakeups_total;

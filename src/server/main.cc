@@ -20,6 +20,7 @@
 #include "metrics/exporter.h"
 #include "metrics/sd_notify.h"
 #include "metrics/statsd.h"
+#include "redis/store.h"
 #include "server/worker.h"
 
 namespace cable::server {
@@ -97,6 +98,7 @@ class LogSink : public cluster::Sink {
 struct ClusterStopper {
   Shared& shared;
   ~ClusterStopper() {
+    if (shared.remote_broker) shared.remote_broker->Stop();  // it publishes through the cluster
     if (shared.cluster) shared.cluster->Stop();
   }
 };
@@ -137,6 +139,19 @@ int Main(int argc, char** argv) {
   }
   if (auto brokers = cluster::Cluster::CheckConfig(cfg); !brokers.ok()) {
     return Fail(brokers.error());
+  }
+  // --broker redis: its store (not connected yet) is made here, so an unsupported URL is the one
+  // line the user sees.
+  std::unique_ptr<redis::Store> redis_store;
+  std::string redis_store_at;
+  if (cfg.broker == "redis") {
+    auto opts = redis::ParseUrl(cfg.redis_url, cfg.redis_sentinels);
+    if (!opts.ok()) return Fail(opts.error());
+    auto store = redis::Store::Make(opts.value(),
+                                    {cfg.history_limit, cfg.history_ttl_s, cfg.pubsub == "redis"});
+    if (!store.ok()) return Fail(store.error());
+    redis_store = std::move(store.value());
+    redis_store_at = opts.value().Describe();
   }
   // --embed_nats: settings and the nats-server binary are checked before anything starts.
   std::optional<enats::Plan> enats_plan;
@@ -239,6 +254,13 @@ int Main(int argc, char** argv) {
   }
   for (int i = 0; i < cfg.workers; ++i) {
     shared.workers.push_back(std::make_unique<Worker>(shared, i));
+  }
+  if (redis_store) {
+    // The broker thread: every store call runs there, never on a worker (hub/remote_broker.h).
+    shared.remote_broker =
+        std::make_unique<hub::RemoteBroker>(std::move(redis_store), "redis", cfg.sessions_ttl_s);
+    LOG_INFO("Using redis broker at %s (history limit: %d, history ttl: %ds, sessions ttl: %ds)",
+             redis_store_at.c_str(), cfg.history_limit, cfg.history_ttl_s, cfg.sessions_ttl_s);
   }
   // The embedded NATS server runs before the node's NATS link connects to it; it outlives the
   // cluster thread on every return (declared before the ClusterStopper).
@@ -370,6 +392,7 @@ int Main(int argc, char** argv) {
     std::_Exit(0);
   }
   for (auto& w : shared.workers) w->Join();
+  if (shared.remote_broker) shared.remote_broker->Stop();
   if (shared.cluster) shared.cluster->Stop();  // frees what the workers queued meanwhile
   if (embedded_nats) embedded_nats->Stop();    // after the node's NATS link is closed
   shared.log->ReleaseUnconsumed();

@@ -12,6 +12,7 @@
 #include "hub/broadcast_log.h"
 #include "hub/broker.h"
 #include "hub/presence.h"
+#include "hub/remote_broker.h"
 #include "ring/ring.h"
 #include "rpc/client.h"
 #include "tls/tls.h"
@@ -38,6 +39,10 @@ struct Shared {
   // (declared before `workers`, so it outlives them).
   std::unique_ptr<tls::ServerContext> tls;
   std::vector<std::unique_ptr<Worker>> workers;
+  // --broker redis: the broker thread and its store (hub/remote_broker.h); null otherwise (then
+  // `broker` above may be the memory one). Declared after `workers`: its thread, which answers
+  // workers, is gone before they are; main stops it before the cluster.
+  std::unique_ptr<hub::RemoteBroker> remote_broker;
   // Broadcast endpoint placement (spec: main port when a key is configured, else 8090).
   bool broadcast_on_main_port = false;
   int broadcast_port = 8090;

@@ -81,6 +81,15 @@ Worker::~Worker() {
   for (hub::Message* msg : pending_publish_) {
     for (int i = 0; i < cfg_.workers; ++i) msg->Release();
   }
+  // --broker redis: live publications held behind a history read, and late broker replies.
+  for (auto& [sub, p] : pending_history_) {
+    for (auto& [link, m] : p.buffer) m->Release();
+  }
+  for (InboxItem* item = inbox_.TakeAll(); item;) {
+    InboxItem* next = item->next;
+    delete item;
+    item = next;
+  }
 }
 
 cable::Result<bool, std::string> Worker::Init(const ListenAddress& main,
@@ -682,6 +691,9 @@ void Worker::FreeSlot(Conn& c, uint32_t slot) {
   queued_bytes_ -= c.pending_bytes;
   if (c.fd >= 0) close(c.fd);
   for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
+  if (c.session && !pending_history_.empty()) {
+    for (const auto& sub : c.session->subs) ForgetPendingHistory(&sub->sub);
+  }
   uint32_t gen = c.gen + 1;
   c.~Conn();
   new (&c) Conn();

@@ -23,6 +23,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/auth.h"
@@ -33,6 +34,7 @@
 #include "hub/frame.h"
 #include "hub/local_index.h"
 #include "hub/message.h"
+#include "hub/remote_broker.h"
 #include "metrics/metrics.h"
 #include "protocol/broadcast.h"
 #include "protocol/command.h"
@@ -97,6 +99,9 @@ struct Session {
   std::string inflight_history;
   std::string inflight_presence;  // "presence" of an in-flight ext subscribe: joined if confirmed
   bool presence_joined = false;   // holds (or may hold) records in the PresenceStore
+  // --broker redis: a history read is at the broker thread; later commands wait for its reply
+  // (as behind an RPC call), so replies keep the order of the commands.
+  bool broker_inflight = false;
   SubState* Find(const std::string& identifier);
 };
 
@@ -174,16 +179,18 @@ struct Conn {
 };
 
 struct InboxItem {
-  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck };
+  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck, kBrokerReply };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
   rpc::CallPtr call;
   uint64_t token = 0;  // kClusterAck: {generation:32, slot:32} of the HTTP connection
   bool ok = false;     // kClusterAck: the broker took every publication
+  std::unique_ptr<hub::BrokerReply> broker_reply;  // kBrokerReply
 };
 
 class Worker : public rpc::CompletionSink,
                public cluster::AckSink,
+               public hub::BrokerReplySink,
                private ws::FrameReader::Handler,
                private hub::LocalIndex::Observer {
  public:
@@ -203,6 +210,7 @@ class Worker : public rpc::CompletionSink,
   void OnRpcDone(rpc::CallPtr call) override;
   void OnRpcBatchEnd() override;
   void OnClusterAck(uint64_t token, bool ok) override;
+  void OnBrokerReply(std::unique_ptr<hub::BrokerReply> reply) override;
   void RequestShutdown();
   // Wakes the worker if it announced it is going to sleep (after a push to something it reads).
   void WakeIfSleeping() {
@@ -319,6 +327,30 @@ class Worker : public rpc::CompletionSink,
   // sent, streams back in the index, no Connect RPC).
   bool TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_sid);
   void CommitSessionForRestore(const Conn& c);  // on close of an ext session
+  // Applies a cached session taken from the broker (restored welcome, streams, no Connect RPC).
+  void ApplyRestoredSession(Conn& c, uint32_t slot, const std::string& old_sid,
+                            hub::CachedSession cached);
+  void StartConnectRpc(Conn& c, uint32_t slot);  // the Connect RPC of an upgraded connection
+
+  // Remote broker (--broker redis; worker_broker.cc): the same features, asynchronously.
+  // Publishes an HTTP broadcast batch: stamped by the broker thread, then pub/sub; the HTTP
+  // answer follows the pub/sub ack.
+  void PublishViaRemoteBroker(Conn& c, uint32_t slot, std::vector<protocol::BroadcastItem> items);
+  void RequestRemoteHistory(Conn& c, uint32_t slot, SubState* sub,
+                            const protocol::HistoryRequest& req);
+  void OnBrokerReplyItem(std::unique_ptr<hub::BrokerReply> reply);
+  void OnRemoteHistoryReply(hub::BrokerReply& reply);
+  void OnRemoteSessionReply(hub::BrokerReply& reply);
+  // Live delivery of a remote-stamped publication to one subscription: false = skip it (already
+  // sent, or buffered behind a pending history reply or a gap repair it started).
+  bool AdmitRemote(Conn& c, hub::Subscription* sub, uint32_t link, hub::Message& msg);
+  // Sends `msg` to the subscription when its offset is new for the link (history / buffered).
+  // `below`: offsets under it (the link's range low end before this reply) were never sent.
+  void SendRemoteOnce(Conn& c, uint32_t slot, hub::Subscription& sub, uint32_t link,
+                      hub::Message& msg, uint64_t below);
+  // The subscription is going away: its held publications are released (a late reply then finds
+  // nothing, and a new subscription at the same address never inherits them).
+  void ForgetPendingHistory(const hub::Subscription* sub);
   void ExpirePongs();
 
   // Presence (--broker memory; worker_presence.cc)
@@ -420,7 +452,24 @@ class Worker : public rpc::CompletionSink,
   // --pong_timeout: {deadline, slot, gen} min-heap; an entry whose deadline no longer matches the
   // connection's pong_deadline_ms (answered, or a newer ping) is dropped when popped.
   std::vector<HttpDeadline> pong_deadlines_;
-  int64_t next_sweep_ms_ = 0;                   // worker 0: next MemoryBroker::Sweep
+  int64_t next_sweep_ms_ = 0;  // worker 0: next MemoryBroker::Sweep
+  // --broker redis: subscriptions waiting for a history reply, with the live publications of
+  // their streams that arrived meanwhile (one reference each), sent after the reply in order.
+  struct PendingHistory {
+    uint64_t request_id = 0;
+    std::vector<std::pair<uint32_t, hub::Message*>> buffer;  // (link, message)
+    bool overflow = false;
+    // A gap repair (a live offset skipped ahead): no confirm/reject frame, commands not held.
+    bool internal = false;
+  };
+  std::unordered_map<const hub::Subscription*, PendingHistory> pending_history_;
+  uint64_t next_history_id_ = 0;  // client requests even, gap repairs odd (see NextHistoryId)
+  uint64_t NextHistoryId(bool internal) {
+    next_history_id_ += 2;
+    return next_history_id_ | (internal ? 1 : 0);
+  }
+  // Upgrades waiting for a session restore answer: the JWT of the request, for the fallback.
+  std::unordered_map<uint64_t, std::optional<std::string>> restore_jwt_;
   void WatchHandshake(Conn& c, uint32_t slot);  // sets c.http->deadline_ms and tracks it
   void ExpireHandshakes();                      // on the tick
 

@@ -50,6 +50,21 @@ metrics::Snapshot SampleMetrics(const Shared& shared) {
                      .records = static_cast<int64_t>(sizes.records),
                      .sessions = static_cast<int64_t>(sizes.sessions)};
   }
+  if (shared.broker) {
+    snap.broker.memory = true;
+    snap.broker.history_streams = shared.broker->history_streams();
+    snap.broker.history_entries = shared.broker->history_entries();
+    snap.broker.sessions = static_cast<int64_t>(shared.broker->sessions());
+  }
+  if (shared.remote_broker) {
+    const hub::BrokerCounters& b = shared.remote_broker->counters();
+    snap.broker.remote = true;
+    snap.broker.errors_total = b.errors_total.load(std::memory_order_relaxed);
+    snap.broker.stamped_total = b.stamped_total.load(std::memory_order_relaxed);
+    snap.broker.unstamped_total = b.unstamped_total.load(std::memory_order_relaxed);
+    snap.broker.history_rejected_total = b.history_rejected_total.load(std::memory_order_relaxed);
+    snap.broker.store_up = b.store_up.load(std::memory_order_relaxed);
+  }
   return snap;
 }
 
@@ -219,6 +234,12 @@ bool Worker::HandleBroadcastRequest(Conn& c, uint32_t slot, const http::Request&
     if (!parsed.ok()) {
       counters_.failed_broadcast_msg_total.Add();
       LOG_DEBUG("broadcast: invalid payload (%s)", body.substr(0, 200).c_str());
+    } else if (shared_.remote_broker && shared_.cluster && shared_.cluster->pubsub()) {
+      // --broker redis: stamped on the broker thread, then pub/sub (worker_broker.cc).
+      c.http->buf.erase(0, total);
+      c.http->awaiting_cluster = true;
+      PublishViaRemoteBroker(c, slot, std::move(parsed.value()));
+      return true;
     } else if (shared_.cluster && shared_.cluster->pubsub()) {
       // Every node (this one included) delivers it from pub/sub; answer once the broker took it,
       // so 201 means "published" and a broker outage is a 501, not a silent loss.
@@ -348,7 +369,7 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   // Session restore (ext protocol with a broker): the previous sid in X-AnyCable-Restore-Sid, or
   // ?sid=.
   std::string restore_sid;
-  if (session->ext && shared_.broker && cfg_.sessions_ttl_s > 0) {
+  if (session->ext && (shared_.broker || shared_.remote_broker) && cfg_.sessions_ttl_s > 0) {
     if (auto h = req.Get("x-anycable-restore-sid"); h && !h->empty()) {
       restore_sid.assign(*h);
     } else if (auto q = http::QueryParam(req.query, "sid"); q && !q->empty()) {
@@ -360,6 +381,13 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   c.session = std::move(session);
   c.state = ConnState::kConnecting;
 
+  if (!restore_sid.empty() && shared_.remote_broker) {
+    // --broker redis: the restore answer comes later; the JWT is kept for the fallback.
+    restore_jwt_[ConnToken(c, slot)] = jwt;
+    TryRestoreSession(c, slot, restore_sid);
+    if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
+    return;
+  }
   if ((!restore_sid.empty() && TryRestoreSession(c, slot, restore_sid)) ||
       AuthenticateLocally(c, slot, jwt)) {
     // Frames sent before the welcome are processed once open, dropped if refused (spec §5 item 1).
@@ -367,7 +395,12 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
       OnBytes(c, slot, leftover.data(), leftover.size());
     return;
   }
+  StartConnectRpc(c, slot);
+  // Frames the client sent right after the handshake wait for the welcome.
+  if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
+}
 
+void Worker::StartConnectRpc(Conn& c, uint32_t slot) {
   auto call = std::make_shared<rpc::Call>();
   call->kind = rpc::CallKind::kConnect;
   call->sid = c.session->sid;
@@ -378,9 +411,6 @@ void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
   c.session->inflight = call;
   ++outstanding_calls_;
   SubmitRpc(call);
-
-  // Frames the client sent right after the handshake wait for the welcome.
-  if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
 }
 
 void Worker::WatchHandshake(Conn& c, uint32_t slot) {

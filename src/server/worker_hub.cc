@@ -84,6 +84,9 @@ void Worker::DeliverPublication(hub::Message& msg) {
       if (seq <= link.hi) continue;
       if (link.lo == 0) link.lo = seq;
       link.hi = seq;
+    } else if (msg.offset() != 0 && shared_.remote_broker) {
+      // Stamped by the remote broker: by offset, and held while a history read is pending.
+      if (!AdmitRemote(*c, sub, e.link, msg)) continue;
     }
     if (!exclude.empty() && c->session->sid == exclude) continue;
     const bool ext = c->session->ext;

@@ -67,14 +67,15 @@ void Worker::OnClientMessage(std::string_view message) {
   Session& s = *c.session;
   s.pending.emplace_back(message);
   s.pending_bytes += message.size();
-  if (s.authenticated && !s.inflight) DrainPending(c, cur_slot_);
+  if (s.authenticated && !s.inflight && !s.broker_inflight) DrainPending(c, cur_slot_);
   if (c.state != ConnState::kClosing && c.session && c.session->pending_bytes > kMaxPendingInput) {
     PauseReading(c, cur_slot_);
   }
 }
 
 void Worker::DrainPending(Conn& c, uint32_t slot) {
-  while (c.state == ConnState::kOpen && c.session && !c.session->inflight && !c.reading_stopped) {
+  while (c.state == ConnState::kOpen && c.session && !c.session->inflight &&
+         !c.session->broker_inflight && !c.reading_stopped) {
     Session& s = *c.session;
     if (s.pending_head >= s.pending.size()) {
       std::vector<std::string>().swap(s.pending);
@@ -210,6 +211,8 @@ void Worker::ProcessInbox() {
     InboxItem* next = item->next;
     if (item->kind == InboxItem::Kind::kShutdown) {
       StartShutdown();
+    } else if (item->kind == InboxItem::Kind::kBrokerReply) {
+      OnBrokerReplyItem(std::move(item->broker_reply));
     } else if (item->kind == InboxItem::Kind::kClusterAck) {
       OnClusterAckItem(item->token, item->ok);
     } else {
@@ -286,6 +289,7 @@ void Worker::StartPings(Conn& c, uint32_t slot) {
 void Worker::RemoveSubscription(Session& s, SubState* sub) {
   PresenceLeaveSub(s, sub);
   index_map_.RemoveAll(&sub->sub);
+  ForgetPendingHistory(&sub->sub);
   auto it = std::find_if(s.subs.begin(), s.subs.end(),
                          [sub](const std::unique_ptr<SubState>& p) { return p.get() == sub; });
   if (it != s.subs.end()) s.subs.erase(it);

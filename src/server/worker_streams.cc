@@ -31,6 +31,10 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
     LOG_DEBUG("sid=%s history request without since or streams", s.sid.c_str());
     return;
   }
+  if (shared_.remote_broker) {
+    RequestRemoteHistory(c, slot, sub, req);  // answered later (worker_broker.cc)
+    return;
+  }
   struct StreamBacklog {
     uint32_t link;
     uint64_t horizon;
@@ -90,12 +94,25 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
 }
 
 bool Worker::TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_sid) {
+  if (shared_.remote_broker) {
+    // Asked on the broker thread; the connection stays kConnecting until the answer
+    // (OnRemoteSessionReply), its frames waiting as behind a Connect RPC.
+    shared_.remote_broker->TakeSession(this, ConnToken(c, slot), old_sid);
+    return true;
+  }
   std::optional<hub::CachedSession> cached = shared_.broker->TakeSession(old_sid);
   if (!cached) {
     LOG_DEBUG("sid=%s no session to restore for %s: connecting", c.session->sid.c_str(),
               old_sid.c_str());
     return false;
   }
+  ApplyRestoredSession(c, slot, old_sid, std::move(*cached));
+  return true;
+}
+
+void Worker::ApplyRestoredSession(Conn& c, uint32_t slot, const std::string& old_sid,
+                                  hub::CachedSession cached_session) {
+  hub::CachedSession* cached = &cached_session;
   Session& s = *c.session;
   s.identifiers = std::move(cached->identifiers);
   s.cstate = std::move(cached->cstate);
@@ -127,12 +144,14 @@ bool Worker::TryRestoreSession(Conn& c, uint32_t slot, const std::string& old_si
             restored_ids.size());
   EnqueueText(c, slot, protocol::EncodeRestoredWelcome(s.sid, restored_ids));
   StartPings(c, slot);
-  return true;
 }
 
 void Worker::CommitSessionForRestore(const Conn& c) {
   const Session& s = *c.session;
-  if (!s.ext || !shared_.broker || cfg_.sessions_ttl_s <= 0 || !s.restorable) return;
+  if (!s.ext || !(shared_.broker || shared_.remote_broker) || cfg_.sessions_ttl_s <= 0 ||
+      !s.restorable) {
+    return;
+  }
   hub::CachedSession cs;
   cs.identifiers = s.identifiers;
   cs.cstate = s.cstate;
@@ -147,7 +166,11 @@ void Worker::CommitSessionForRestore(const Conn& c) {
     for (const auto& link : sub->sub.links) sc.streams.push_back(*link.bucket->name);
     cs.subs.push_back(std::move(sc));
   }
-  shared_.broker->CommitSession(s.sid, std::move(cs));
+  if (shared_.remote_broker) {
+    shared_.remote_broker->PutSession(s.sid, std::move(cs));
+  } else {
+    shared_.broker->CommitSession(s.sid, std::move(cs));
+  }
 }
 
 void Worker::ExpirePongs() {

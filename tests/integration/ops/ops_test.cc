@@ -498,12 +498,12 @@ TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: preset broker: invalid value \"nats\" for flag --broker: only the memory "
-            "broker is supported by ringcable yet\n");
+            "and redis brokers are supported by ringcable yet\n");
   r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: preset fly: invalid value \"nats\" for flag --broker: only the memory "
-            "broker is supported by ringcable yet\n");
+            "and redis brokers are supported by ringcable yet\n");
   r = Run({"--presets", "fly,koyeb"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
@@ -517,7 +517,7 @@ TEST_F(ConfigFileTest, KnownButUnsupportedKeysFailLikeTheirFlags) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: invalid value \"nats\" for key \"broker.adapter\" in config file " + path +
-                ": only the memory broker is supported by ringcable yet\n");
+                ": only the memory and redis brokers are supported by ringcable yet\n");
   path = Write("redis.toml", "[redis]\nmax_reconnect_attempts = 10\n");
   r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);

@@ -521,12 +521,12 @@ TEST(ConfigUnsupported, SpotChecks) {
              "--jwt_id_param=jid", "--metrics_log_interval=0", "--config-path="});
   EXPECT_EQ(ParseError({"--sse"}), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(MustParse({"--broker=memory"}).broker, "memory");
-  EXPECT_EQ(ParseError({"--broker=redis"}),
-            "invalid value \"redis\" for flag --broker: only the memory broker is supported by "
-            "ringcable yet");
+  EXPECT_EQ(MustParse({"--broker=redis"}).broker, "redis");
+  EXPECT_EQ(MustParse({"--broker=redis"}).pubsub, "redis");  // as anycable-go: implied
+  EXPECT_EQ(MustParse({"--broker=redis", "--pubsub=nats"}).pubsub, "nats");
   EXPECT_EQ(ParseError({"--broker=nats"}),
-            "invalid value \"nats\" for flag --broker: only the memory broker is supported by "
-            "ringcable yet");
+            "invalid value \"nats\" for flag --broker: only the memory and redis brokers are "
+            "supported by ringcable yet");
   EXPECT_EQ(ParseError({"--broker=disk"}),
             "invalid value \"disk\" for flag --broker: must be one of none, memory, redis, nats");
   EXPECT_FALSE(MustParse({"--streams_presence=false"}).streams_presence);
@@ -983,14 +983,14 @@ TEST(ConfigPresets, FeaturesRingcableLacksFailLikeTheirFlags) {
   // Fly without Redis wants an embedded NATS (supported) with the NATS broker (not yet).
   EXPECT_EQ(
       ParseError({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "x"}}),
-      "preset fly: invalid value \"nats\" for flag --broker: only the memory broker is supported "
-      "by ringcable yet");
+      "preset fly: invalid value \"nats\" for flag --broker: only the memory and redis brokers "
+      "are supported by ringcable yet");
   // Without Redis or embedded NATS the broker preset is the memory broker (supported).
   EXPECT_EQ(MustParse({"--presets=broker"}).broker, "memory");
   EXPECT_EQ(MustParse({}, {{"ANYCABLE_PRESETS", "heroku,broker"}}).broker, "memory");
   EXPECT_EQ(ParseError({"--presets=broker", "--embed_nats"}),
-            "preset broker: invalid value \"nats\" for flag --broker: only the memory broker is "
-            "supported by ringcable yet");
+            "preset broker: invalid value \"nats\" for flag --broker: only the memory and redis "
+            "brokers are supported by ringcable yet");
   // An explicit --broker=none keeps the preset's broker away (anycable-go compares with the
   // default); the rest of the preset still applies.
   const Config c = MustParse({"--presets=broker", "--broker=none"});
@@ -1287,9 +1287,9 @@ TEST(ConfigToml, ExactErrors) {
   EXPECT_EQ(FileError("[streams]\npubsub_channel = \"$other\"\n"),
             "key \"streams.pubsub_channel\" in config file <file>"
             ": value \"$other\" is not supported by ringcable yet (only \"$pubsub\")");
-  EXPECT_EQ(FileError("[broker]\nadapter = \"redis\"\n"),
-            "invalid value \"redis\" for key \"broker.adapter\" in config file <file>: only the "
-            "memory broker is supported by ringcable yet");
+  EXPECT_EQ(FileError("[broker]\nadapter = \"nats\"\n"),
+            "invalid value \"nats\" for key \"broker.adapter\" in config file <file>: only the "
+            "memory and redis brokers are supported by ringcable yet");
   EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
             "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");

@@ -161,6 +161,24 @@ TEST(MemoryBrokerTest, SessionsAreSingleUseAndTtlZeroKeepsNone) {
   EXPECT_FALSE(none.TakeSession("sid1").has_value());
 }
 
+TEST(MemoryBrokerTest, SizesForMetricsFollowHistoryAndSessions) {
+  BroadcastLog log(64, 1);
+  MemoryBroker b(log, 2, 300, 300);  // history limit 2
+  EXPECT_EQ(b.history_streams(), 0);
+  EXPECT_EQ(b.history_entries(), 0);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(b.Publish(Pub("a", "1")));
+  EXPECT_TRUE(b.Publish(Pub("b", "1")));
+  EXPECT_TRUE(b.Publish(Pub("c", "t", true)));  // transient: no history
+  Drain(log);
+  EXPECT_EQ(b.history_streams(), 2);
+  EXPECT_EQ(b.history_entries(), 3);  // a: 2 (limit), b: 1
+  b.CommitSession("s1", CachedSession{});
+  b.CommitSession("s2", CachedSession{});
+  EXPECT_EQ(b.sessions(), 2u);
+  EXPECT_TRUE(b.TakeSession("s1").has_value());
+  EXPECT_EQ(b.sessions(), 1u);
+}
+
 TEST(MemoryBrokerTest, RandomIdsAreUrlSafeAndDistinct) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {

@@ -88,6 +88,32 @@ TEST(RenderPrometheus, SumsWorkersAndUsesAnycableFormat) {
   EXPECT_EQ(text.front(), '\n');
 }
 
+TEST(RenderPrometheus, BrokerSeriesFollowTheBrokerKind) {
+  Snapshot s = TwoWorkers();
+  std::string text = RenderPrometheus(s, {});
+  EXPECT_EQ(text.find("ringcable_broker_"), std::string::npos);  // no broker
+  s.broker.memory = true;
+  s.broker.history_streams = 2;
+  s.broker.history_entries = 3;
+  s.broker.sessions = 4;
+  text = RenderPrometheus(s, {});
+  EXPECT_NE(text.find("\nringcable_broker_history_entries 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nringcable_broker_history_streams 2\n"), std::string::npos);
+  EXPECT_NE(text.find("\nringcable_broker_sessions 4\n"), std::string::npos);
+  EXPECT_EQ(text.find("ringcable_broker_store_up"), std::string::npos);
+  s.broker = BrokerSample{};
+  s.broker.remote = true;
+  s.broker.store_up = 1;
+  s.broker.unstamped_total = 5;
+  text = RenderPrometheus(s, {});
+  EXPECT_NE(text.find("# TYPE ringcable_broker_unstamped_total counter\n"
+                      "ringcable_broker_unstamped_total 5\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nringcable_broker_store_up 1\n"), std::string::npos);
+  EXPECT_EQ(text.find("ringcable_broker_history_entries"), std::string::npos);
+}
+
 TEST(RenderPrometheus, TagsBecomeEscapedLabels) {
   Tags tags{{"env", "pr\"od"}, {"dc", "a\\b"}};
   std::string text = RenderPrometheus(TwoWorkers(), tags);

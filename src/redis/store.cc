@@ -1,0 +1,300 @@
+#include "redis/store.h"
+
+#include <hiredis/hiredis.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include <sys/random.h>
+
+namespace cable::redis {
+namespace {
+
+constexpr const char* kPrefix = "_ac_";
+constexpr int kTimeoutMs = 1000;        // connect and command timeout
+constexpr int64_t kRetryDelayMs = 500;  // after a failed connect
+
+// KEYS: offset counter, stream. ARGV: limit, ttl, data, unix ts, counter ttl, then optionally
+// channel, payload head, payload tail (with the epoch): PUBLISH in the same atomic step, so
+// pub/sub order is offset order whichever node appends.
+constexpr const char* kAppendScript = R"(
+local top = redis.call('INCR', KEYS[1])
+if top == 1 then redis.call('DEL', KEYS[2]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. top, 'd', ARGV[3], 't', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[6] then redis.call('PUBLISH', ARGV[6], ARGV[7] .. top .. ARGV[8]) end
+return top)";
+
+std::string JsonQuoted(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
+// 4 url-safe characters from the kernel CSPRNG (anycable-go's nanoid(4) epoch).
+std::string NewEpoch() {
+  static const char kAlphabet[] =
+      "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+  unsigned char bytes[4] = {};
+  if (getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    std::memcpy(bytes, &ts.tv_nsec, sizeof(bytes));
+  }
+  std::string out;
+  for (unsigned char b : bytes) out.push_back(kAlphabet[b & 63]);
+  return out;
+}
+
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t UnixNow() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec;
+}
+
+struct ReplyPtr {
+  redisReply* r = nullptr;
+  ~ReplyPtr() {
+    if (r) freeReplyObject(r);
+  }
+};
+
+std::string StreamKey(const std::string& stream, const char* suffix) {
+  return std::string(kPrefix) + "{" + stream + "}:" + suffix;
+}
+
+// Runs one command; the reply or the error text (context errors and Redis error replies).
+Result<bool> Run(redisContext* ctx, const std::vector<std::string>& args, ReplyPtr* out) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  out->r = static_cast<redisReply*>(
+      redisCommandArgv(ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
+  if (!out->r) return MakeError(std::string(ctx->errstr[0] ? ctx->errstr : "connection lost"));
+  if (out->r->type == REDIS_REPLY_ERROR) return MakeError(std::string(out->r->str, out->r->len));
+  return true;
+}
+
+}  // namespace
+
+cable::Result<std::unique_ptr<Store>, std::string> Store::Make(const Options& options,
+                                                               Limits limits) {
+  if (options.tls || options.sentinel_mode() || options.cluster_mode()) {
+    return MakeError(std::string(
+        "--broker redis supports a single plain redis:// server yet (no rediss://, Sentinel or "
+        "Cluster)"));
+  }
+  return std::unique_ptr<Store>(new Store(options, limits));
+}
+
+Store::~Store() { Reset(); }
+
+void Store::Reset() {
+  if (ctx_) redisFree(ctx_);
+  ctx_ = nullptr;
+  epoch_.clear();
+}
+
+Result<bool> Store::Connect() {
+  if (ctx_) return true;
+  const int64_t now = MonoMs();
+  if (now < retry_at_ms_) return MakeError(std::string("redis unavailable (retrying)"));
+  timeval tv{kTimeoutMs / 1000, (kTimeoutMs % 1000) * 1000};
+  redisContext* ctx = redisConnectWithTimeout(options_.host.c_str(), options_.port, tv);
+  if (!ctx || ctx->err) {
+    std::string err = ctx ? ctx->errstr : "out of memory";
+    if (ctx) redisFree(ctx);
+    retry_at_ms_ = now + kRetryDelayMs;
+    return MakeError("connect " + options_.Describe() + ": " + err);
+  }
+  redisSetTimeout(ctx, tv);
+  ReplyPtr r;
+  if (!options_.password.empty()) {
+    std::vector<std::string> auth = {"AUTH"};
+    if (!options_.username.empty()) auth.push_back(options_.username);
+    auth.push_back(options_.password);
+    if (auto ok = Run(ctx, auth, &r); !ok) {
+      redisFree(ctx);
+      retry_at_ms_ = now + kRetryDelayMs;
+      return MakeError("AUTH: " + ok.error());
+    }
+  }
+  if (options_.db != 0) {
+    ReplyPtr s;
+    if (auto ok = Run(ctx, {"SELECT", std::to_string(options_.db)}, &s); !ok) {
+      redisFree(ctx);
+      retry_at_ms_ = now + kRetryDelayMs;
+      return MakeError("SELECT: " + ok.error());
+    }
+  }
+  ctx_ = ctx;
+  return true;
+}
+
+Result<std::string> Store::Epoch() {
+  if (!epoch_.empty()) return epoch_;
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  const std::string key = std::string(kPrefix) + "epoch";
+  ReplyPtr set;
+  if (auto ok = Run(ctx_, {"SET", key, NewEpoch(), "NX"}, &set); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  ReplyPtr get;
+  if (auto ok = Run(ctx_, {"GET", key}, &get); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  if (get.r->type != REDIS_REPLY_STRING) return MakeError(std::string("epoch vanished"));
+  epoch_.assign(get.r->str, get.r->len);
+  return epoch_;
+}
+
+Result<std::vector<uint64_t>> Store::Append(const std::vector<hub::AppendEntry>& batch,
+                                            int64_t unix_ts) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  const std::string limit = std::to_string(limits_.history_limit > 0 ? limits_.history_limit : 1);
+  const std::string ttl = std::to_string(limits_.history_ttl_s > 0 ? limits_.history_ttl_s : 1);
+  const std::string counter_ttl =
+      std::to_string(10LL * (limits_.history_ttl_s > 0 ? limits_.history_ttl_s : 1));
+  const std::string ts = std::to_string(unix_ts);
+  const std::string epoch_json = ",\"epoch\":" + JsonQuoted(epoch_);
+  for (const auto& e : batch) {
+    std::vector<std::string> args = {"EVAL",
+                                     kAppendScript,
+                                     "2",
+                                     StreamKey(e.stream, "o"),
+                                     StreamKey(e.stream, "x"),
+                                     limit,
+                                     ttl,
+                                     e.data,
+                                     ts,
+                                     counter_ttl};
+    if (limits_.publish && !e.channel.empty()) {
+      args.push_back(e.channel);
+      args.push_back(e.payload_head);
+      args.push_back(epoch_json + e.payload_tail);
+    }
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), argv.data(), lens.data());
+  }
+  std::vector<uint64_t> offsets;
+  std::string error;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
+      std::string err = ctx_->errstr[0] ? ctx_->errstr : "connection lost";
+      Reset();
+      return MakeError(err);
+    }
+    ReplyPtr r{static_cast<redisReply*>(raw)};
+    if (r.r->type == REDIS_REPLY_INTEGER) {
+      offsets.push_back(static_cast<uint64_t>(r.r->integer));
+    } else {
+      offsets.push_back(0);
+      if (r.r->type == REDIS_REPLY_ERROR) error.assign(r.r->str, r.r->len);
+    }
+  }
+  // Entries that did get an offset are stored (and published): report them, so they are not
+  // sent again unstamped; a batch that got none is an error.
+  bool any = false;
+  for (uint64_t o : offsets) any |= o != 0;
+  if (!error.empty() && !any) return MakeError(error);
+  return offsets;
+}
+
+Result<std::vector<hub::StoredPublication>> Store::Range(const std::string& stream,
+                                                         const std::string& start) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  ReplyPtr r;
+  if (auto ok = Run(ctx_, {"XRANGE", StreamKey(stream, "x"), start, "+"}, &r); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  std::vector<hub::StoredPublication> out;
+  if (r.r->type != REDIS_REPLY_ARRAY) return out;
+  const int64_t deadline = UnixNow() - limits_.history_ttl_s;
+  for (size_t i = 0; i < r.r->elements; ++i) {
+    redisReply* e = r.r->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+    redisReply* id = e->element[0];
+    redisReply* fields = e->element[1];
+    if (id->type != REDIS_REPLY_STRING || fields->type != REDIS_REPLY_ARRAY) continue;
+    hub::StoredPublication p;
+    const char* dash = static_cast<const char*>(std::memchr(id->str, '-', id->len));
+    if (!dash) continue;
+    p.offset = std::strtoull(dash + 1, nullptr, 10);
+    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+      redisReply* k = fields->element[f];
+      redisReply* v = fields->element[f + 1];
+      if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+      if (k->len == 1 && k->str[0] == 'd') p.data.assign(v->str, v->len);
+      if (k->len == 1 && k->str[0] == 't') p.unix_ts = std::strtoll(v->str, nullptr, 10);
+    }
+    if (p.unix_ts < deadline) continue;  // older than --history_ttl
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<std::vector<hub::StoredPublication>> Store::ReadFrom(const std::string& stream,
+                                                            uint64_t from_offset) {
+  return Range(stream, "0-" + std::to_string(from_offset));
+}
+
+Result<std::vector<hub::StoredPublication>> Store::ReadSince(const std::string& stream,
+                                                             int64_t since_unix_ts) {
+  auto all = Range(stream, "-");
+  if (!all.ok()) return all;
+  std::vector<hub::StoredPublication> out;
+  for (auto& p : all.value()) {
+    if (p.unix_ts >= since_unix_ts) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<bool> Store::PutSession(const std::string& sid, std::string_view blob, int ttl_s) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  ReplyPtr r;
+  if (auto ok = Run(ctx_,
+                    {"SET", std::string(kPrefix) + "s:" + sid, std::string(blob), "EX",
+                     std::to_string(ttl_s)},
+                    &r);
+      !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  return true;
+}
+
+Result<std::optional<std::string>> Store::TakeSession(const std::string& sid) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  ReplyPtr r;
+  if (auto ok = Run(ctx_, {"GETDEL", std::string(kPrefix) + "s:" + sid}, &r); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  if (r.r->type != REDIS_REPLY_STRING) return std::optional<std::string>();
+  return std::optional<std::string>(std::string(r.r->str, r.r->len));
+}
+
+}  // namespace cable::redis
