@@ -131,8 +131,9 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   Counters& counters() { return owner.counters_; }
 
   // Wiring decided at start.
-  const bool remote_broker = cfg.broker == "redis";  // pub/sub carries the broker's positions
-  bool redis_broadcast = false;                      // legacy `redis` adapter
+  const bool remote_broker =
+      cfg.broker == "redis" || cfg.broker == "nats";  // pub/sub carries the broker's positions
+  bool redis_broadcast = false;                       // legacy `redis` adapter
   bool redisx = false;
   bool nats_broadcast = false;
   std::string pubsub;  // "", "redis", "nats"

@@ -272,10 +272,8 @@ std::optional<std::string> CheckBroker(std::string_view origin, const Value& v) 
   // A preset's error line already starts with "preset <name>: "; name the flag it set.
   if (origin.rfind("preset ", 0) == 0) origin = "flag --broker";
   std::string p = Lower(Trim(v.s));
-  if (p.empty() || p == "none" || p == "memory" || p == "redis") return std::nullopt;
-  if (p == "nats") {
-    return InvalidValue(origin, v.s,
-                        "only the memory and redis brokers are supported by ringcable yet");
+  if (p.empty() || p == "none" || p == "memory" || p == "redis" || p == "nats") {
+    return std::nullopt;
   }
   return InvalidValue(origin, v.s, "must be one of none, memory, redis, nats");
 }
@@ -1640,6 +1638,9 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
                   c.broadcast_adapters.end();
     if (redisx || c.broker == "redis" || c.redis_url != "redis://localhost:6379") {
       c.pubsub = "redis";
+    } else if (c.broker == "nats") {
+      // Stamped publications reach every node through NATS (as anycable-go's broker preset).
+      c.pubsub = "nats";
     }
   }
   // As anycable-go: the embedded NATS server is the node's NATS unless servers were given.
@@ -2036,7 +2037,7 @@ std::string ToToml(const Config& c) {
   w.End();
 
   w.Section("Broker configuration", "broker");
-  w.Flag("Broker backend adapter (memory, nats)", "adapter", "broker");
+  w.Flag("Broker backend adapter (memory, redis, nats)", "adapter", "broker");
   w.Flag("For how long to keep streams history (seconds)", "history_ttl", "history_ttl");
   w.Flag("Max number of messages to keep in a stream history", "history_limit", "history_limit");
   w.Flag("For how long to store sessions state for resumeability (seconds)", "sessions_ttl",

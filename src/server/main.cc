@@ -20,6 +20,7 @@
 #include "metrics/exporter.h"
 #include "metrics/sd_notify.h"
 #include "metrics/statsd.h"
+#include "nats/broker_store.h"
 #include "redis/store.h"
 #include "server/worker.h"
 
@@ -153,6 +154,19 @@ int Main(int argc, char** argv) {
     redis_store = std::move(store.value());
     redis_store_at = opts.value().Describe();
   }
+  // --broker nats: the JetStream store (connects in the background; calls fail until it is up).
+  std::unique_ptr<nats::JetStreamStore> nats_store;
+  if (cfg.broker == "nats") {
+    nats::JetStreamStore::Options no;
+    no.servers = cfg.nats_servers;
+    no.dont_randomize = cfg.nats_dont_randomize_servers;
+    no.history_limit = cfg.history_limit;
+    no.history_ttl_s = cfg.history_ttl_s;
+    no.sessions_ttl_s = cfg.sessions_ttl_s;
+    auto store = nats::JetStreamStore::Open(no);
+    if (!store.ok()) return Fail("--broker nats: " + store.error());
+    nats_store = std::move(store.value());
+  }
   // --embed_nats: settings and the nats-server binary are checked before anything starts.
   std::optional<enats::Plan> enats_plan;
   if (cfg.embed_nats) {
@@ -261,6 +275,14 @@ int Main(int argc, char** argv) {
         std::make_unique<hub::RemoteBroker>(std::move(redis_store), "redis", cfg.sessions_ttl_s);
     LOG_INFO("Using redis broker at %s (history limit: %d, history ttl: %ds, sessions ttl: %ds)",
              redis_store_at.c_str(), cfg.history_limit, cfg.history_ttl_s, cfg.sessions_ttl_s);
+  } else if (nats_store) {
+    shared.remote_broker = std::make_unique<hub::RemoteBroker>(
+        std::make_unique<nats::JetStreamBrokerStore>(std::move(nats_store)), "nats",
+        cfg.sessions_ttl_s);
+    LOG_INFO(
+        "Using NATS JetStream broker at %s (history limit: %d, history ttl: %ds, sessions ttl: "
+        "%ds)",
+        cfg.nats_servers.c_str(), cfg.history_limit, cfg.history_ttl_s, cfg.sessions_ttl_s);
   }
   // The embedded NATS server runs before the node's NATS link connects to it; it outlives the
   // cluster thread on every return (declared before the ClusterStopper).

@@ -58,7 +58,7 @@ void Worker::PublishViaRemoteBroker(Conn& c, uint32_t slot,
   std::vector<hub::AppendEntry> entries;
   // Redis pub/sub on the broker's Redis: the store publishes each stamped publication in the
   // same script that gives it its offset, so pub/sub order is offset order across nodes.
-  const bool publish_on_append = cfg_.pubsub == "redis";
+  const bool publish_on_append = cfg_.broker == "redis" && cfg_.pubsub == "redis";
   for (auto& item : items) {
     if (auto* pub = std::get_if<protocol::Publication>(&item)) {
       counters_.publications_total.Add();

@@ -238,6 +238,21 @@ std::string BinaryPath() {
 }
 
 namespace {
+// A chunked body (RFC 9112 §7.1) as far as it is complete; chunk extensions and trailers ignored.
+std::string DecodeChunked(const std::string& in) {
+  std::string out;
+  size_t at = 0;
+  while (at < in.size()) {
+    size_t eol = in.find("\r\n", at);
+    if (eol == std::string::npos) break;
+    const size_t len = std::strtoul(in.c_str() + at, nullptr, 16);
+    if (len == 0 || eol + 2 + len > in.size()) break;
+    out.append(in, eol + 2, len);
+    at = eol + 2 + len + 2;
+  }
+  return out;
+}
+
 HttpResponse HttpRequestOver(bool tls, int port, const std::string& method, const std::string& path,
                              const std::map<std::string, std::string>& headers,
                              const std::string& body) {
@@ -268,13 +283,20 @@ HttpResponse HttpRequestOver(bool tls, int port, const std::string& method, cons
   while (!(head = ParseHead(buf, &resp.status, &resp.headers))) {
     if (!read_some(buf, deadline)) break;
   }
-  if (head) {
-    size_t want = resp.headers.count("content-length")
-                      ? static_cast<size_t>(std::atol(resp.headers["content-length"].c_str()))
-                      : 0;
+  if (head && resp.headers.count("content-length")) {
+    size_t want = static_cast<size_t>(std::atol(resp.headers["content-length"].c_str()));
     while (buf.size() < head + want && read_some(buf, deadline)) {
     }
     resp.body = buf.substr(head, want);
+  } else if (head) {
+    // No length: the body runs to EOF (we sent Connection: close), chunked or not.
+    while (read_some(buf, deadline)) {
+    }
+    resp.body = buf.substr(head);
+    auto te = resp.headers.find("transfer-encoding");
+    if (te != resp.headers.end() && te->second.find("chunked") != std::string::npos) {
+      resp.body = DecodeChunked(resp.body);
+    }
   }
   if (ssl) SSL_free(ssl);
   close(fd);

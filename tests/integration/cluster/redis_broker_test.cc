@@ -17,47 +17,12 @@
 #include <sstream>
 #include <thread>
 
-#include "cluster_fixture.h"
+#include "broker_test_util.h"
 
 namespace cable::itcluster {
 namespace {
 
-constexpr const char* kExt = "actioncable-v1-ext-json";
-
-std::string StringField(const std::string& json, const std::string& key) {
-  const std::string quoted = "\"" + key + "\":\"";
-  size_t b = json.find(quoted);
-  if (b == std::string::npos) return "";
-  b += quoted.size();
-  return json.substr(b, json.find('"', b) - b);
-}
-
-int64_t OffsetOf(const std::string& frame) {
-  size_t at = frame.find("\"offset\":");
-  if (at == std::string::npos) return -1;
-  return std::strtoll(frame.c_str() + at + 9, nullptr, 10);
-}
-
-// The frame an ext subscriber gets for a stamped publication.
-std::string Stamped(const std::string& identifier, int seq, const std::string& stream,
-                    const std::string& epoch, int64_t offset) {
-  return "{\"identifier\":" + JsonString(identifier) + ",\"message\":" + SeqData(seq) +
-         ",\"stream_id\":" + JsonString(stream) + ",\"epoch\":" + JsonString(epoch) +
-         ",\"offset\":" + std::to_string(offset) + "}";
-}
-
-std::string HistoryFrom(const std::string& identifier, const std::string& stream,
-                        const std::string& epoch, int64_t offset) {
-  return "{\"command\":\"history\",\"identifier\":" + JsonString(identifier) +
-         ",\"history\":{\"streams\":{" + JsonString(stream) + ":{\"epoch\":" + JsonString(epoch) +
-         ",\"offset\":" + std::to_string(offset) + "}}}}";
-}
-
-std::string Reply(const std::string& type, const std::string& identifier) {
-  return "{\"type\":\"" + type + "\",\"identifier\":" + JsonString(identifier) + "}";
-}
-
-class Broker : public ClusterTest {
+class Broker : public ExtClusterTest {
  protected:
   void StartBrokerNodes(const std::string& pubsub, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"--broker", "redis", "--redis_url",         redis_.url(),
@@ -70,34 +35,9 @@ class Broker : public ClusterTest {
     StartNodes(args);
   }
 
-  // An ext client on `node`; the welcome text in *welcome.
-  std::unique_ptr<WsClient> ConnectExt(int node, std::string* welcome,
-                                       const std::map<std::string, std::string>& headers = {}) {
-    auto ws = std::make_unique<WsClient>();
-    EXPECT_EQ(ws->Connect(nodes_[node].port(), "/cable?user=u", headers, {kExt}), 101);
-    WsFrame f = ws->NextMessage(10s);
-    *welcome = f.payload;
-    return ws;
-  }
-
-  // Subscribes and waits (bounded) until the node is subscribed to the stream's channel/subject.
-  void SubscribeExt(WsClient& ws, const std::string& stream, bool nats = false) {
-    ASSERT_TRUE(Subscribe(ws, StreamId(stream)));
-    if (nats) {
-      ASSERT_TRUE(WaitNatsSubscribed({stream}, 1));
-    } else {
-      ASSERT_TRUE(WaitRedisSubscribed({stream}, 1));
-    }
-  }
-
   // Waits until the session of `sid` is in Redis (the commit is asynchronous).
   bool WaitSessionStored(const std::string& sid) {
     return Poll([&] { return Redis({"EXISTS", "_ac_s:" + sid}).find('1') == 0; }, 10s);
-  }
-
-  std::string Next(WsClient& ws) {
-    WsFrame f = ws.NextMessage(10s);
-    return f.opcode == 1 ? f.payload : "";
   }
 };
 

@@ -493,18 +493,8 @@ TEST_F(ConfigFileTest, DetectedPresetsShowTheirEffect) {
   EXPECT_EQ(second.output, first.output);
 }
 
-TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
-  auto r = Run({"--presets", "broker", "--embed_nats"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output,
-            "ringcable: preset broker: invalid value \"nats\" for flag --broker: only the memory "
-            "and redis brokers are supported by ringcable yet\n");
-  r = Run({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "a1"}});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output,
-            "ringcable: preset fly: invalid value \"nats\" for flag --broker: only the memory "
-            "and redis brokers are supported by ringcable yet\n");
-  r = Run({"--presets", "fly,koyeb"});
+TEST_F(ConfigFileTest, UnknownPresetIsOneErrorLine) {
+  auto r = Run({"--presets", "fly,koyeb"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.output,
             "ringcable: invalid value \"fly,koyeb\" for flag --presets: unknown preset \"koyeb\" "
@@ -512,12 +502,10 @@ TEST_F(ConfigFileTest, PresetsNeedingMissingFeaturesAreOneErrorLine) {
 }
 
 TEST_F(ConfigFileTest, KnownButUnsupportedKeysFailLikeTheirFlags) {
-  std::string path = Write("broker.toml", "[broker]\nadapter = \"nats\"\n");
+  std::string path = Write("ds.toml", "[ds]\nenabled = true\n");
   auto r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.output,
-            "ringcable: invalid value \"nats\" for key \"broker.adapter\" in config file " + path +
-                ": only the memory and redis brokers are supported by ringcable yet\n");
+  EXPECT_EQ(r.output, "ringcable: flag --ds is not supported by ringcable yet\n");
   path = Write("redis.toml", "[redis]\nmax_reconnect_attempts = 10\n");
   r = Run({"--config-path", path});
   EXPECT_EQ(r.exit_code, 1);

@@ -524,9 +524,9 @@ TEST(ConfigUnsupported, SpotChecks) {
   EXPECT_EQ(MustParse({"--broker=redis"}).broker, "redis");
   EXPECT_EQ(MustParse({"--broker=redis"}).pubsub, "redis");  // as anycable-go: implied
   EXPECT_EQ(MustParse({"--broker=redis", "--pubsub=nats"}).pubsub, "nats");
-  EXPECT_EQ(ParseError({"--broker=nats"}),
-            "invalid value \"nats\" for flag --broker: only the memory and redis brokers are "
-            "supported by ringcable yet");
+  EXPECT_EQ(MustParse({"--broker=nats"}).broker, "nats");
+  EXPECT_EQ(MustParse({"--broker=nats"}).pubsub, "nats");  // stamped publications travel by NATS
+  EXPECT_EQ(MustParse({"--broker=nats", "--pubsub=redis"}).pubsub, "redis");
   EXPECT_EQ(ParseError({"--broker=disk"}),
             "invalid value \"disk\" for flag --broker: must be one of none, memory, redis, nats");
   EXPECT_FALSE(MustParse({"--streams_presence=false"}).streams_presence);
@@ -980,17 +980,15 @@ TEST(ConfigPresets, FlyWithRedis) {
 }
 
 TEST(ConfigPresets, FeaturesRingcableLacksFailLikeTheirFlags) {
-  // Fly without Redis wants an embedded NATS (supported) with the NATS broker (not yet).
-  EXPECT_EQ(
-      ParseError({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "x"}}),
-      "preset fly: invalid value \"nats\" for flag --broker: only the memory and redis brokers "
-      "are supported by ringcable yet");
+  // Fly without Redis: an embedded NATS with the NATS broker (both supported).
+  const Config fly_nats =
+      MustParse({}, {{"FLY_APP_NAME", "chat"}, {"FLY_REGION", "ams"}, {"FLY_ALLOC_ID", "x"}});
+  EXPECT_TRUE(fly_nats.embed_nats);
+  EXPECT_EQ(fly_nats.broker, "nats");
   // Without Redis or embedded NATS the broker preset is the memory broker (supported).
   EXPECT_EQ(MustParse({"--presets=broker"}).broker, "memory");
   EXPECT_EQ(MustParse({}, {{"ANYCABLE_PRESETS", "heroku,broker"}}).broker, "memory");
-  EXPECT_EQ(ParseError({"--presets=broker", "--embed_nats"}),
-            "preset broker: invalid value \"nats\" for flag --broker: only the memory and redis "
-            "brokers are supported by ringcable yet");
+  EXPECT_EQ(MustParse({"--presets=broker", "--embed_nats"}).broker, "nats");
   // An explicit --broker=none keeps the preset's broker away (anycable-go compares with the
   // default); the rest of the preset still applies.
   const Config c = MustParse({"--presets=broker", "--broker=none"});
@@ -1287,9 +1285,9 @@ TEST(ConfigToml, ExactErrors) {
   EXPECT_EQ(FileError("[streams]\npubsub_channel = \"$other\"\n"),
             "key \"streams.pubsub_channel\" in config file <file>"
             ": value \"$other\" is not supported by ringcable yet (only \"$pubsub\")");
-  EXPECT_EQ(FileError("[broker]\nadapter = \"nats\"\n"),
-            "invalid value \"nats\" for key \"broker.adapter\" in config file <file>: only the "
-            "memory and redis brokers are supported by ringcable yet");
+  EXPECT_EQ(FileError("[broker]\nadapter = \"disk\"\n"),
+            "invalid value \"disk\" for key \"broker.adapter\" in config file <file>: must be "
+            "one of none, memory, redis, nats");
   EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
             "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");
