@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# ctest interop_js_redis_broker: @anycable/core (actioncable-v1-ext-json) moving between two
-# ringcable nodes that share a real redis-server with --broker redis (redis_broker.test.mjs).
-# Starts rpc_stub, redis-server and both nodes on free loopback ports; stops them by PID on exit.
-# Exit 77 (ctest SKIP) when redis-server is not installed.
+# ctest interop_js_redis_broker / interop_js_nats_broker: @anycable/core (actioncable-v1-ext-json)
+# moving between two ringcable nodes that share a real redis-server (--broker redis) or a real
+# `nats-server -js` (--broker nats) (broker.test.mjs).
+#   broker.sh redis|nats
+# Starts rpc_stub, the broker server and both nodes on free loopback ports; stops them by PID on
+# exit. Exit 77 (ctest SKIP) when that server is not installed.
 #
 # Needs: RINGCABLE_BIN, RINGCABLE_TOOLS_DIR (<build>/tools), node >= 18 + npm (run.sh installs
 # the JS dependencies; this script only checks they are there).
@@ -12,7 +14,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STARTUP_TIMEOUT=15
 NODE_TEST_TIMEOUT=90
 
-die() { echo "interop-redis-broker: $*" >&2; exit 1; }
+BROKER="${1:-}"
+[[ "$BROKER" == redis || "$BROKER" == nats ]] || { echo "usage: broker.sh redis|nats" >&2; exit 2; }
+die() { echo "interop-$BROKER-broker: $*" >&2; exit 1; }
 
 RINGCABLE_BIN="${RINGCABLE_BIN:-${RINGCABLE_BIN_BUILT:-}}"
 : "${RINGCABLE_BIN:?RINGCABLE_BIN must point to the ringcable binary}"
@@ -20,8 +24,9 @@ RINGCABLE_BIN="${RINGCABLE_BIN:-${RINGCABLE_BIN_BUILT:-}}"
 RPC_STUB="$RINGCABLE_TOOLS_DIR/rpc_stub/rpc_stub"
 [[ -x "$RINGCABLE_BIN" ]] || die "ringcable binary not found/executable: $RINGCABLE_BIN"
 [[ -x "$RPC_STUB" ]] || die "rpc_stub binary not found/executable: $RPC_STUB"
-REDIS_SERVER="$(command -v redis-server || true)"
-[[ -n "$REDIS_SERVER" ]] || { echo "interop-redis-broker: redis-server is not installed: skipped"; exit 77; }
+SERVER_NAME=$([[ "$BROKER" == redis ]] && echo redis-server || echo nats-server)
+BROKER_SERVER="$(command -v "$SERVER_NAME" || true)"
+[[ -n "$BROKER_SERVER" ]] || { echo "interop-$BROKER-broker: $SERVER_NAME is not installed: skipped"; exit 77; }
 command -v node >/dev/null 2>&1 || die "node is required"
 [[ -d "$HERE/node_modules/@anycable/core" ]] || die "JS dependencies missing: run tests/interop/run.sh (npm ci) first"
 
@@ -49,7 +54,7 @@ cleanup() {
   stop_pid "$NODE_PID"
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
   if (( rc != 0 && rc != 77 )); then
-    for f in rpc_stub.log redis.log node_a.log node_b.log; do
+    for f in rpc_stub.log broker.log node_a.log node_b.log; do
       [[ -s "$WORK/$f" ]] && { echo "----- $f -----"; tail -n 60 "$WORK/$f"; }
     done
   fi
@@ -94,18 +99,25 @@ for ((i = 0; i < STARTUP_TIMEOUT * 10; i++)); do
 done
 [[ -n "$RPC_PORT" ]] || die "rpc_stub did not start"
 
-read -r REDIS_PORT A_PORT A_BCAST B_PORT B_BCAST < <(free_ports 5)
+read -r BROKER_PORT A_PORT A_BCAST B_PORT B_BCAST < <(free_ports 5)
 [[ -n "${B_BCAST:-}" ]] || die "could not find free ports"
-"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS=("$REDIS_PID" "${PIDS[@]}")
-wait_port "$REDIS_PID" "$REDIS_PORT" redis-server
+if [[ "$BROKER" == redis ]]; then
+  "$BROKER_SERVER" --port "$BROKER_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK" >"$WORK/broker.log" 2>&1 &
+  BROKER_FLAGS=(--broker redis --redis_url "redis://127.0.0.1:$BROKER_PORT" --pubsub redis)
+else
+  "$BROKER_SERVER" -js -sd "$WORK/jetstream" -a 127.0.0.1 -p "$BROKER_PORT" \
+    >"$WORK/broker.log" 2>&1 &
+  BROKER_FLAGS=(--broker nats --nats_servers "nats://127.0.0.1:$BROKER_PORT")
+fi
+BROKER_PID=$!
+PIDS=("$BROKER_PID" "${PIDS[@]}")
+wait_port "$BROKER_PID" "$BROKER_PORT" "$SERVER_NAME"
 
 start_node() {  # start_node <port> <broadcast port> <log>
   "$RINGCABLE_BIN" --host 127.0.0.1 --port "$1" --http_broadcast_port "$2" \
-    --rpc_host "127.0.0.1:$RPC_PORT" --broker redis --redis_url "redis://127.0.0.1:$REDIS_PORT" \
-    --pubsub redis --broadcast_adapter http >"$WORK/$3" 2>&1 &
+    --rpc_host "127.0.0.1:$RPC_PORT" "${BROKER_FLAGS[@]}" --broadcast_adapter http \
+    >"$WORK/$3" 2>&1 &
   NODE_PIDS+=($!)
 }
 NODE_PIDS=()
@@ -118,12 +130,12 @@ wait_port "${NODE_PIDS[1]}" "$B_PORT" "ringcable B"
 cd "$HERE" || die "cannot cd to $HERE"
 RINGCABLE_INTEROP_PORT="$A_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$A_BCAST" \
   RINGCABLE_INTEROP_PORT_B="$B_PORT" RINGCABLE_INTEROP_BROADCAST_PORT_B="$B_BCAST" \
-  timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test redis_broker.test.mjs &
+  timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test broker.test.mjs &
 NODE_PID=$!
 wait "$NODE_PID"
 rc=$?
 NODE_PID=""
 for pid in "${NODE_PIDS[@]}"; do
-  kill -0 "$pid" 2>/dev/null || { echo "interop-redis-broker: a ringcable node died" >&2; (( rc == 0 )) && rc=1; }
+  kill -0 "$pid" 2>/dev/null || { echo "interop-$BROKER-broker: a ringcable node died" >&2; (( rc == 0 )) && rc=1; }
 done
 exit "$rc"

@@ -1,6 +1,6 @@
-// @anycable/core over actioncable-v1-ext-json against two ringcable nodes sharing one Redis with
-// --broker redis (redis_broker.sh): the client connects to node A, its socket drops, messages are
-// published on node B while it is away, and it reconnects to node B with its sid: the session is
+// @anycable/core over actioncable-v1-ext-json against two ringcable nodes sharing one broker,
+// --broker redis or --broker nats (broker.sh): the client connects to node A, its socket drops,
+// messages are published on node B while it is away, and it reconnects to node B with its sid: the session is
 // restored there (no Connect), and the client's history request catches up every missed message
 // exactly once, in order, with the positions node A had given it.
 import { describe, it, after } from 'node:test'
@@ -33,7 +33,7 @@ async function broadcastB(publication) {
   return res.status
 }
 
-describe('@anycable/core across two ringcable nodes with --broker redis', { timeout: 60000 }, () => {
+describe('@anycable/core across two ringcable nodes with a shared broker', { timeout: 60000 }, () => {
   let cable
 
   after(() => {
