@@ -569,6 +569,9 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
   } else if (c.state == ConnState::kHttp && !c.keep_alive) {
     BeginClosing(c, slot);
     ForceClose(c, slot);
+  } else if (c.state == ConnState::kHttp && c.http && c.http->sse_deferred) {
+    c.http->sse_deferred = false;
+    OnHttpBytes(c, slot);  // the SSE request that waited for this answer to go out
   }
 }
 

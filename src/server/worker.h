@@ -72,6 +72,7 @@ struct HttpState {
   bool awaiting_cluster = false;
   // A long-poll request waits for its session's answer (on this worker or another one).
   bool awaiting_poll = false;
+  bool sse_deferred = false;  // an SSE request waits for earlier answers to be sent
   // SSE before its stream starts (the connection is then past kHttp): the identifiers the request
   // subscribes to. The 200 head and the events queued meanwhile go out once each is confirmed.
   std::vector<std::string> sse_identifiers;

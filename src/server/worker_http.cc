@@ -82,6 +82,12 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
       continue;
     }
     if (!c.on_broadcast_port && cfg_.sse && req.path == cfg_.sse_path) {
+      if (c.sendq_head < c.sendq.size()) {
+        // The answer to an earlier request is still going out: the stream's head must follow
+        // it, so the request waits until the queue is empty (OnSend).
+        c.http->sse_deferred = true;
+        return;
+      }
       HandleSse(c, slot, req);  // a stream now, refused, or its body is incomplete
       return;
     }

@@ -14,6 +14,7 @@ namespace {
 using cable::test::HttpRequest;
 using cable::test::HttpResponse;
 using cable::test::JsonString;
+using cable::tools::ScriptedRpcServer;
 
 const std::string kChat = R"({"channel":"ChatChannel"})";
 
@@ -101,7 +102,8 @@ TEST_F(PollTest, WholeLifecycle) {
   // No poll for --poll_keepalive_timeout: the session expires (Disconnect RPC) and the next poll
   // gets 401 with session_expired.
   std::this_thread::sleep_for(1600ms);
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
   auto expired = Poll(id);
   EXPECT_EQ(expired.status, 401);
   EXPECT_EQ(Lines(expired.body),
@@ -124,7 +126,8 @@ TEST_F(PollTest, RemoteDisconnectAnswers401WithTheDisconnect) {
   // While no poll is open: the next poll gets it.
   Broadcast(
       R"({"command":"disconnect","payload":{"identifier":"{\"current_user\":\"rem\"}","reconnect":false}})");
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
   auto r = Poll(id);
   EXPECT_EQ(r.status, 401);
   EXPECT_EQ(
@@ -206,7 +209,8 @@ TEST_F(PollTest, QueueIsBoundedWhileNoPollIsOpen) {
   const std::string id = init.headers["x-anycable-poll-id"];
   const std::string big(8000, 'y');
   for (int i = 0; i < 20; ++i) Broadcast(Publication("ChatChannel", "\"" + big + "\""));
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
   auto r = Poll(id);
   EXPECT_EQ(r.status, 401);
   EXPECT_EQ(
@@ -220,7 +224,8 @@ TEST_F(PollTest, ShutdownEndsSessions) {
   auto init = Poll("", Subscribe(kChat), "/lp?user=s");
   ASSERT_EQ(init.status, 200);
   EXPECT_EQ(server_.Stop(), 0);
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
 }
 
 }  // namespace

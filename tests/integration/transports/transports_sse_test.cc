@@ -4,6 +4,7 @@
 // client that never reads, and a client that goes away.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "auth_util.h"
@@ -14,6 +15,7 @@ namespace {
 
 using cable::itauth::SignStream;
 using cable::test::JsonString;
+using cable::tools::ScriptedRpcServer;
 
 std::string Url(const std::string& s) {  // percent-encodes a query value
   std::string out;
@@ -86,7 +88,8 @@ TEST_F(SseTest, GetChannelStreamsWelcomeConfirmationAndMessages) {
   EXPECT_EQ(m2->data, "line one\nline two");
 
   // The app saw an ordinary Connect (with the request's URL) and a subscribe.
-  ASSERT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.commands().size() >= 1; }));
+  ASSERT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.commands().size() >= 1; }, 5s));
   EXPECT_EQ(rpc_.commands()[0].request.command(), "subscribe");
   EXPECT_EQ(rpc_.commands()[0].request.identifier(), kChat);
   EXPECT_NE(rpc_.connects()[0].request.env().url().find("/events?channel=ChatChannel"),
@@ -283,7 +286,8 @@ TEST_F(SseTest, RemoteDisconnectSendsDisconnectWithRetryAndEndsTheStream) {
   EXPECT_TRUE(s.WaitClosed());
   EXPECT_TRUE(s.body_ended());  // the chunked body ended cleanly before the close
   // The app got its Disconnect.
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
 }
 
 TEST_F(SseTest, ShutdownSendsServerRestart) {
@@ -313,7 +317,8 @@ TEST_F(SseTest, ClientGoingAwayLeavesNothingBehind) {
     EXPECT_EQ(MetricValue(port(), "anycable_go_clients_num"), 2);
   }
   // Both went away: their sessions end (Disconnect RPC each) and the gauges go back to 0.
-  EXPECT_TRUE(rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 2; }));
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 2; }, 5s));
   for (int i = 0; i < 50 && MetricValue(port(), "anycable_go_sse_clients_num") != 0; ++i) {
     std::this_thread::sleep_for(100ms);
   }
@@ -329,19 +334,34 @@ TEST_F(SseTest, ClientThatNeverReadsIsDisconnectedAsTooSlow) {
   OpenStream(reader, "/events?stream=flood");
   HttpStream stuck;  // never reads past its head
   OpenStream(stuck, "/events?stream=flood");
+  // The healthy client reads everything, on its own thread.
+  std::atomic<bool> stop{false};
+  std::atomic<int> got{0};
+  std::thread drain([&] {
+    while (!stop.load()) {
+      if (reader.NextData(50ms)) got.fetch_add(1);
+    }
+  });
   const std::string big(16000, 'x');
-  for (int i = 0; i < 400; ++i) {
+  int sent = 0;
+  for (; sent < 400; ++sent) {
     Broadcast(Publication("flood", "\"" + big + "\""));
-    if (MetricValue(port(), "anycable_go_disconnected_slow_clients_total") >= 1) break;
-    // Keep the healthy reader drained.
-    while (reader.NextData(1ms)) {
+    if (sent % 10 == 9 && MetricValue(port(), "anycable_go_disconnected_slow_clients_total") >= 1) {
+      ++sent;
+      break;
     }
   }
   EXPECT_GE(MetricValue(port(), "anycable_go_disconnected_slow_clients_total"), 1);
-  for (int i = 0; i < 50 && MetricValue(port(), "anycable_go_sse_clients_num") != 1; ++i) {
-    std::this_thread::sleep_for(100ms);
-  }
+  for (int i = 0; i < 100 && got.load() < sent; ++i) std::this_thread::sleep_for(50ms);
+  stop.store(true);
+  drain.join();
+  EXPECT_EQ(got.load(), sent);  // the reader lost nothing
   EXPECT_EQ(MetricValue(port(), "anycable_go_sse_clients_num"), 1);
+  // The stuck client's stream ends (too_slow) once it reads what was sent before the cut.
+  auto bye = stuck.NextOfType("disconnect", 10s);
+  ASSERT_TRUE(bye);
+  EXPECT_EQ(bye->data, R"({"type":"disconnect","reason":"too_slow","reconnect":true})");
+  EXPECT_TRUE(stuck.WaitClosed());
 }
 
 TEST_F(SseTest, PipelinedAndHalfSentRequests) {
