@@ -76,6 +76,12 @@ Worker::~Worker() {
     if (fd >= 0) close(fd);
   }
   if (event_fd_ >= 0) close(event_fd_);
+  // Items another worker pushed after this one finished (a long-poll answer during shutdown).
+  for (InboxItem* item = inbox_.TakeAll(); item;) {
+    InboxItem* next = item->next;
+    delete item;
+    item = next;
+  }
   // Publications that never made it into the log (it was full at shutdown) still hold one
   // reference per worker.
   for (hub::Message* msg : pending_publish_) {

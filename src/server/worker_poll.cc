@@ -189,15 +189,21 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
 void Worker::PollAnswer(Conn& p, uint32_t slot, int status) {
   PollState& ps = *p.poll;
   if (!ps.has_waiter) return;
+  const bool initial = ps.initial;
   ps.has_waiter = false;
+  ps.initial = false;
+  ps.flush_at_ms = 0;
+  ps.respond_at_ms = 0;
+  // From now on the session lives --poll_keepalive_timeout without a request.
+  ps.expire_at_ms = now_ms_ + static_cast<int64_t>(cfg_.poll_keepalive_timeout_s) * 1000;
+  if (p.state == ConnState::kOpen || p.state == ConnState::kConnecting) {
+    PollTimerAt(p, slot, ps.expire_at_ms);
+  }
   // On this worker the request's connection can be checked first: if its client went away, the
   // queued lines stay for the next poll.
   if (ps.waiter_worker == index_) {
     Conn* h = LookupToken(ps.waiter_token);
-    if (!h || h->state != ConnState::kHttp || !h->http || !h->http->awaiting_poll) {
-      ps.initial = false;
-      return;
-    }
+    if (!h || h->state != ConnState::kHttp || !h->http || !h->http->awaiting_poll) return;
   }
   std::string body;
   size_t bytes = 0;
@@ -213,14 +219,7 @@ void Worker::PollAnswer(Conn& p, uint32_t slot, int status) {
   p.head_offset = 0;
   queued_bytes_ -= p.pending_bytes;
   p.pending_bytes = 0;
-  if (status == 200 && body.empty() && !ps.initial) status = 204;
-  ps.initial = false;
-  ps.flush_at_ms = 0;
-  ps.respond_at_ms = 0;
-  ps.expire_at_ms = now_ms_ + static_cast<int64_t>(cfg_.poll_keepalive_timeout_s) * 1000;
-  if (p.state == ConnState::kOpen || p.state == ConnState::kConnecting) {
-    PollTimerAt(p, slot, ps.expire_at_ms);
-  }
+  if (status == 200 && body.empty() && !initial) status = 204;
   SendPollReply(ps.waiter_worker, ps.waiter_token, status, status == 401 ? "" : ps.id,
                 std::move(body));
 }

@@ -199,6 +199,31 @@ TEST_F(PollTest, PollsFromManyConnectionsReachTheOwner) {
   }
 }
 
+TEST_F(PollTest, AbandonedPollKeepsItsLinesAndTheSessionStillExpires) {
+  std::vector<std::string> args = base_;
+  args.insert(args.end(), {"--workers", "1"});
+  StartServer(args);
+  auto init = Poll("", Subscribe(kChat), "/lp?user=gone");
+  ASSERT_EQ(init.status, 200);
+  const std::string id = init.headers["x-anycable-poll-id"];
+  {
+    // A poll whose client gives up before the answer.
+    HttpStream abandoned;
+    ASSERT_TRUE(abandoned.Open(port(), HttpPostRequest("/lp", "", {{"X-AnyCable-Poll-ID", id}})));
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(100ms);
+  Broadcast(Publication("ChatChannel", R"({"kept":1})"));
+  std::this_thread::sleep_for(300ms);  // past the flush interval: the answer found no client
+  auto next = Poll(id);
+  ASSERT_EQ(next.status, 200);
+  EXPECT_EQ(Lines(next.body), (std::vector<std::string>{MessageFrame(kChat, R"({"kept":1})")}));
+  // Then no more polls: it expires as usual.
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& r) { return r.disconnects().size() == 1; }, 5s));
+  EXPECT_EQ(Poll(id).status, 401);
+}
+
 TEST_F(PollTest, QueueIsBoundedWhileNoPollIsOpen) {
   std::vector<std::string> args = base_;
   args = {"--poll", "--poll_keepalive_timeout", "30",      "--ws_max_pending_size",
