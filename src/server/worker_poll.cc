@@ -165,7 +165,11 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
   const uint32_t slot = it->second;
   Conn& p = *pc;
   PollState& ps = *p.poll;
-  if (ps.has_waiter) PollAnswer(p, slot, 200);  // a newer poll takes over: answer the older one
+  if (ps.has_waiter) {
+    // A newer poll takes over. Clients abort the open one to send commands
+    // (@anycable/long-polling), so it gets an empty answer and the lines wait for this one.
+    SendPollReply(ps.waiter_worker, ps.waiter_token, ps.initial ? 200 : 204, ps.id, "");
+  }
   ps.has_waiter = true;
   ps.initial = false;
   ps.waiter_worker = from_worker;

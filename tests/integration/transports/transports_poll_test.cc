@@ -224,6 +224,27 @@ TEST_F(PollTest, AbandonedPollKeepsItsLinesAndTheSessionStillExpires) {
   EXPECT_EQ(Poll(id).status, 401);
 }
 
+TEST_F(PollTest, NewerPollTakesOverTheOpenOne) {
+  // @anycable/long-polling aborts its open poll to send commands at once: the open one is
+  // answered empty and whatever is due goes to the newer one.
+  StartServer(base_);
+  auto init = Poll("", Subscribe(kChat), "/lp?user=over");
+  ASSERT_EQ(init.status, 200);
+  const std::string id = init.headers["x-anycable-poll-id"];
+  HttpResponse first;
+  std::thread open([&] { first = Poll(id); });
+  std::this_thread::sleep_for(200ms);
+  const std::string echo = "{\"command\":\"message\",\"identifier\":" + JsonString(kChat) +
+                           ",\"data\":" + JsonString(R"({"action":"echo","y":2})") + "}\n";
+  auto second = Poll(id, echo);
+  open.join();
+  EXPECT_EQ(first.status, 204);
+  EXPECT_EQ(first.body, "");
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(Lines(second.body),
+            (std::vector<std::string>{MessageFrame(kChat, R"({"action":"echo","y":2})")}));
+}
+
 TEST_F(PollTest, QueueIsBoundedWhileNoPollIsOpen) {
   std::vector<std::string> args = base_;
   args = {"--poll", "--poll_keepalive_timeout", "30",      "--ws_max_pending_size",
