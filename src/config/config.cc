@@ -845,7 +845,7 @@ const std::vector<FlagSpec>& Table() {
       {.name = "poll_max_request_size", .kind = K::kInt, .default_value = "65536",
        .supported = true, .help = "Maximum poll request body (bytes)",
        .apply = CFG_SET(poll_max_request_size, AsInt(v)), .min = 1, .max = 16777216},
-      // REST API: served on the main port only (--api_port 0 or the main port; see Parse).
+      // REST API: the main port (0), or its own port (shared with a separate broadcast port).
       {.name = "api_port", .kind = K::kInt, .default_value = "0", .supported = true,
        .help = "REST API port (0 = main port)", .apply = CFG_SET(api_port, AsInt(v)), .min = 0,
        .max = 65535},
@@ -1679,11 +1679,12 @@ cable::Result<Parsed, std::string> Parse(const std::vector<std::string>& args,
     c.api_secret = HexHmacSha256(c.secret, "api-cable");
     c.api_secret_derived = true;
   }
-  if (c.api_port != 0 && c.api_port != c.port) {
+  if (c.api_enabled && c.api_port != 0 && c.api_port != c.port && !c.metrics_http.empty() &&
+      c.api_port == c.metrics_port) {
     return cable::MakeError(
         "invalid value \"" + std::to_string(c.api_port) +
-        "\" for flag --api_port: a separate REST API port is not supported by ringcable yet (use "
-        "0 or the main port)");
+        "\" for flag --api_port: the REST API cannot share the metrics server's "
+        "port (--metrics_port) in ringcable yet");
   }
   if (print_config) return Parsed{Action::kPrintConfig, c, ToToml(c)};
   return Parsed{Action::kRun, std::move(c), std::string()};

@@ -114,4 +114,13 @@ bool PresenceStore::HasSession(const std::string& sid) const {
   return sessions_.count(sid) != 0;
 }
 
+PresenceStore::Sizes PresenceStore::sizes() const {
+  std::lock_guard lock(mu_);
+  Sizes out;
+  out.streams = streams_.size();
+  for (const auto& [stream, records] : streams_) out.records += records.size();
+  out.sessions = sessions_.size();
+  return out;
+}
+
 }  // namespace cable::hub

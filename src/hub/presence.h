@@ -67,6 +67,12 @@ class PresenceStore {
 
   bool HasSession(const std::string& sid) const;
 
+  // For metrics: streams with records, records (distinct ids per stream), sessions.
+  struct Sizes {
+    size_t streams = 0, records = 0, sessions = 0;
+  };
+  Sizes sizes() const;
+
  private:
   struct StreamRecord {
     std::string info_json;

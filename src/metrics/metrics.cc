@@ -95,6 +95,11 @@ struct WorkerDef {
 
 const std::vector<WorkerDef>& WorkerDefs() {
   static const std::vector<WorkerDef> kDefs = {
+      {"ringcable_worker_api_failed_requests_total", Type::kCounter,
+       "REST API requests answered with an error status (401, 404, 422, 501, ...)",
+       W(api_failed_requests_total)},
+      {"ringcable_worker_api_requests_total", Type::kCounter,
+       "REST API requests (publish, presence) answered by the worker", W(api_requests_total)},
       {"ringcable_worker_broadcast_msg_total", Type::kCounter,
        "Publications that had at least one subscriber on the worker", W(broadcast_msg_total)},
       {"ringcable_worker_disconnect_dropped_total", Type::kCounter,
@@ -122,6 +127,26 @@ const std::vector<WorkerDef>& WorkerDefs() {
       {"ringcable_worker_send_queue_bytes", Type::kGauge,
        "Bytes queued for sending on the worker's sockets (sampled every 100 ms)",
        W(send_queue_bytes)},
+  };
+  return kDefs;
+}
+
+struct PresenceDef {
+  std::string_view name;
+  std::string_view help;
+  int64_t (*get)(const PresenceSample&);
+};
+
+const std::vector<PresenceDef>& PresenceDefs() {
+  static const std::vector<PresenceDef> kDefs = {
+      {"ringcable_presence_records_num",
+       "Presence records (distinct presence ids per stream) held by the broker",
+       [](const PresenceSample& p) { return p.records; }},
+      {"ringcable_presence_sessions_num",
+       "Sessions with presence (connected, or disconnected within --presence_ttl)",
+       [](const PresenceSample& p) { return p.sessions; }},
+      {"ringcable_presence_streams_num", "Streams with at least one presence record",
+       [](const PresenceSample& p) { return p.streams; }},
   };
   return kDefs;
 }
@@ -226,6 +251,8 @@ WorkerSample Sample(const server::Counters& c) {
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();
   w.long_poll_stale_requests_total = c.long_poll_stale_requests_total.Get();
+  w.api_requests_total = c.api_requests_total.Get();
+  w.api_failed_requests_total = c.api_failed_requests_total.Get();
   w.clients_num = c.clients_num.Get();
   w.sse_clients_num = c.sse_clients_num.Get();
   w.long_poll_clients_num = c.long_poll_clients_num.Get();
@@ -306,6 +333,13 @@ std::string RenderPrometheus(const Snapshot& snap, const Tags& tags) {
       out.append(std::to_string(d.get(snap.cluster))).append("\n");
     }
   }
+  if (snap.presence.present) {
+    for (const auto& d : PresenceDefs()) {
+      Header(out, d.name, Type::kGauge, d.help);
+      out.append(d.name).append(labels).append(" ");
+      out.append(std::to_string(d.get(snap.presence))).append("\n");
+    }
+  }
   return out;
 }
 
@@ -322,6 +356,9 @@ std::vector<IntervalValue> IntervalValues(const Snapshot& snap, const Snapshot* 
       if (d.type == Type::kCounter && prev) v -= d.get(prev->cluster);
       out.push_back({d.name, d.type == Type::kCounter, v});
     }
+  }
+  if (snap.presence.present) {
+    for (const auto& d : PresenceDefs()) out.push_back({d.name, false, d.get(snap.presence)});
   }
   std::sort(out.begin(), out.end(),
             [](const IntervalValue& a, const IntervalValue& b) { return a.name < b.name; });

@@ -35,6 +35,8 @@ struct WorkerSample {
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;
   uint64_t long_poll_stale_requests_total = 0;
+  uint64_t api_requests_total = 0;
+  uint64_t api_failed_requests_total = 0;
   int64_t clients_num = 0;
   int64_t sse_clients_num = 0;
   int64_t long_poll_clients_num = 0;
@@ -56,10 +58,17 @@ struct ClusterSample {
   int64_t redis_connected = 0, nats_connected = 0, subscribed_streams = 0;
 };
 
+// Presence store sizes (hub::PresenceStore::Sizes); absent without a broker.
+struct PresenceSample {
+  bool present = false;
+  int64_t streams = 0, records = 0, sessions = 0;
+};
+
 struct Snapshot {
   std::vector<WorkerSample> workers;  // index = worker number
   RpcSample rpc;
   ClusterSample cluster;
+  PresenceSample presence;
 };
 
 WorkerSample Sample(const server::Counters& c);

@@ -38,7 +38,9 @@ struct Counters {
   Counter disconnect_dropped_total;  // Disconnect calls dropped because the backlog was full
   Counter submissions_total;         // io_uring_submit calls
   Counter wakeups_total;
-  Counter tls_errors_total;  // TLS handshakes / records that failed (connection closed)
+  Counter tls_errors_total;           // TLS handshakes / records that failed (connection closed)
+  Counter api_requests_total;         // REST API requests answered (any status)
+  Counter api_failed_requests_total;  // ... of which answered with a status >= 400
   Counter long_poll_stale_requests_total;  // polls for an expired or unknown session
   Gauge clients_num;
   Gauge sse_clients_num;        // SSE streams (started or starting)

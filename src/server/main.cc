@@ -167,8 +167,9 @@ int Main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  sockaddr_storage main_addr{};
-  socklen_t main_len = 0;
+  ListenAddress main_listen;
+  sockaddr_storage& main_addr = main_listen.addr;
+  socklen_t& main_len = main_listen.len;
   std::string err;
   if (!Resolve(cfg.host, cfg.port, &main_addr, &main_len, &err)) return Fail(err);
   if (!PortFree(main_addr, main_len, &err)) {
@@ -181,14 +182,33 @@ int Main(int argc, char** argv) {
   if (shared.broadcast_port == 0)
     shared.broadcast_port = cfg.broadcast_key.empty() ? 8090 : cfg.port;
   shared.broadcast_on_main_port = want_http_broadcast && shared.broadcast_port == cfg.port;
-  sockaddr_storage bcast_addr{};
-  socklen_t bcast_len = 0;
+  ListenAddress bcast_listen;
   bool separate_bcast = want_http_broadcast && !shared.broadcast_on_main_port;
   if (separate_bcast) {
-    if (!Resolve(cfg.host, shared.broadcast_port, &bcast_addr, &bcast_len, &err)) return Fail(err);
-    if (!PortFree(bcast_addr, bcast_len, &err)) {
+    if (!Resolve(cfg.host, shared.broadcast_port, &bcast_listen.addr, &bcast_listen.len, &err))
+      return Fail(err);
+    if (!PortFree(bcast_listen.addr, bcast_listen.len, &err)) {
       return Fail("cannot listen on " + cfg.host + ":" + std::to_string(shared.broadcast_port) +
                   " (HTTP broadcast): " + err);
+    }
+  }
+  // REST API: the main port unless --api_port names another; a port equal to a separate HTTP
+  // broadcast port shares that listener (as anycable-go shares one HTTP server per port).
+  ListenAddress api_listen;
+  bool separate_api = false;
+  if (cfg.api_enabled) {
+    if (cfg.api_port == 0 || cfg.api_port == cfg.port) {
+      shared.api_on_main_port = true;
+    } else if (separate_bcast && cfg.api_port == shared.broadcast_port) {
+      shared.api_on_broadcast_port = true;
+    } else {
+      separate_api = true;
+      if (!Resolve(cfg.host, cfg.api_port, &api_listen.addr, &api_listen.len, &err))
+        return Fail(err);
+      if (!PortFree(api_listen.addr, api_listen.len, &err)) {
+        return Fail("cannot listen on " + cfg.host + ":" + std::to_string(cfg.api_port) +
+                    " (REST API): " + err);
+      }
     }
   }
 
@@ -258,7 +278,8 @@ int Main(int argc, char** argv) {
              cfg.statsd_tags_format.c_str(), cfg.statsd_max_packet_size);
   }
   for (auto& w : shared.workers) {
-    auto r = w->Init(main_addr, main_len, separate_bcast ? &bcast_addr : nullptr, bcast_len);
+    auto r = w->Init(main_listen, separate_bcast ? &bcast_listen : nullptr,
+                     separate_api ? &api_listen : nullptr);
     if (!r.ok()) return Fail(r.error());
   }
   for (auto& w : shared.workers) {
@@ -274,6 +295,11 @@ int Main(int argc, char** argv) {
     LOG_INFO("HTTP broadcasting at %s:%d%s%s", cfg.host.c_str(), shared.broadcast_port,
              cfg.http_broadcast_path.c_str(),
              cfg.broadcast_key.empty() ? " (no authorization)" : "");
+  }
+  if (cfg.api_enabled) {
+    const int api_port = shared.api_on_main_port ? PortOf(main_addr) : cfg.api_port;
+    LOG_INFO("REST API at %s:%d%s/%s", cfg.host.c_str(), api_port, cfg.api_path.c_str(),
+             cfg.api_secret.empty() ? " (no authorization)" : "");
   }
   LOG_DEBUG("io_uring: %s", shared.features.Describe().c_str());
   if (!cfg.metrics_http.empty()) {

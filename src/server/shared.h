@@ -41,6 +41,10 @@ struct Shared {
   // Broadcast endpoint placement (spec: main port when a key is configured, else 8090).
   bool broadcast_on_main_port = false;
   int broadcast_port = 8090;
+  // REST API placement (--api_port): the main port (0 or equal), the broadcast port when equal to a
+  // separate --http_broadcast_port, or a listener of its own.
+  bool api_on_main_port = false;
+  bool api_on_broadcast_port = false;
   int64_t ping_interval_ms = 3000;
 };
 

@@ -89,20 +89,26 @@ Worker::~Worker() {
   }
 }
 
-cable::Result<bool, std::string> Worker::Init(const sockaddr_storage& main_addr, socklen_t main_len,
-                                              const sockaddr_storage* bcast_addr,
-                                              socklen_t bcast_len) {
+cable::Result<bool, std::string> Worker::Init(const ListenAddress& main,
+                                              const ListenAddress* broadcast,
+                                              const ListenAddress* api) {
   // With pub/sub, the node subscribes to the streams its workers have subscribers for.
   if (shared_.cluster && shared_.cluster->pubsub()) index_map_.SetObserver(this);
   std::string err;
-  listen_fds_[0] = MakeListener(main_addr, main_len, cfg_.tcp_user_timeout_s, &err);
+  listen_fds_[0] = MakeListener(main.addr, main.len, cfg_.tcp_user_timeout_s, &err);
   if (listen_fds_[0] < 0)
     return MakeError("cannot listen on port " + std::to_string(cfg_.port) + ": " + err);
-  if (bcast_addr) {
-    listen_fds_[1] = MakeListener(*bcast_addr, bcast_len, cfg_.tcp_user_timeout_s, &err);
+  if (broadcast) {
+    listen_fds_[1] = MakeListener(broadcast->addr, broadcast->len, cfg_.tcp_user_timeout_s, &err);
     if (listen_fds_[1] < 0) {
       return MakeError("cannot listen on broadcast port " + std::to_string(shared_.broadcast_port) +
                        ": " + err);
+    }
+  }
+  if (api) {
+    listen_fds_[2] = MakeListener(api->addr, api->len, cfg_.tcp_user_timeout_s, &err);
+    if (listen_fds_[2] < 0) {
+      return MakeError("cannot listen on API port " + std::to_string(cfg_.api_port) + ": " + err);
     }
   }
   event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -147,7 +153,7 @@ void Worker::Run() {
   UpdateClock();
   next_tick_ms_ = now_ms_ + kTickMs;
   disconnect_last_ms_ = now_ms_;
-  for (int l = 0; l < 2; ++l) {
+  for (int l = 0; l < kListenerCount; ++l) {
     if (listen_fds_[l] >= 0) ArmAccept(l);
   }
   ArmDoorbell();
@@ -187,7 +193,7 @@ void Worker::Loop() {
     // Also wait for the accept cancellations: with DEFER_TASKRUN they complete only while this
     // thread waits on the ring, and until then the pending accept keeps the closed listener alive,
     // so the kernel keeps queueing (and never serving) new connections on it.
-    if (stopping_ && ShutdownComplete() && !accept_armed_[0] && !accept_armed_[1]) break;
+    if (stopping_ && ShutdownComplete() && AcceptsDisarmed()) break;
 
     // Sleep only if nothing is waiting: announce the intent, then re-check (Dekker with producers,
     // who publish, fence, then look at sleeping_).
@@ -296,11 +302,11 @@ void Worker::OnAccept(int listener, io_uring_cqe* cqe) {
   Conn& c = conns_[slot];
   c.fd = fd;
   c.state = ConnState::kHttp;
-  c.on_broadcast_port = listener == 1;
+  c.listener = static_cast<Listener>(listener);
   c.http = std::make_unique<HttpState>();
-  // TLS state only for connections on a TLS listener: with --ssl_cert/--ssl_key, the main one and
-  // a separate HTTP broadcast port (the metrics port is served by its own thread, plain).
-  if ((listener == 0 || listener == 1) && shared_.tls) {
+  // With --ssl_cert/--ssl_key every worker listener speaks TLS: the main port and separate HTTP
+  // broadcast and API ports (the metrics port is served by its own thread, plain).
+  if (shared_.tls) {
     c.tls = std::make_unique<ConnTls>(*shared_.tls);
     if (!c.tls->session.ok()) {
       LOG_WARN("tls: cannot allocate a session; closing the connection");
@@ -673,7 +679,7 @@ void Worker::FreeSlot(Conn& c, uint32_t slot) {
   free_slots_.push_back(slot);
   --live_conns_;
   if (!stopping_ && accept_retry_ms_ == 0) {
-    for (int l = 0; l < 2; ++l) ArmAccept(l);
+    for (int l = 0; l < kListenerCount; ++l) ArmAccept(l);
   }
 }
 

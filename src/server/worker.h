@@ -77,6 +77,8 @@ struct HttpState {
   // subscribes to. The 200 head and the events queued meanwhile go out once each is confirmed.
   std::vector<std::string> sse_identifiers;
   std::vector<std::pair<std::string, std::string>> cors;  // for the SSE head or its refusal
+  // The request being answered is a REST API one (counted in the API metrics).
+  bool api_request = false;
 };
 
 // A long-poll session: a connection slot without a socket, kept between poll requests
@@ -104,6 +106,20 @@ struct ConnTls {
   bool got_bytes = false;  // anything received (an EOF before the handshake then counts as error)
 };
 
+// Which of a worker's listeners accepted a connection; it decides what the port serves.
+enum class Listener : uint8_t {
+  kMain = 0,  // WebSocket paths, health, metrics (when on the main port), API/broadcast if here
+  kBroadcast = 1,  // a separate --http_broadcast_port (and the API when --api_port equals it)
+  kApi = 2,        // a separate --api_port: the REST API only
+};
+inline constexpr int kListenerCount = 3;
+
+// A bound address for one listener (main.cc resolves them, each worker binds its own socket).
+struct ListenAddress {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
 struct Conn {
   int fd = -1;
   uint32_t gen = 0;
@@ -112,7 +128,7 @@ struct Conn {
   hub::Wire wire = hub::Wire::kWs;  // encoding of the broadcast frames this connection gets
   bool hold_output = false;  // SSE before its 200 / long polling: queued, not sent by FlushSends
   bool sse_raw = false;      // SSE GET with raw=1: only data events
-  bool on_broadcast_port = false;
+  Listener listener = Listener::kMain;
   bool recv_armed = false;
   bool send_inflight = false;
   bool read_paused = false;      // input backlog too large: recv cancelled until it drains
@@ -169,8 +185,9 @@ class Worker : public rpc::CompletionSink,
   ~Worker() override;
 
   // Binds this worker's listeners. Main thread, before Start().
-  cable::Result<bool, std::string> Init(const sockaddr_storage& main_addr, socklen_t main_len,
-                                        const sockaddr_storage* bcast_addr, socklen_t bcast_len);
+  // `broadcast` / `api`: separate ports, or null when served on the main one (or not at all).
+  cable::Result<bool, std::string> Init(const ListenAddress& main, const ListenAddress* broadcast,
+                                        const ListenAddress* api);
   // Starts the thread, which creates the ring (SINGLE_ISSUER ties a ring to the thread that creates
   // it); returns once the ring is ready, or the reason it could not be set up.
   cable::Result<bool, std::string> Start();
@@ -390,6 +407,12 @@ class Worker : public rpc::CompletionSink,
   void SendPing(Conn& c, uint32_t slot);
   void StartShutdown();
   bool ShutdownComplete() const;
+  bool AcceptsDisarmed() const {
+    for (bool armed : accept_armed_) {
+      if (armed) return false;
+    }
+    return true;
+  }
   std::string NewSid();
 
   Shared& shared_;
@@ -399,8 +422,8 @@ class Worker : public rpc::CompletionSink,
   const int index_;
   ring::Ring ring_;
   ring::BufRing bufs_;
-  int listen_fds_[2] = {-1, -1};
-  bool accept_armed_[2] = {false, false};
+  int listen_fds_[kListenerCount] = {-1, -1, -1};
+  bool accept_armed_[kListenerCount] = {false, false, false};
   int64_t accept_retry_ms_ = 0;
   int event_fd_ = -1;
   uint64_t doorbell_buf_ = 0;

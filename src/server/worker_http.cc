@@ -30,6 +30,13 @@ metrics::Snapshot SampleMetrics(const Shared& shared) {
   for (const auto& w : shared.workers) snap.workers.push_back(metrics::Sample(w->counters()));
   if (shared.rpc) snap.rpc = metrics::Sample(shared.rpc->stats());
   if (shared.cluster) snap.cluster = metrics::Sample(shared.cluster->counters());
+  if (shared.presence) {
+    const auto sizes = shared.presence->sizes();
+    snap.presence = {.present = true,
+                     .streams = static_cast<int64_t>(sizes.streams),
+                     .records = static_cast<int64_t>(sizes.records),
+                     .sessions = static_cast<int64_t>(sizes.sessions)};
+  }
   return snap;
 }
 
@@ -41,6 +48,7 @@ std::string RenderMetrics(const Shared& shared) {
 
 void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close) {
   if (close) c.keep_alive = false;
+  if (status >= 400 && c.http && c.http->api_request) counters_.api_failed_requests_total.Add();
   EnqueueRaw(c, slot, http::BuildResponse(status, body, "text/plain; charset=utf-8", {}, close));
 }
 
@@ -67,21 +75,28 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
       if (v.find("close") != std::string::npos) c.keep_alive = false;
       if (v.find("keep-alive") != std::string::npos) c.keep_alive = true;
     }
-    const bool is_broadcast_path = req.path == cfg_.http_broadcast_path &&
-                                   (c.on_broadcast_port || shared_.broadcast_on_main_port);
+    const bool on_main = c.listener == Listener::kMain;
+    const bool is_broadcast_path =
+        req.path == cfg_.http_broadcast_path &&
+        (c.listener == Listener::kBroadcast || (on_main && shared_.broadcast_on_main_port));
+    c.http->api_request = false;
     if (is_broadcast_path) {
       if (!HandleBroadcastRequest(c, slot, req, cfg_.broadcast_key)) return;  // body incomplete
       continue;
     }
-    const bool is_api_path = !c.on_broadcast_port && cfg_.api_enabled &&
-                             req.path.size() > cfg_.api_path.size() &&
+    const bool api_here = cfg_.api_enabled &&
+                          (c.listener == Listener::kApi || (on_main && shared_.api_on_main_port) ||
+                           (c.listener == Listener::kBroadcast && shared_.api_on_broadcast_port));
+    const bool is_api_path = api_here && req.path.size() > cfg_.api_path.size() &&
                              req.path.compare(0, cfg_.api_path.size(), cfg_.api_path) == 0 &&
                              req.path[cfg_.api_path.size()] == '/';
+    c.http->api_request = is_api_path;
     if (is_api_path && req.path.substr(cfg_.api_path.size()) == "/publish") {
       if (!HandleBroadcastRequest(c, slot, req, cfg_.api_secret)) return;  // body incomplete
+      counters_.api_requests_total.Add();
       continue;
     }
-    if (!c.on_broadcast_port && cfg_.sse && req.path == cfg_.sse_path) {
+    if (on_main && cfg_.sse && req.path == cfg_.sse_path) {
       if (c.sendq_head < c.sendq.size()) {
         // The answer to an earlier request is still going out: the stream's head must follow
         // it, so the request waits until the queue is empty (OnSend).
@@ -91,22 +106,22 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
       HandleSse(c, slot, req);  // a stream now, refused, or its body is incomplete
       return;
     }
-    if (!c.on_broadcast_port && cfg_.poll && req.path == cfg_.poll_path) {
+    if (on_main && cfg_.poll && req.path == cfg_.poll_path) {
       if (!HandlePoll(c, slot, req)) return;  // body incomplete
       continue;  // answered (keep-alive), or waiting for its session (awaiting_poll)
     }
     size_t consumed = req.head_size;
-    if (!c.on_broadcast_port && std::find(cfg_.paths.begin(), cfg_.paths.end(),
-                                          std::string(req.path)) != cfg_.paths.end()) {
+    if (on_main && std::find(cfg_.paths.begin(), cfg_.paths.end(), std::string(req.path)) !=
+                       cfg_.paths.end()) {
       HandleUpgrade(c, slot, req);
       return;
     }
     if (is_api_path) {
+      counters_.api_requests_total.Add();
       HandleApiRequest(c, slot, req);
-    } else if (!c.on_broadcast_port && req.path == cfg_.health_path) {
+    } else if (on_main && req.path == cfg_.health_path) {
       Respond(c, slot, 200, kHealthBody, !c.keep_alive);
-    } else if (!c.on_broadcast_port && !cfg_.metrics_http.empty() &&
-               req.path == cfg_.metrics_http &&
+    } else if (on_main && !cfg_.metrics_http.empty() && req.path == cfg_.metrics_http &&
                (cfg_.metrics_port == 0 || cfg_.metrics_port == cfg_.port)) {
       EnqueueRaw(
           c, slot,

@@ -255,7 +255,7 @@ void Worker::ProcessTicks() {
   }
   if (accept_retry_ms_ != 0 && now_ms_ >= accept_retry_ms_ && !stopping_) {
     accept_retry_ms_ = 0;
-    for (int l = 0; l < 2; ++l) ArmAccept(l);
+    for (int l = 0; l < kListenerCount; ++l) ArmAccept(l);
   }
   counters_.streams_num.Set(static_cast<int64_t>(index_map_.streams()));
   counters_.send_queue_bytes.Set(static_cast<int64_t>(queued_bytes_));
@@ -264,7 +264,7 @@ void Worker::ProcessTicks() {
 void Worker::StartShutdown() {
   if (stopping_) return;
   stopping_ = true;
-  for (int l = 0; l < 2; ++l) {
+  for (int l = 0; l < kListenerCount; ++l) {
     if (listen_fds_[l] < 0) continue;
     io_uring_sqe* sqe = ring_.GetSqe();
     io_uring_prep_cancel64(sqe, ring::PackTag(ring::Op::kAccept, 0, static_cast<uint32_t>(l)), 0);

@@ -18,9 +18,12 @@ enum class MsgType : uint32_t {
   kAck = 3,        // uint64: every live subscriber has seen a publication >= this seq; also sent
                    // once right after kMeasure, which tells the parent counting has started
   kResult = 4,     // Counters + handshake histogram + latency histogram
+  kDropped = 5,    // restore mode: every subscribed socket is closed (no payload)
   // parent -> worker
   kMeasure = 10,  // start of the measured broadcast phase (no payload)
   kFinish = 11,   // uint64 publications sent; answer with kResult and exit
+  kDrop = 12,     // restore mode: close every subscribed socket, keep its sid; answer kDropped
+  kRestore = 13,  // restore mode: reconnect every dropped client with its sid (measured phase)
 };
 
 enum class Failure : uint8_t {
@@ -47,6 +50,8 @@ struct Counters {
   uint64_t deliveries = 0;
   uint64_t out_of_order = 0;
   uint64_t lost = 0;
+  uint64_t restored = 0;      // restore mode: welcomed with "restored":true, history confirmed
+  uint64_t not_restored = 0;  // restore mode: welcomed as a new session (counted as failed)
   uint64_t failures[static_cast<int>(Failure::kCount)] = {};
   int64_t first_start_ns = 0;    // CLOCK_MONOTONIC, first connect()
   int64_t last_ready_ns = 0;     // CLOCK_MONOTONIC, last confirm_subscription

@@ -388,6 +388,10 @@ TEST(ClassifyFrame, ControlMessages) {
   EXPECT_EQ(
       ClassifyFrame(R"({"type":"disconnect","reason":"unauthorized","reconnect":false})").kind,
       CableKind::kDisconnect);
+  EXPECT_EQ(ClassifyFrame(R"({"identifier":"x","type":"confirm_history"})").kind,
+            CableKind::kConfirmHistory);
+  EXPECT_EQ(ClassifyFrame(R"({"identifier":"x","type":"reject_history"})").kind,
+            CableKind::kRejectHistory);
   EXPECT_EQ(ClassifyFrame(R"({"type":"other"})").kind, CableKind::kOther);
   EXPECT_EQ(ClassifyFrame("not json").kind, CableKind::kOther);
   EXPECT_EQ(ClassifyFrame(R"({"identifier":"x","message":{"text":"hi"}})").kind, CableKind::kOther);
@@ -540,7 +544,7 @@ TEST(Options, Errors) {
   EXPECT_EQ(ErrorFor({"stray"}), "unexpected argument 'stray'");
   EXPECT_EQ(ErrorFor({"--connections"}), "--connections: missing value");
   EXPECT_EQ(ErrorFor({"--mode", "flood"}),
-            "--mode: expected connect, idle or broadcast, got 'flood'");
+            "--mode: expected connect, idle, broadcast or restore, got 'flood'");
   EXPECT_EQ(ErrorFor({"--url", "http://127.0.0.1:8080/cable"}),
             "--url: expected a ws://host:port/path URL, got 'http://127.0.0.1:8080/cable'");
   EXPECT_EQ(ErrorFor({"--url", "ws://10.0.0.1:8080/cable"}),
@@ -567,6 +571,16 @@ TEST(Options, Errors) {
   EXPECT_EQ(ErrorFor({"--server-pid", "999999999"}), "--server-pid: no process 999999999");
   EXPECT_EQ(ErrorFor({"--server-pid", "x"}),
             "--server-pid: expected an integer in [1, 1073741824], got 'x'");
+}
+
+TEST(Options, RestoreModeImpliesTheExtendedProtocolAndNeedsAStream) {
+  auto o = ParseOptions({"--mode", "restore"});
+  ASSERT_TRUE(o) << o.error();
+  EXPECT_EQ(o->mode, Mode::kRestore);
+  EXPECT_TRUE(o->ext);
+  EXPECT_STREQ(ModeName(o->mode), "restore");
+  EXPECT_EQ(ErrorFor({"--mode", "restore", "--identifier", R"({"channel":"C"})"}),
+            "--mode restore: the identifier has no \"stream\"; pass --stream");
 }
 
 TEST(Options, HelpDocumentsEveryOption) {

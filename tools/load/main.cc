@@ -36,6 +36,7 @@ struct WorkerProc {
   MessageReader reader;
   Counters counters;
   bool phase_done = false;
+  bool dropped = false;  // restore mode: kDropped seen
   bool measure_seen = false;
   uint64_t acked = 0;
   bool have_result = false;
@@ -126,6 +127,8 @@ class Runner {
   void KillWorkers();
   int Fatal(const std::string& msg);
   bool RunBroadcast();
+  bool PublishAll(Publisher& pub, const std::string& pad);
+  bool RunRestore();
   void Report(int64_t connect_ns);
 
   Options o_;
@@ -146,6 +149,8 @@ class Runner {
   int64_t publish_end_ns_ = 0;
   int64_t publish_start_ns_ = 0;
   bool publish_capped_ = false;
+  // Restore.
+  int64_t restore_ns_ = 0;
 };
 
 int Runner::Fatal(const std::string& msg) {
@@ -209,6 +214,9 @@ void Runner::Dispatch(WorkerProc& w, MsgType type, std::string_view payload) {
       DecodeCounters(payload, &w.counters);
       w.phase_done = true;
       break;
+    case MsgType::kDropped:
+      w.dropped = true;
+      break;
     case MsgType::kAck:
       if (payload.size() == 8) std::memcpy(&w.acked, payload.data(), 8);
       w.measure_seen = true;
@@ -270,6 +278,8 @@ Counters Runner::Sum() const {
     s.deliveries += c.deliveries;
     s.out_of_order += c.out_of_order;
     s.lost += c.lost;
+    s.restored += c.restored;
+    s.not_restored += c.not_restored;
     for (int f = 0; f < static_cast<int>(Failure::kCount); ++f) s.failures[f] += c.failures[f];
     if (c.first_start_ns && (!s.first_start_ns || c.first_start_ns < s.first_start_ns)) {
       s.first_start_ns = c.first_start_ns;
@@ -401,6 +411,61 @@ bool Runner::RunBroadcast() {
   return true;
 }
 
+// Restore mode: drop every client, publish --messages while they are away (each POST answered
+// before the next), then reconnect them all with their sids; only that last phase is measured.
+bool Runner::PublishAll(Publisher& pub, const std::string& pad) {
+  const uint64_t total = static_cast<uint64_t>(o_.messages);
+  for (uint64_t first = 1; first <= total; first += static_cast<uint64_t>(o_.batch)) {
+    const int count = static_cast<int>(std::min<uint64_t>(o_.batch, total - first + 1));
+    auto r =
+        pub.Post(BatchBody(o_.stream, first, count, RealtimeNs(), pad), std::min(o_.timeout, 10.0));
+    if (!r || r.value() < 200 || r.value() > 299) {
+      Fatal("broadcast to http://" + o_.broadcast_url.host_port + o_.broadcast_url.path +
+            " failed: " + (r ? "HTTP " + std::to_string(r.value()) : r.error()));
+      return false;
+    }
+    sent_ = first + static_cast<uint64_t>(count) - 1;
+    Pump(0);
+  }
+  return true;
+}
+
+bool Runner::RunRestore() {
+  phase_ = "drop";
+  Broadcast(MsgType::kDrop, "");
+  int64_t until = MonotonicNs() + 30 * kSecond;
+  while (!AllLive(&WorkerProc::dropped) && MonotonicNs() < until) Pump(50);
+  if (!AllLive(&WorkerProc::dropped)) {
+    Fatal("workers did not drop their connections");
+    return false;
+  }
+  // The server turns each EOF into a cached session (and a Disconnect RPC); give it a moment
+  // before the publications, so none of them races a session that is still being saved.
+  until = MonotonicNs() + 2 * kSecond;
+  for (int64_t now = MonotonicNs(); now < until; now = MonotonicNs()) {
+    Pump(static_cast<int>((until - now) / 1'000'000 + 1));
+  }
+  phase_ = "publish";
+  Publisher pub(o_.broadcast_url, o_.broadcast_key);
+  if (!PublishAll(pub, std::string(static_cast<size_t>(o_.payload_size), 'x'))) return false;
+
+  phase_ = "restore";
+  for (auto& w : workers_) w.phase_done = false;
+  const double cpu0 = ServerCpu(o_.server_pid);
+  parent_cpu_base_ = SelfCpu(RUSAGE_SELF);
+  const int64_t start = MonotonicNs();
+  Broadcast(MsgType::kRestore, "");
+  const int64_t deadline = start + static_cast<int64_t>(o_.timeout * 1e9) + 10 * kSecond;
+  while (!AllLive(&WorkerProc::phase_done) && MonotonicNs() < deadline) Pump(100);
+  if (!AllLive(&WorkerProc::phase_done)) {
+    Fatal("workers did not finish the restore phase");
+    return false;
+  }
+  restore_ns_ = MonotonicNs() - start;
+  if (o_.server_pid) server_cpu_ = ServerCpu(o_.server_pid) - cpu0;
+  return true;
+}
+
 int Runner::Run() {
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
@@ -423,7 +488,7 @@ int Runner::Run() {
                  o_.url.host_port.c_str(), o_.url.path.c_str(), err.c_str());
     return 1;
   }
-  if (o_.mode == Mode::kBroadcast) {
+  if (o_.mode == Mode::kBroadcast || o_.mode == Mode::kRestore) {
     err = ProbeTcp(o_.broadcast_url, probe_s);
     if (!err.empty()) {
       std::fprintf(stderr, "ringcable-load: cannot connect to broadcast endpoint http://%s%s: %s\n",
@@ -451,6 +516,10 @@ int Runner::Run() {
   if (o_.mode == Mode::kConnect || Sum().subscribed == 0) {
     // Nothing to hold or to publish to when no connection got through.
     if (o_.server_pid) server_cpu_ = ServerCpu(o_.server_pid) - server_cpu0;
+  } else if (o_.mode == Mode::kRestore) {
+    rss_loaded_ = ServerRssKb(o_.server_pid);
+    if (!RunRestore()) return 1;
+    rss_after_ = ServerRssKb(o_.server_pid);
   } else {
     rss_loaded_ = ServerRssKb(o_.server_pid);
     server_cpu0 = ServerCpu(o_.server_pid);
@@ -558,6 +627,19 @@ void Runner::Report(int64_t connect_ns) {
               static_cast<unsigned long long>(s.failed), failures_text.c_str(), connect_span,
               connect_rate);
   std::printf("  handshake ms     %s\n", pct_text(handshake).c_str());
+  if (o_.mode == Mode::kRestore) {
+    const double restore_s = static_cast<double>(restore_ns_) / 1e9;
+    std::printf(
+        "  restore          %llu restored with history, %llu new sessions instead, in %.2f s\n",
+        static_cast<unsigned long long>(s.restored),
+        static_cast<unsigned long long>(s.not_restored), restore_s);
+    std::printf(
+        "  catch-up         %llu of %llu messages (%llu published while away), lost %llu, "
+        "out-of-order %llu\n",
+        static_cast<unsigned long long>(s.deliveries),
+        static_cast<unsigned long long>(s.restored * sent_), static_cast<unsigned long long>(sent_),
+        static_cast<unsigned long long>(s.lost), static_cast<unsigned long long>(s.out_of_order));
+  }
   if (o_.mode == Mode::kBroadcast) {
     std::printf("  published        %llu/%d in %.2f s (%s, payload %d B, %d per POST)%s\n",
                 static_cast<unsigned long long>(sent_), o_.messages, publish_s,
@@ -574,9 +656,10 @@ void Runner::Report(int64_t connect_ns) {
     std::printf("  dropped          %llu subscribed connections closed by the server\n",
                 static_cast<unsigned long long>(s.dropped));
   }
-  const char* phase = o_.mode == Mode::kConnect ? "connect"
-                      : o_.mode == Mode::kIdle  ? "hold"
-                                                : "publish+drain";
+  const char* phase = o_.mode == Mode::kConnect   ? "connect"
+                      : o_.mode == Mode::kIdle    ? "hold"
+                      : o_.mode == Mode::kRestore ? "restore"
+                                                  : "publish+drain";
   std::printf("  load CPU s       %.2f (%s phase), %.2f (whole run)\n", load_cpu, phase,
               load_cpu_total);
   if (o_.server_pid) {
@@ -624,6 +707,16 @@ void Runner::Report(int64_t connect_ns) {
     j += ",\"lost\":" + std::to_string(s.lost);
     j += ",\"out_of_order\":" + std::to_string(s.out_of_order);
     j += ",\"latency_ms\":" + pct_json(latency);
+  }
+  if (o_.mode == Mode::kRestore) {
+    j += ",\"messages\":" + std::to_string(sent_);
+    j += ",\"restored\":" + std::to_string(s.restored);
+    j += ",\"not_restored\":" + std::to_string(s.not_restored);
+    j += ",\"restore_phase_s\":" + Num(static_cast<double>(restore_ns_) / 1e9);
+    j += ",\"expected_deliveries\":" + std::to_string(s.restored * sent_);
+    j += ",\"deliveries\":" + std::to_string(s.deliveries);
+    j += ",\"lost\":" + std::to_string(s.lost);
+    j += ",\"out_of_order\":" + std::to_string(s.out_of_order);
   }
   j += ",\"load_cpu_s\":" + Num(load_cpu);
   j += ",\"load_cpu_total_s\":" + Num(load_cpu_total);

@@ -68,6 +68,8 @@ const char* ModeName(Mode m) {
       return "idle";
     case Mode::kBroadcast:
       return "broadcast";
+    case Mode::kRestore:
+      return "restore";
   }
   return "?";
 }
@@ -175,8 +177,12 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
         o.mode = Mode::kIdle;
       } else if (value == "broadcast") {
         o.mode = Mode::kBroadcast;
+      } else if (value == "restore") {
+        o.mode = Mode::kRestore;
+        o.ext = true;  // session restore is an extended-protocol feature
       } else {
-        return MakeError("--mode: expected connect, idle or broadcast, got '" + value + "'");
+        return MakeError("--mode: expected connect, idle, broadcast or restore, got '" + value +
+                         "'");
       }
       continue;
     }
@@ -231,8 +237,9 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
   auto stream = IdentifierStream(o.identifier);
   if (!stream) return MakeError(stream.error());
   if (o.stream.empty()) o.stream = stream.value();
-  if (o.mode == Mode::kBroadcast && o.stream.empty()) {
-    return MakeError("--mode broadcast: the identifier has no \"stream\"; pass --stream");
+  if ((o.mode == Mode::kBroadcast || o.mode == Mode::kRestore) && o.stream.empty()) {
+    return MakeError(std::string("--mode ") + ModeName(o.mode) +
+                     ": the identifier has no \"stream\"; pass --stream");
   }
 
   if (o.processes == 0) {
@@ -265,7 +272,11 @@ std::string HelpText() {
 
 Usage: ringcable-load [options]
 
-  --mode MODE            connect | idle | broadcast (default connect)
+  --mode MODE            connect | idle | broadcast | restore (default connect)
+                         restore: a reconnect storm (implies --ext; the server needs a broker):
+                         connect and subscribe, drop every socket, publish --messages, then
+                         reconnect all with their sid (?sid=) and catch up with `history`; the
+                         reconnect phase is measured (restores, deliveries, server CPU)
                            connect:   open N connections (upgrade, welcome, subscribe, confirm),
                                       report connects/s and handshake time percentiles
                            idle:      open N, hold them --duration seconds, report server memory

@@ -12,7 +12,9 @@
 
 namespace cable::load {
 
-enum class Mode { kConnect, kIdle, kBroadcast };
+// kRestore: a reconnect storm. Connect and subscribe (ext protocol), drop every socket, publish
+// --messages, then reconnect every client with its sid and catch up with `history` (measured).
+enum class Mode { kConnect, kIdle, kBroadcast, kRestore };
 
 const char* ModeName(Mode m);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ctest smoke test: rpc_stub + ringcable on free ports, then ringcable-load --mode broadcast with
 # 50 clients x 20 closed-loop publications; the RESULT line must report 1000 deliveries, 0 lost.
+# Then --mode restore: 50 ext clients drop, 10 publications, all restore and catch up (500).
 # Usage: smoke_test.sh <ringcable-load> <ringcable> <rpc_stub>
 set -u
 LOAD=$1 SERVER=$2 STUB=$3
@@ -26,7 +27,7 @@ RPC_PORT=$(sed -n 's/.*listening on \([0-9]*\).*/\1/p' "$TMP/stub.out")
 PORT=$(free_port)
 BPORT=$(free_port)
 "$SERVER" --host 127.0.0.1 --port "$PORT" --http_broadcast_port "$BPORT" \
-  --rpc_host "127.0.0.1:$RPC_PORT" >"$TMP/server.log" 2>&1 &
+  --rpc_host "127.0.0.1:$RPC_PORT" --broker memory >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -59,4 +60,18 @@ broadcast() {
 broadcast single 20 1000 --server-pid "$SERVER_PID"
 # AnyCable's batch format: 23 publications as 5 POSTs of up to 5 (the last holds 3).
 broadcast batched 23 1150 --batch 5
+
+# Reconnect storm: every client comes back with its sid, restored, and catches up exactly once.
+timeout 40 "$LOAD" --mode restore --url "ws://127.0.0.1:$PORT/cable" \
+  --broadcast-url "http://127.0.0.1:$BPORT/_broadcast" --connections 50 --messages 10 \
+  --identifier '{"channel":"BenchmarkChannel","stream":"storm"}' --timeout 10 --no-progress \
+  >"$TMP/load.out" 2>"$TMP/load.err"
+rc=$?
+cat "$TMP/load.out"
+result=$(grep '^RESULT ' "$TMP/load.out")
+[ "$rc" -eq 0 ] || fail "restore: ringcable-load exited $rc"
+for want in '"subscribed":50,' '"restored":50,' '"not_restored":0,' '"messages":10,' \
+  '"deliveries":500,' '"lost":0,' '"out_of_order":0,'; do
+  echo "$result" | grep -qF "$want" || fail "restore: expected $want"
+done
 echo "PASS"

@@ -61,6 +61,14 @@ bool IntAfter(std::string_view text, size_t from, std::string_view name, int64_t
   return true;
 }
 
+// The "sid" string of a welcome ("" when absent); sids are url-safe, no escapes to undo.
+std::string SidOf(std::string_view welcome) {
+  size_t at = ValueAt(welcome, "\"sid\"");
+  if (at == std::string_view::npos || at >= welcome.size() || welcome[at] != '"') return "";
+  size_t end = welcome.find('"', at + 1);
+  return end == std::string_view::npos ? "" : std::string(welcome.substr(at + 1, end - at - 1));
+}
+
 uint32_t SplitMix(uint64_t* state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -92,6 +100,7 @@ enum class State : uint8_t {
   kUpgrading,    // upgrade request sent
   kWelcome,      // waiting for welcome
   kSubscribing,  // subscribe sent, waiting for confirm
+  kCatchingUp,   // restore mode: restored, history asked, waiting for confirm_history
   kReady,
   kDone,  // failed or closed
 };
@@ -104,6 +113,7 @@ struct Conn {
   int64_t start_ns = 0;
   uint64_t max_seq = 0;
   uint64_t received = 0;
+  std::string sid;   // restore mode: the session id from the first welcome
   std::string head;  // upgrade response bytes until the head is complete (--sse: raw body too)
   std::string sse;   // --sse: decoded body not yet split into events
   std::string out;   // bytes the socket did not take yet
@@ -145,7 +155,7 @@ class Worker {
   void OnEvent(int i, uint32_t events);
   void OnReadable(int i);
   void HandleFrame(int i, const WsMessage& m);
-  void HandleCable(int i, const CableEvent& e);
+  void HandleCable(int i, const CableEvent& e, std::string_view payload);
   std::string HandshakeRequest(int i) const;  // the WebSocket upgrade, or the SSE GET
   // --sse: the response head, then the chunked body's events.
   void OnSseBytes(int i, std::string_view data);
@@ -164,6 +174,9 @@ class Worker {
   void StartMeasuring();
   void AdvanceAck();
   void Finish(uint64_t sent);
+  void DropAll();
+  void StartRestore();
+  std::string PathFor(int i) const;
 
   const Options& o_;
   WorkerPlan plan_;
@@ -189,6 +202,14 @@ class Worker {
   uint64_t min_seq_ = 0;
   uint64_t acked_ = 0;
   uint64_t measured_live_ = 0;
+  // Connect (or, in restore mode, reconnect) schedule: the next connection to start.
+  int next_ = 0;
+  bool phase_done_ = false;
+  int64_t phase_start_ns_ = 0;
+  int64_t phase_deadline_ns_ = 0;
+  // Restore mode: reconnecting with sids; the history command every restored client sends.
+  bool restoring_ = false;
+  std::string history_;
 };
 
 std::string Worker::JsonQuote(std::string_view s) {
@@ -266,6 +287,13 @@ void Worker::StartOne(int i) {
   if (connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0 && errno != EINPROGRESS) {
     Fail(i, Failure::kConnect, errno);
   }
+}
+
+std::string Worker::PathFor(int i) const {
+  if (!restoring_) return o_.url.path;
+  // As @anycable/web without custom headers: the previous sid in the query.
+  const char sep = o_.url.path.find('?') == std::string::npos ? '?' : '&';
+  return o_.url.path + sep + "sid=" + conns_[i].sid;
 }
 
 void Worker::Fail(int i, Failure why, int err) {
@@ -528,14 +556,24 @@ void Worker::HandleFrame(int i, const WsMessage& m) {
     default:
       return;
   }
-  HandleCable(i, ClassifyFrame(m.payload));
+  HandleCable(i, ClassifyFrame(m.payload), m.payload);
 }
 
-void Worker::HandleCable(int i, const CableEvent& e) {
+void Worker::HandleCable(int i, const CableEvent& e, std::string_view payload) {
   Conn& c = conns_[i];
   switch (c.state) {
     case State::kWelcome:
-      if (e.kind == CableKind::kWelcome) {
+      if (e.kind == CableKind::kWelcome && restoring_) {
+        // The server restores the subscriptions itself; the client only asks for what it missed.
+        if (payload.find("\"restored\":true") == std::string::npos) {
+          ++c_.not_restored;
+          Fail(i, Failure::kRejected);
+          return;
+        }
+        c.state = State::kCatchingUp;
+        SendFrame(i, Opcode::kText, history_);
+      } else if (e.kind == CableKind::kWelcome) {
+        if (o_.mode == Mode::kRestore) c.sid = SidOf(payload);
         c.state = State::kSubscribing;
         if (!o_.sse) SendFrame(i, Opcode::kText, subscribe_);  // SSE: the GET subscribed
       } else if (e.kind == CableKind::kDisconnect) {
@@ -552,6 +590,29 @@ void Worker::HandleCable(int i, const CableEvent& e) {
         ++c_.live;
         c_.last_ready_ns = now;
       } else if (e.kind == CableKind::kReject || e.kind == CableKind::kDisconnect) {
+        Fail(i, Failure::kRejected);
+      }
+      return;
+    case State::kCatchingUp:
+      if (e.kind == CableKind::kDelivery) {
+        ++c_.deliveries;
+        ++c.received;
+        c_.last_delivery_ns = RealtimeNs();
+        if (e.seq > c.max_seq) {
+          c.max_seq = e.seq;
+        } else {
+          ++c_.out_of_order;
+        }
+      } else if (e.kind == CableKind::kConfirmHistory) {
+        int64_t now = MonotonicNs();
+        handshake_.Record(static_cast<uint64_t>(now - c.start_ns));
+        c.state = State::kReady;
+        --c_.in_flight;
+        ++c_.subscribed;
+        ++c_.restored;
+        ++c_.live;
+        c_.last_ready_ns = now;
+      } else if (e.kind == CableKind::kRejectHistory || e.kind == CableKind::kDisconnect) {
         Fail(i, Failure::kRejected);
       }
       return;
@@ -599,7 +660,7 @@ std::string Worker::HandshakeRequest(int i) const {
            "\r\nAccept: text/event-stream\r\n\r\n";
   }
   std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-  return UpgradeRequest(o_.url.host_port, o_.url.path, key, o_.compression, o_.ext);
+  return UpgradeRequest(o_.url.host_port, PathFor(i), key, o_.compression, o_.ext);
 }
 
 void Worker::OnSseBytes(int i, std::string_view data) {
@@ -667,7 +728,7 @@ void Worker::OnSseBytes(int i, std::string_view data) {
     } else {
       e = ClassifyFrame(text);
     }
-    HandleCable(i, e);
+    HandleCable(i, e, text);
     if (c.state == State::kDone) return;
   }
   c.sse.erase(0, start);
@@ -702,7 +763,42 @@ void Worker::AdvanceAck() {
   }
 }
 
+void Worker::DropAll() {
+  for (Conn& c : conns_) {
+    if (c.state != State::kReady) continue;
+    close(c.fd);  // the server sees an EOF: Disconnect RPC, the session goes to its cache
+    c.fd = -1;
+    c.state = State::kIdle;
+    --c_.live;
+    c.received = 0;
+    c.max_seq = 0;
+    std::string().swap(c.out);
+    c.reader = FrameReader();
+    FreeTls(c);
+  }
+  // Publications come after this second; `since` returns every one stamped at or after it.
+  history_ = R"({"command":"history","identifier":)" + JsonQuote(o_.identifier) +
+             R"(,"history":{"since":)" + std::to_string(RealtimeNs() / 1'000'000'000) + "}}";
+  Report(MsgType::kDropped, "");
+}
+
+void Worker::StartRestore() {
+  restoring_ = true;
+  c_ = Counters();
+  handshake_ = Histogram();
+  cpu_base_ = CpuSeconds();
+  next_ = 0;
+  phase_done_ = false;
+  phase_start_ns_ = MonotonicNs();
+  phase_deadline_ns_ = phase_start_ns_ + static_cast<int64_t>(o_.timeout * 1e9);
+}
+
 void Worker::Finish(uint64_t sent) {
+  if (restoring_) {
+    for (const Conn& c : conns_) {
+      if (c.state == State::kReady && c.received < sent) c_.lost += sent - c.received;
+    }
+  }
   if (measuring_) {
     for (const Conn& c : conns_) {
       if (c.measured && c.received < sent) c_.lost += sent - c.received;
@@ -729,6 +825,10 @@ bool Worker::HandleCtrl() {
     if (type == MsgType::kMeasure) {
       StartMeasuring();
       AdvanceAck();
+    } else if (type == MsgType::kDrop) {
+      DropAll();
+    } else if (type == MsgType::kRestore) {
+      StartRestore();
     } else if (type == MsgType::kFinish) {
       uint64_t sent = 0;
       if (payload.size() == 8) std::memcpy(&sent, payload.data(), 8);
@@ -750,40 +850,42 @@ int Worker::Run() {
   cev.data.u64 = kCtrlTag;
   epoll_ctl(epfd_, EPOLL_CTL_ADD, ctrl_fd_, &cev);
 
-  const int64_t start = MonotonicNs();
-  const int64_t deadline = start + static_cast<int64_t>(o_.timeout * 1e9);
-  int64_t next_progress = start;
-  int next = 0;
-  bool phase_done = false;
+  phase_start_ns_ = MonotonicNs();
+  phase_deadline_ns_ = phase_start_ns_ + static_cast<int64_t>(o_.timeout * 1e9);
+  int64_t next_progress = phase_start_ns_;
   std::vector<epoll_event> events(1024);
 
   while (!done_) {
     int64_t now = MonotonicNs();
     int64_t wake = next_progress;
-    if (!phase_done) {
+    if (!phase_done_) {
       // Start connections the schedule and the in-flight cap allow.
-      while (next < plan_.count && c_.in_flight < static_cast<uint64_t>(plan_.concurrency)) {
+      while (next_ < plan_.count && c_.in_flight < static_cast<uint64_t>(plan_.concurrency)) {
+        if (restoring_ && conns_[next_].state != State::kIdle) {
+          ++next_;  // never subscribed in the first phase: nothing to restore
+          continue;
+        }
         if (plan_.rate > 0) {
-          int64_t due = start + static_cast<int64_t>(next / plan_.rate * 1e9);
+          int64_t due = phase_start_ns_ + static_cast<int64_t>(next_ / plan_.rate * 1e9);
           if (due > now) {
             wake = std::min(wake, due);
             break;
           }
         }
-        StartOne(next++);
+        StartOne(next_++);
       }
-      if (now >= deadline) {
+      if (now >= phase_deadline_ns_) {
         for (int i = 0; i < plan_.count; ++i) {
           if (conns_[i].state == State::kIdle) ++c_.attempted;
           if (conns_[i].state != State::kReady) Fail(i, Failure::kTimeout);
         }
-        next = plan_.count;
+        next_ = plan_.count;
       }
-      if (next == plan_.count && c_.in_flight == 0) {
-        phase_done = true;
+      if (next_ == plan_.count && c_.in_flight == 0) {
+        phase_done_ = true;
         Report(MsgType::kPhaseDone, EncodeCounters(c_));
       } else {
-        wake = std::min(wake, deadline);
+        wake = std::min(wake, phase_deadline_ns_);
       }
     }
     if (now >= next_progress) {
@@ -847,6 +949,10 @@ CableEvent ClassifyFrame(std::string_view text) {
     e.kind = CableKind::kReject;
   } else if (value == "disconnect") {
     e.kind = CableKind::kDisconnect;
+  } else if (value == "confirm_history") {
+    e.kind = CableKind::kConfirmHistory;
+  } else if (value == "reject_history") {
+    e.kind = CableKind::kRejectHistory;
   }
   return e;
 }

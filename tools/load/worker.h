@@ -23,7 +23,17 @@ struct WorkerPlan {
 int RunWorker(const Options& options, const WorkerPlan& plan, int ctrl_fd, int report_fd);
 
 // What an Action Cable server frame means to a load client.
-enum class CableKind { kOther, kWelcome, kPing, kConfirm, kReject, kDisconnect, kDelivery };
+enum class CableKind {
+  kOther,
+  kWelcome,
+  kPing,
+  kConfirm,
+  kReject,
+  kDisconnect,
+  kDelivery,
+  kConfirmHistory,
+  kRejectHistory,
+};
 
 struct CableEvent {
   CableKind kind = CableKind::kOther;

@@ -114,6 +114,23 @@ TEST_F(ConfigTest, BroadcastPortInUseIsOneErrorLine) {
   EXPECT_NE(line.find(std::to_string(busy.port())), std::string::npos) << line;
 }
 
+TEST_F(ConfigTest, ApiPortInUseIsOneErrorLine) {
+  Occupied busy;
+  ASSERT_TRUE(busy.ok());
+  std::vector<std::string> args = {"--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--http_broadcast_port",
+                                   std::to_string(FreePort()),
+                                   "--api_port",
+                                   std::to_string(busy.port())};
+  for (auto& a : RpcArgs()) args.push_back(a);
+  EXPECT_EQ(ExpectOneErrorLine(args),
+            "ringcable: cannot listen on 127.0.0.1:" + std::to_string(busy.port()) +
+                " (REST API): Address already in use\n");
+}
+
 TEST_F(ConfigTest, HelpExitsZeroAndListsRpcHost) {
   RunOutput r = RunToExit({BinaryPath(), "--help"}, 10s);
   EXPECT_EQ(r.exit_code, 0) << r.err;

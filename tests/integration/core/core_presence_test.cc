@@ -386,5 +386,104 @@ TEST_F(PresenceTest, RestApiNeedsNoTokenInPublicMode) {
   EXPECT_EQ(r.body, R"({"type":"info","total":0})");
 }
 
+TEST_F(PresenceTest, RestApiOnItsOwnPortServesOnlyTheApi) {
+  const int api_port = cable::test::FreePort();
+  StartServer({"--broker", "memory", "--api_port", std::to_string(api_port), "--api_secret", "s"});
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer s"}};
+  const std::string id = PresenceChannel("room");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, id);
+  ASSERT_TRUE(a.SendText(Join(id, "u1", "{}")));
+  EXPECT_EQ(Next(a), Presence(id, R"({"type":"join","info":{},"id":"u1"})"));
+  // The API port answers the API (with its token) ...
+  auto r = cable::test::HttpRequest(api_port, "GET", "/api/presence/room/users", auth);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})");
+  EXPECT_EQ(cable::test::HttpRequest(api_port, "GET", "/api/presence/room/users").status, 401);
+  EXPECT_EQ(cable::test::HttpRequest(api_port, "POST", "/api/publish", auth,
+                                     Publication("room", R"({"via":"api_port"})"))
+                .status,
+            201);
+  const std::string f = Next(a);
+  EXPECT_NE(f.find(R"("message":{"via":"api_port"})"), std::string::npos) << f;
+  // ... and nothing else: no WebSocket, health or broadcast endpoint there.
+  EXPECT_EQ(cable::test::HttpRequest(api_port, "GET", "/cable").status, 404);
+  EXPECT_EQ(cable::test::HttpRequest(api_port, "GET", "/health").status, 404);
+  EXPECT_EQ(cable::test::HttpRequest(api_port, "POST", "/_broadcast", {}, Publication("room", "1"))
+                .status,
+            404);
+  // The main port no longer serves the API.
+  EXPECT_EQ(
+      cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users", auth).status,
+      404);
+  EXPECT_EQ(cable::test::HttpRequest(server_.port(), "POST", "/api/publish", auth,
+                                     Publication("room", "1"))
+                .status,
+            404);
+}
+
+TEST_F(PresenceTest, RestApiSharesASeparateBroadcastPort) {
+  // --api_port equal to a separate --http_broadcast_port: one listener serves both.
+  const int shared_port = cable::test::FreePort();
+  StartServer({"--broker", "memory", "--http_broadcast_port", std::to_string(shared_port),
+               "--api_port", std::to_string(shared_port), "--api_secret", "s"});
+  broadcast_port_ = shared_port;  // the later flag wins: Broadcast() posts there
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer s"}};
+  EXPECT_EQ(cable::test::HttpRequest(shared_port, "GET", "/api/presence/room/users", auth).body,
+            R"({"type":"info","total":0})");
+  const std::string id = PresenceChannel("room");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, id);
+  EXPECT_EQ(cable::test::HttpRequest(shared_port, "POST", "/api/publish", auth,
+                                     Publication("room", R"({"n":1})"))
+                .status,
+            201);
+  Broadcast(Publication("room", R"({"n":2})"));
+  EXPECT_NE(Next(a).find(R"("message":{"n":1})"), std::string::npos);
+  EXPECT_NE(Next(a).find(R"("message":{"n":2})"), std::string::npos);
+  EXPECT_EQ(
+      cable::test::HttpRequest(server_.port(), "GET", "/api/presence/room/users", auth).status,
+      404);
+}
+
+TEST_F(PresenceTest, PresenceAndApiRequestsAreMetrics) {
+  StartServer(
+      {"--broker", "memory", "--api_secret", "s", "--metrics_http", "/metrics", "--workers", "1"});
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer s"}};
+  const std::string room = PresenceChannel("room");
+  WsClient a;
+  WsClient b;
+  ConnectExt(a);
+  ConnectExt(b);
+  SubscribeConfirmed(a, room);
+  SubscribeConfirmed(b, room);
+  ASSERT_TRUE(a.SendText(Join(room, "u1", "{}")));
+  EXPECT_EQ(Next(a), Presence(room, R"({"type":"join","info":{},"id":"u1"})"));
+  EXPECT_EQ(Next(b), Presence(room, R"({"type":"join","info":{},"id":"u1"})"));
+  ASSERT_TRUE(b.SendText(Join(room, "u2", "{}")));
+  EXPECT_EQ(Next(b), Presence(room, R"({"type":"join","info":{},"id":"u2"})"));
+  // Four API requests, two of them refused (no token).
+  const int port = server_.port();
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/api/presence/room/users", auth).status, 200);
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/api/presence/room/users").status, 401);
+  EXPECT_EQ(
+      cable::test::HttpRequest(port, "POST", "/api/publish", auth, Publication("room", "1")).status,
+      201);
+  EXPECT_EQ(
+      cable::test::HttpRequest(port, "POST", "/api/publish", {}, Publication("room", "1")).status,
+      401);
+  auto m = cable::test::HttpRequest(port, "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  for (const char* line :
+       {"\nringcable_presence_records_num 2\n", "\nringcable_presence_sessions_num 2\n",
+        "\nringcable_presence_streams_num 1\n",
+        "\nringcable_worker_api_requests_total{worker=\"0\"} 4\n",
+        "\nringcable_worker_api_failed_requests_total{worker=\"0\"} 2\n"}) {
+    EXPECT_NE(m.body.find(line), std::string::npos) << line << m.body;
+  }
+}
+
 }  // namespace
 }  // namespace cable::itcore

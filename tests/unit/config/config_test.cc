@@ -554,9 +554,15 @@ TEST(ConfigUnsupported, SpotChecks) {
             7);
   EXPECT_EQ(ParseError({"--history_limit=0"}),
             "invalid value \"0\" for flag --history_limit: must be between 1 and 1000000");
-  EXPECT_EQ(ParseError({"--api_port=8081"}),
-            "invalid value \"8081\" for flag --api_port: a separate REST API port is not "
-            "supported by ringcable yet (use 0 or the main port)");
+  {
+    // A separate API port enables the API; only the metrics server's port cannot be shared.
+    const auto separate = MustParse({"--api_port=8081"});
+    EXPECT_TRUE(separate.api_enabled);
+    EXPECT_EQ(separate.api_port, 8081);
+    EXPECT_EQ(ParseError({"--api_port=8082", "--metrics_http=/metrics", "--metrics_port=8082"}),
+              "invalid value \"8082\" for flag --api_port: the REST API cannot share the metrics "
+              "server's port (--metrics_port) in ringcable yet");
+  }
   {
     // REST API: enabled as anycable-go enables it; the token is given or derived.
     EXPECT_FALSE(MustParse({}).api_enabled);
