@@ -482,7 +482,8 @@ void Worker::FlushSends() {
     c.dirty = false;
     if (c.state == ConnState::kFree) continue;
     if (c.hold_output) {
-      if (c.poll) PollDirty(c, slot);  // answered by the session's poll request
+      if (c.transport == Transport::kPoll)
+        PollDirty(c, slot);  // answered by the session's poll request
       continue;
     }
     if (!c.send_inflight && c.sendq_head < c.sendq.size()) StartSend(c, slot);
@@ -669,7 +670,7 @@ void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
 
 void Worker::FreeSlot(Conn& c, uint32_t slot) {
   queued_bytes_ -= c.pending_bytes;
-  if (c.poll) polls_.erase(c.poll->id);
+  if (PollState* ps = c.poll_state()) polls_.erase(ps->id);
   if (c.fd >= 0) close(c.fd);
   for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
   uint32_t gen = c.gen + 1;

@@ -62,6 +62,21 @@ enum class ConnState : uint8_t {
   kClosing,     // flushing the last frames; no more input is processed
 };
 
+// A long-poll session: a connection slot without a socket, kept between poll requests
+// (worker_poll.cc), its state in the slot's HttpState (which a socketless slot has no other use
+// for, so other connections pay nothing for it). `waiter` names the HTTP connection of the poll
+// request waiting for output, on this worker or another one.
+struct PollState {
+  std::string id;             // "<worker>.<random>": the worker that owns the session
+  bool has_waiter = false;    // a poll request is open
+  bool initial = false;       // the open request is the one that created the session
+  int waiter_worker = -1;     // worker holding that request's connection
+  uint64_t waiter_token = 0;  // its {generation, slot}
+  int64_t respond_at_ms = 0;  // answer the open request then (204 when nothing is queued)
+  int64_t flush_at_ms = 0;    // output queued: answer then (--poll_flush_interval)
+  int64_t expire_at_ms = 0;   // no poll request until then: the session expires
+};
+
 struct HttpState {
   std::string buf;
   // --handshake_timeout: the connection is dropped unless it upgrades (or completes its next
@@ -79,20 +94,7 @@ struct HttpState {
   std::vector<std::pair<std::string, std::string>> cors;  // for the SSE head or its refusal
   // The request being answered is a REST API one (counted in the API metrics).
   bool api_request = false;
-};
-
-// A long-poll session: a connection slot without a socket, kept between poll requests
-// (worker_poll.cc). `waiter` names the HTTP connection of the poll request waiting for output, on
-// this worker or another one.
-struct PollState {
-  std::string id;             // "<worker>.<random>": the worker that owns the session
-  bool has_waiter = false;    // a poll request is open
-  bool initial = false;       // the open request is the one that created the session
-  int waiter_worker = -1;     // worker holding that request's connection
-  uint64_t waiter_token = 0;  // its {generation, slot}
-  int64_t respond_at_ms = 0;  // answer the open request then (204 when nothing is queued)
-  int64_t flush_at_ms = 0;    // output queued: answer then (--poll_flush_interval)
-  int64_t expire_at_ms = 0;   // no poll request until then: the session expires
+  std::unique_ptr<PollState> poll;  // a long-poll session's slot (no socket, no request)
 };
 
 // TLS state of a connection accepted on a TLS listener (null for plain ones). The send queue of
@@ -157,8 +159,8 @@ struct Conn {
   uint64_t pending_bytes = 0;
   std::unique_ptr<HttpState> http;
   std::unique_ptr<Session> session;
-  std::unique_ptr<ConnTls> tls;     // main and broadcast listeners with --ssl_cert/--ssl_key only
-  std::unique_ptr<PollState> poll;  // long-poll sessions only
+  std::unique_ptr<ConnTls> tls;  // main and broadcast listeners with --ssl_cert/--ssl_key only
+  PollState* poll_state() const { return http ? http->poll.get() : nullptr; }
 };
 
 struct InboxItem {

@@ -119,8 +119,9 @@ bool Worker::HandlePoll(Conn& c, uint32_t slot, const http::Request& req) {
   pc.transport = Transport::kPoll;
   pc.wire = hub::Wire::kJsonl;
   pc.hold_output = true;
-  pc.poll = std::make_unique<PollState>();
-  PollState& ps = *pc.poll;
+  pc.http = std::make_unique<HttpState>();
+  pc.http->poll = std::make_unique<PollState>();
+  PollState& ps = *pc.http->poll;
   ps.id = std::to_string(index_) + "." + hub::RandomId(21);
   ps.has_waiter = true;
   ps.initial = true;
@@ -148,7 +149,8 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
                            const std::string& body) {
   auto it = polls_.find(poll_id);
   Conn* pc = it == polls_.end() ? nullptr : &conns_[it->second];
-  if (!pc || !pc->poll || pc->state == ConnState::kClosing || pc->state == ConnState::kFree) {
+  if (!pc || !pc->poll_state() || pc->state == ConnState::kClosing ||
+      pc->state == ConnState::kFree) {
     counters_.long_poll_stale_requests_total.Add();
     std::string reply;
     if (auto t = poll_tombstones_.find(poll_id); t != poll_tombstones_.end()) {
@@ -164,7 +166,7 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
   }
   const uint32_t slot = it->second;
   Conn& p = *pc;
-  PollState& ps = *p.poll;
+  PollState& ps = *p.poll_state();
   if (ps.has_waiter) {
     // A newer poll takes over. Clients abort the open one to send commands
     // (@anycable/long-polling), so it gets an empty answer and the lines wait for this one.
@@ -191,7 +193,7 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
 }
 
 void Worker::PollAnswer(Conn& p, uint32_t slot, int status) {
-  PollState& ps = *p.poll;
+  PollState& ps = *p.poll_state();
   if (!ps.has_waiter) return;
   const bool initial = ps.initial;
   ps.has_waiter = false;
@@ -266,7 +268,7 @@ void Worker::OnPollReply(uint64_t token, int status, const std::string& poll_id,
 }
 
 void Worker::PollDirty(Conn& p, uint32_t slot) {
-  PollState& ps = *p.poll;
+  PollState& ps = *p.poll_state();
   // The first request waits for its commands (OnCommandsDrained); a later one for the flush.
   if (!ps.has_waiter || ps.initial || ps.flush_at_ms != 0) return;
   if (cfg_.poll_flush_interval_ms <= 0) {
@@ -278,7 +280,7 @@ void Worker::PollDirty(Conn& p, uint32_t slot) {
 }
 
 void Worker::PollClosed(Conn& p, uint32_t slot) {
-  PollState& ps = *p.poll;
+  PollState& ps = *p.poll_state();
   LOG_DEBUG("sid=%s long-poll session %s ended", p.session ? p.session->sid.c_str() : "-",
             ps.id.c_str());
   if (ps.has_waiter) {
@@ -310,8 +312,8 @@ void Worker::ProcessPollTimers() {
     HttpDeadline d = poll_timers_.back();
     poll_timers_.pop_back();
     Conn* p = Lookup(d.slot, d.gen);
-    if (!p || !p->poll || p->state == ConnState::kClosing) continue;
-    PollState& ps = *p->poll;
+    if (!p || !p->poll_state() || p->state == ConnState::kClosing) continue;
+    PollState& ps = *p->poll_state();
     if (ps.has_waiter) {
       if ((ps.flush_at_ms != 0 && now_ms_ >= ps.flush_at_ms) ||
           (ps.respond_at_ms != 0 && now_ms_ >= ps.respond_at_ms)) {

@@ -127,7 +127,7 @@ void Worker::OnCommandsDrained(Conn& c, uint32_t slot) {
       }
     }
     SseStart(c, slot);
-  } else if (c.poll && c.poll->initial && c.poll->has_waiter) {
+  } else if (PollState* ps = c.poll_state(); ps && ps->initial && ps->has_waiter) {
     PollAnswer(c, slot, 200);  // the first response: welcome and confirmations
   }
 }
