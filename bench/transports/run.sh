@@ -8,6 +8,8 @@
 # Per-core figures divide by the server's own CPU seconds (/proc/PID/stat, measured phase only).
 #
 #   bench/transports/run.sh [BUILD_DIR]     (default: build)   ROUNDS=3 RATE=256 WORKERS=0
+#   BASE_BIN=/path/to/ringcable   also runs WebSocket subscribers against that server (e.g. the
+#                                 main branch's build) in the same rounds: "ws_base" rows.
 #
 # Every load-tool run is bounded (--timeout and `timeout`); every process is stopped by PID.
 set -euo pipefail
@@ -28,11 +30,18 @@ PORT=29280
 BPORT=29290
 RPORT=29251
 
-# run NAME ws|sse load-tool-args...
+# run NAME ws|sse|ws_base load-tool-args...
 run() {
   local name=$1 transport=$2
   shift 2
-  start_ringcable "$PORT" "$BPORT" "$RPORT" --broadcast_adapter http --workers "$WORKERS" --sse
+  local bin=$RC_BIN sse=(--sse)
+  if [[ "$transport" == ws_base ]]; then
+    RC_BIN=$BASE_BIN
+    sse=()
+    transport=ws
+  fi
+  start_ringcable "$PORT" "$BPORT" "$RPORT" --broadcast_adapter http --workers "$WORKERS" "${sse[@]}"
+  RC_BIN=$bin
   local url=(--url "ws://127.0.0.1:$PORT/cable")
   [[ "$transport" == sse ]] && url=(--sse --url "http://127.0.0.1:$PORT/events")
   local out
@@ -49,10 +58,16 @@ run() {
 
 echo "ringcable $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), logs in $LOGDIR" >&2
 bcast=(--mode broadcast --connections 1000 --messages $((RATE * 4)) --msg-rate "$RATE")
+BASE_BIN="${BASE_BIN:-}"
+setups=(ws sse)
+[[ -z "$BASE_BIN" ]] || setups=(ws_base ws sse)
 for r in $(seq "$ROUNDS"); do
-  run ws ws "${bcast[@]}"
-  run sse sse "${bcast[@]}"
+  for t in "${setups[@]}"; do run "$t" "$t" "${bcast[@]}"; done
 done
+if [[ -n "$BASE_BIN" ]]; then
+  run idle5k_ws_base ws_base --mode idle --connections 5000 --duration 3
+  run idle15k_ws_base ws_base --mode idle --connections 15000 --duration 3
+fi
 run idle5k_ws ws --mode idle --connections 5000 --duration 3
 run idle15k_ws ws --mode idle --connections 15000 --duration 3
 run idle5k_sse sse --mode idle --connections 5000 --duration 3
@@ -65,12 +80,12 @@ base=$(vals ws "$per_cpu" | med)
 echo
 echo "| subscribers | deliveries per server CPU-second (median) | ratio to WebSocket | every round |"
 echo "|---|---|---|---|"
-for t in ws sse; do
+for t in "${setups[@]}"; do
   m=$(vals "$t" "$per_cpu" | med)
   printf '| %s | %s | %s | %s |\n' "$t" "$m" "$(jq -n "$m / $base * 100 | floor / 100")" \
     "$(vals "$t" "$per_cpu" | paste -sd' ' -)"
 done
-for t in ws sse; do
+for t in "${setups[@]}"; do
   a=$(vals "idle5k_$t" '.server_rss_connected_kb')
   b=$(vals "idle15k_$t" '.server_rss_connected_kb')
   printf '| idle, %s: bytes per extra subscribed connection (5k → 15k) | %s B | RSS %s → %s KiB | |\n' \
