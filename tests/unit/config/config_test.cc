@@ -523,9 +523,9 @@ TEST(ConfigUnsupported, SpotChecks) {
   // The transports of #17.
   EXPECT_TRUE(MustParse({"--sse"}).sse);
   EXPECT_EQ(MustParse({"--sse_path=/sse"}).sse_path, "/sse");
-  const auto poll = MustParse({"--poll", "--poll_path=/poll", "--poll_interval=7",
-                               "--poll_flush_interval=0", "--poll_keepalive_timeout=9",
-                               "--poll_max_request_size=1024"});
+  const auto poll =
+      MustParse({"--poll", "--poll_path=/poll", "--poll_interval=7", "--poll_flush_interval=0",
+                 "--poll_keepalive_timeout=9", "--poll_max_request_size=1024"});
   EXPECT_TRUE(poll.poll);
   EXPECT_EQ(poll.poll_path, "/poll");
   EXPECT_EQ(poll.poll_interval_s, 7);
