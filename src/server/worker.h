@@ -165,7 +165,7 @@ struct Conn {
 
 struct InboxItem {
   // kPollRequest: a poll request for a session this worker owns, from the worker holding its
-  // connection; kPollReply: the complete HTTP response for such a connection.
+  // connection; kPollReply: the owner's answer (status, poll id, JSONL body) for that connection.
   enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck, kPollRequest, kPollReply };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
@@ -175,7 +175,7 @@ struct InboxItem {
   int from_worker = -1;  // kPollRequest: the worker holding the connection
   int status = 0;        // kPollReply
   std::string poll_id;   // kPollRequest
-  std::string bytes;     // kPollRequest: the request body (JSONL); kPollReply: the response
+  std::string bytes;     // kPollRequest: the request body (JSONL); kPollReply: the answer's body
 };
 
 class Worker : public rpc::CompletionSink,
