@@ -116,6 +116,20 @@ std::string EncodeSseReply(std::string_view reply_json, bool unwrap, bool raw) {
   return HttpChunk(event);
 }
 
+std::vector<std::string_view> SplitJsonLines(std::string_view body) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t end = body.find('\n', start);
+    if (end == std::string_view::npos) end = body.size();
+    std::string_view line = body.substr(start, end - start);
+    start = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
+}
+
 std::string JsonLine(std::string_view reply_json) {
   std::string out(reply_json);
   for (char& ch : out) {

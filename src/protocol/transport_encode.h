@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cable::protocol {
 
@@ -48,6 +49,9 @@ inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 // A reply as one SSE chunk for a stream (`unwrap`: GET; `raw`: typed replies are dropped, an
 // empty string is returned).
 std::string EncodeSseReply(std::string_view reply_json, bool unwrap, bool raw);
+
+// The non-empty lines of a JSONL body (LF or CRLF separated), as views into it.
+std::vector<std::string_view> SplitJsonLines(std::string_view body);
 
 // One JSON line: the reply with raw line breaks (only possible as JSON whitespace) turned into
 // spaces, and '\n'.

@@ -21,20 +21,6 @@ namespace cable::server {
 namespace {
 constexpr std::string_view kPollContentType = "text/plain; charset=utf-8";
 
-std::vector<std::string> JsonLines(std::string_view body) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < body.size()) {
-    size_t end = body.find('\n', start);
-    if (end == std::string_view::npos) end = body.size();
-    std::string_view line = body.substr(start, end - start);
-    start = end + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!line.empty()) lines.emplace_back(line);
-  }
-  return lines;
-}
-
 // The worker index of a poll id, or -1.
 int PollWorker(std::string_view id, size_t workers) {
   size_t dot = id.find('.');
@@ -130,9 +116,9 @@ bool Worker::HandlePoll(Conn& c, uint32_t slot, const http::Request& req) {
   ps.respond_at_ms = now_ms_ + static_cast<int64_t>(cfg_.poll_interval_s) * 1000;
   polls_[ps.id] = p;
   auto session = NewSession(c, req, c.fd);
-  for (std::string& line : JsonLines(body)) {
+  for (std::string_view line : protocol::SplitJsonLines(body)) {
     session->pending_bytes += static_cast<uint32_t>(line.size());
-    session->pending.push_back(std::move(line));
+    session->pending.emplace_back(line);
   }
   const std::optional<std::string> jwt = ExtractJwt(cfg_, req, http::UpgradeRequest{});
   c.http->buf.erase(0, std::min(total, c.http->buf.size()));
@@ -179,9 +165,9 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
   ps.flush_at_ms = 0;
   ps.respond_at_ms = now_ms_ + static_cast<int64_t>(cfg_.poll_interval_s) * 1000;
   Session& s = *p.session;
-  for (std::string& line : JsonLines(body)) {
+  for (std::string_view line : protocol::SplitJsonLines(body)) {
     s.pending_bytes += static_cast<uint32_t>(line.size());
-    s.pending.push_back(std::move(line));
+    s.pending.emplace_back(line);
   }
   if (p.state == ConnState::kOpen && !s.inflight) DrainPending(p, slot);
   if (p.state != ConnState::kOpen && p.state != ConnState::kConnecting) return;  // closed by it

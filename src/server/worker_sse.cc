@@ -6,6 +6,7 @@
 // send queue behind no response head, so a refusal is a plain 401/400. Then the 200 head goes out
 // first and the queued events after it, as one chunked body that the stream keeps extending:
 // each event is one chunk, and a broadcast's chunk is the shared frame of hub::Wire::kSse.
+#include <charconv>
 #include <cstring>
 
 #include "common/log.h"
@@ -29,18 +30,8 @@ std::string JsonObject(std::initializer_list<std::pair<std::string_view, std::st
 }
 
 bool ParseInt64(std::string_view s, int64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  int64_t v = 0;
-  size_t i = 0;
-  bool neg = s[0] == '-';
-  if (neg) i = 1;
-  if (i == s.size()) return false;
-  for (; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    v = v * 10 + (s[i] - '0');
-  }
-  *out = neg ? -v : v;
-  return true;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
 }
 
 // The subscribe command of a GET, or an empty string when the query names no channel; false when
@@ -170,14 +161,7 @@ bool Worker::HandleSse(Conn& c, uint32_t slot, const http::Request& req) {
     identifiers.push_back(std::move(identifier));
   } else {
     // JSONL; as anycable-go, every command subscribes (to its identifier, with its history).
-    size_t start = 0;
-    while (start < body.size()) {
-      size_t end = body.find('\n', start);
-      if (end == std::string::npos) end = body.size();
-      std::string_view line = std::string_view(body).substr(start, end - start);
-      start = end + 1;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.empty()) continue;
+    for (std::string_view line : protocol::SplitJsonLines(body)) {
       auto decoded = decoder_.Decode(line);
       if (!decoded.ok() || decoded.value().identifier.empty()) return refuse(400);
       const protocol::ClientCommand& cmd = decoded.value();

@@ -145,15 +145,7 @@ std::optional<SseEvent> HttpStream::NextEvent(std::chrono::milliseconds timeout)
 }
 
 std::optional<SseEvent> HttpStream::NextData(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    auto ev = NextEvent(left);
-    if (!ev) return ev;
-    if (ev->event.empty()) return ev;
-  }
+  return NextOfType("", timeout);  // data events have no type
 }
 
 std::optional<SseEvent> HttpStream::NextOfType(const std::string& type,

@@ -59,6 +59,8 @@ TEST(TransportEncode, HelpersAndJsonLines) {
   EXPECT_EQ(HttpChunk("hello"), "5\r\nhello\r\n");
   EXPECT_EQ(HttpChunk(std::string(300, 'x')).substr(0, 5), "12c\r\n");
   EXPECT_EQ(JsonLine("{\"a\":\n1}"), "{\"a\": 1}\n");
+  EXPECT_EQ(SplitJsonLines("a\r\n\nb\nc"), (std::vector<std::string_view>{"a", "b", "c"}));
+  EXPECT_TRUE(SplitJsonLines("\n\r\n").empty());
   EXPECT_EQ(SseMessageText("\"\\u003cb\\u003e\""), "<b>");
   EXPECT_EQ(SseMessageText("{\"x\": 1}"), "{\"x\": 1}");
 }
