@@ -821,10 +821,29 @@ const std::vector<FlagSpec>& Table() {
        .apply = CFG_SET(statsd_max_packet_size, AsInt(v)), .min = 64, .max = 65507},
 
       // --- 2.8 Transports / APIs ---
-      {.name = "sse", .kind = K::kBool, .default_value = "false",
-       .help = "Enable the Server-Sent Events endpoint"},
-      {.name = "sse_path", .kind = K::kString, .default_value = "/events",
-       .help = "Server-Sent Events endpoint path"},
+      {.name = "sse", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Enable the Server-Sent Events endpoint", .apply = CFG_SET(sse, v.b)},
+      {.name = "sse_path", .kind = K::kString, .default_value = "/events", .supported = true,
+       .help = "Server-Sent Events endpoint path", .apply = CFG_SET(sse_path, v.s),
+       .check = CheckNotEmpty},
+      // Long polling (anycable-go PRO's flags and defaults; open here).
+      {.name = "poll", .kind = K::kBool, .default_value = "false", .supported = true,
+       .help = "Enable the long polling endpoint", .apply = CFG_SET(poll, v.b)},
+      {.name = "poll_path", .kind = K::kString, .default_value = "/lp", .supported = true,
+       .help = "Long polling endpoint path", .apply = CFG_SET(poll_path, v.s),
+       .check = CheckNotEmpty},
+      {.name = "poll_interval", .kind = K::kInt, .default_value = "15", .supported = true,
+       .help = "Seconds a poll request waits for messages before 204",
+       .apply = CFG_SET(poll_interval_s, AsInt(v)), .min = 1, .max = 3600},
+      {.name = "poll_flush_interval", .kind = K::kInt, .default_value = "500", .supported = true,
+       .help = "Milliseconds messages are buffered before a waiting poll is answered",
+       .apply = CFG_SET(poll_flush_interval_ms, AsInt(v)), .min = 0, .max = 60000},
+      {.name = "poll_keepalive_timeout", .kind = K::kInt, .default_value = "5", .supported = true,
+       .help = "Seconds a poll session lives without a poll request",
+       .apply = CFG_SET(poll_keepalive_timeout_s, AsInt(v)), .min = 1, .max = 3600},
+      {.name = "poll_max_request_size", .kind = K::kInt, .default_value = "65536",
+       .supported = true, .help = "Maximum poll request body (bytes)",
+       .apply = CFG_SET(poll_max_request_size, AsInt(v)), .min = 1, .max = 16777216},
       // REST API: the main port (0), or its own port (shared with a separate broadcast port).
       {.name = "api_port", .kind = K::kInt, .default_value = "0", .supported = true,
        .help = "REST API port (0 = main port)", .apply = CFG_SET(api_port, AsInt(v)), .min = 0,
@@ -1057,6 +1076,12 @@ const std::vector<TomlKey>& TomlKeys() {
       {"sse.enabled", "sse"},
       {"sse.path", "sse_path"},
       {"sse.ping_interval", "", "0"},
+      {"poll.enabled", "poll"},
+      {"poll.path", "poll_path"},
+      {"poll.interval", "poll_interval"},
+      {"poll.flush_interval", "poll_flush_interval"},
+      {"poll.keepalive_timeout", "poll_keepalive_timeout"},
+      {"poll.max_request_size", "poll_max_request_size"},
       {"redis.url", "redis_url"},
       {"redis.sentinels", "redis_sentinels"},
       {"redis.sentinel_discovery_interval", "redis_sentinel_discovery_interval"},
@@ -2085,6 +2110,17 @@ std::string ToToml(const Config& c) {
   w.Flag("Server-sent events endpoint path", "path", "sse_path");
   w.Comment("Keepalive interval for comment-based pings in raw mode (seconds)");
   w.Comment("ping_interval = 15");
+  w.End();
+
+  w.Section("Long polling configuration", "poll");
+  w.Flag("Enable long polling", "enabled", "poll");
+  w.Flag("Long polling endpoint path", "path", "poll_path");
+  w.Flag("Seconds a poll waits for messages", "interval", "poll_interval");
+  w.Flag("Milliseconds messages are buffered before a poll is answered", "flush_interval",
+         "poll_flush_interval");
+  w.Flag("Seconds a poll session lives between polls", "keepalive_timeout",
+         "poll_keepalive_timeout");
+  w.Flag("Maximum poll request body (bytes)", "max_request_size", "poll_max_request_size");
   w.End();
 
   w.Section("Redis configuration", "redis");

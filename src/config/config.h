@@ -158,6 +158,15 @@ struct Config {
   int read_buffer_size = 1024;            // accepted for compatibility, no effect
   int write_buffer_size = 1024;           // accepted for compatibility, no effect
   bool enable_ws_compression = false;     // permessage-deflate (RFC 7692), no context takeover
+  // transports beyond WebSocket (spec §2.8): Server-Sent Events and long polling
+  bool sse = false;
+  std::string sse_path = "/events";
+  bool poll = false;
+  std::string poll_path = "/lp";
+  int poll_interval_s = 15;
+  int poll_flush_interval_ms = 500;
+  int poll_keepalive_timeout_s = 5;
+  int poll_max_request_size = 65536;
   // TLS on the main listener (wss://, https://) when both are set; checked by main at startup.
   std::string ssl_cert;
   std::string ssl_key;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "protocol/encode.h"
+#include "protocol/transport_encode.h"
 #include "ws/deflate.h"
 #include "ws/frame.h"
 
@@ -63,20 +64,43 @@ void Message::Release() {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
 }
 
-Frame* Message::Build(const std::string& identifier, bool ext, bool shared) const {
-  uint8_t header[ws::kMaxHeaderSize];
-  if (presence_) {
-    std::string payload = protocol::EncodePresence(identifier, message_json_);
-    size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
-    Frame* f = shared ? Frame::NewShared(hlen + payload.size(), workers_)
-                      : Frame::NewLocal(hlen + payload.size());
-    std::memcpy(f->data(), header, hlen);
-    std::memcpy(f->data() + hlen, payload.data(), payload.size());
-    return f;
+std::string Message::Payload(const std::string& identifier, bool ext) const {
+  if (presence_) return protocol::EncodePresence(identifier, message_json_);
+  if (ext && offset_ != 0) {
+    return protocol::EncodeBroadcastExt(identifier, message_json_, stream_, epoch_, offset_);
   }
-  if (ext) {
-    std::string payload =
-        protocol::EncodeBroadcastExt(identifier, message_json_, stream_, epoch_, offset_);
+  return protocol::EncodeBroadcast(identifier, message_json_);
+}
+
+Frame* Message::Build(const std::string& identifier, Wire wire, bool shared) const {
+  auto make = [&](std::string_view bytes) {
+    Frame* f = shared ? Frame::NewShared(bytes.size(), workers_) : Frame::NewLocal(bytes.size());
+    std::memcpy(f->data(), bytes.data(), bytes.size());
+    return f;
+  };
+  switch (wire) {
+    case Wire::kSse:
+    case Wire::kSseFull: {
+      const std::string id = protocol::SseEventId(offset_, epoch_, stream_);
+      std::string event;
+      if (presence_) {
+        protocol::AppendSseEvent(event, "presence", Payload(identifier, false), id, false);
+      } else if (wire == Wire::kSse) {
+        protocol::AppendSseEvent(event, "", protocol::SseMessageText(message_json_), id, false);
+      } else {
+        protocol::AppendSseEvent(event, "", Payload(identifier, true), id, false);
+      }
+      return make(protocol::HttpChunk(event));
+    }
+    case Wire::kJsonl:
+      return make(protocol::JsonLine(Payload(identifier, true)));
+    case Wire::kWs:
+    case Wire::kWsExt:
+      break;
+  }
+  uint8_t header[ws::kMaxHeaderSize];
+  if (presence_ || wire == Wire::kWsExt) {
+    std::string payload = Payload(identifier, wire == Wire::kWsExt);
     size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
     Frame* f = shared ? Frame::NewShared(hlen + payload.size(), workers_)
                       : Frame::NewLocal(hlen + payload.size());
@@ -92,17 +116,18 @@ Frame* Message::Build(const std::string& identifier, bool ext, bool shared) cons
   return f;
 }
 
-Frame* Message::BuildLocalFrame(const std::string& identifier, bool ext) const {
-  return Build(identifier, ext && offset_ != 0, false);
+Frame* Message::BuildLocalFrame(const std::string& identifier, Wire wire) const {
+  if (wire == Wire::kWsExt && offset_ == 0) wire = Wire::kWs;
+  return Build(identifier, wire, false);
 }
 
-Frame* Message::FrameFor(const std::string& identifier, bool ext) {
-  CacheEntry* e = EntryFor(identifier, ext);
+Frame* Message::FrameFor(const std::string& identifier, Wire wire) {
+  CacheEntry* e = EntryFor(identifier, wire);
   return e ? e->frame : nullptr;
 }
 
 Frame* Message::DeflatedFrameFor(const std::string& identifier, bool ext) {
-  CacheEntry* e = EntryFor(identifier, ext);
+  CacheEntry* e = EntryFor(identifier, ext ? Wire::kWsExt : Wire::kWs);
   if (!e) return nullptr;
   Frame* d = e->deflated.load(std::memory_order_acquire);
   if (d) return d;
@@ -135,20 +160,20 @@ Frame* Message::DeflatedFrameFor(const std::string& identifier, bool ext) {
   return d;
 }
 
-Message::CacheEntry* Message::EntryFor(const std::string& identifier, bool ext) {
-  ext = ext && offset_ != 0;  // without a position both variants are the v1 frame
+Message::CacheEntry* Message::EntryFor(const std::string& identifier, Wire wire) {
+  if (wire == Wire::kWsExt && offset_ == 0) wire = Wire::kWs;  // no position: the v1 frame
   CacheEntry* mine = nullptr;
   for (auto& slot : cache_) {
     CacheEntry* e = slot.load(std::memory_order_acquire);
     if (!e) {
-      if (!mine) mine = new CacheEntry{identifier, ext, Build(identifier, ext, true)};
+      if (!mine) mine = new CacheEntry{identifier, wire, Build(identifier, wire, true)};
       if (slot.compare_exchange_strong(e, mine, std::memory_order_acq_rel,
                                        std::memory_order_acquire)) {
         return mine;
       }
       // Lost the race: e now holds the winner, compare it below.
     }
-    if (e->ext == ext && e->identifier == identifier) {
+    if (e->wire == wire && e->identifier == identifier) {
       if (mine) {
         mine->frame->ReleaseCreator();
         delete mine;

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "hub/frame.h"
+#include "hub/wire.h"
 
 namespace cable::hub {
 
@@ -65,14 +66,21 @@ class Message {
   // Monotonic acceptance time, for latency metrics.
   int64_t accepted_ns() const { return accepted_ns_; }
 
-  // The shared WebSocket text frame {"identifier":<id>,"message":<json>}, or with `ext` (an
-  // actioncable-v1-ext-json session) and a broker position, the same plus
-  // "stream_id","epoch","offset": one cached frame per (identifier, variant). Without a position
-  // both variants are the same frame. Returns nullptr when the cache is full of other entries:
-  // the caller then builds its own with BuildLocalFrame().
-  Frame* FrameFor(const std::string& identifier, bool ext = false);
+  // The shared frame of this message for `identifier` in encoding `wire` (hub/wire.h): the
+  // WebSocket text frame {"identifier":<id>,"message":<json>}, with kWsExt and a broker position
+  // the same plus "stream_id","epoch","offset"; an SSE event or a JSON line for the HTTP
+  // transports. One cached frame per (identifier, wire); without a position kWsExt is the kWs
+  // frame. Returns nullptr when the cache is full of other entries: the caller then builds its
+  // own with BuildLocalFrame().
+  Frame* FrameFor(const std::string& identifier, Wire wire);
+  Frame* FrameFor(const std::string& identifier, bool ext = false) {
+    return FrameFor(identifier, ext ? Wire::kWsExt : Wire::kWs);
+  }
   // Builds a frame for this message and identifier, not cached (a local frame of the caller).
-  Frame* BuildLocalFrame(const std::string& identifier, bool ext = false) const;
+  Frame* BuildLocalFrame(const std::string& identifier, Wire wire) const;
+  Frame* BuildLocalFrame(const std::string& identifier, bool ext = false) const {
+    return BuildLocalFrame(identifier, ext ? Wire::kWsExt : Wire::kWs);
+  }
   // The shared permessage-deflate frame (RSV1, no context takeover) of FrameFor(identifier, ext),
   // built once per (message, identifier, variant) process-wide; the plain shared frame itself
   // when compressing does not make the payload smaller. nullptr when the cache is full:
@@ -88,15 +96,16 @@ class Message {
   static constexpr int kCacheSlots = 8;
   struct CacheEntry {
     std::string identifier;
-    bool ext;
+    Wire wire;
     Frame* frame;
     std::atomic<Frame*> deflated{nullptr};         // installed once, released with the message
     std::atomic<bool> deflate_not_smaller{false};  // compressed ≥ plain: send `frame` instead
   };
-  CacheEntry* EntryFor(const std::string& identifier, bool ext);
+  CacheEntry* EntryFor(const std::string& identifier, Wire wire);
   Message() = default;
   ~Message();
-  Frame* Build(const std::string& identifier, bool ext, bool shared) const;
+  Frame* Build(const std::string& identifier, Wire wire, bool shared) const;
+  std::string Payload(const std::string& identifier, bool ext) const;  // the reply JSON
 
   Kind kind_ = Kind::kPublication;
   bool reconnect_ = false;

@@ -57,6 +57,9 @@ const std::vector<Def>& Defs() {
        "The total number of publications accepted by the broadcaster", SUM(publications_total)},
       {"remote_commands_total", Type::kCounter, "The total number of remote commands received",
        SUM(remote_commands_total)},
+      {"long_poll_stale_requests_total", Type::kCounter,
+       "The total number of poll requests for expired or unknown poll sessions",
+       SUM(long_poll_stale_requests_total)},
       {"rpc_call_total", Type::kCounter, "The total number of RPC calls", RPC(calls)},
       {"rpc_canceled_total", Type::kCounter, "The total number of canceled RPC calls",
        RPC(canceled)},
@@ -72,6 +75,9 @@ const std::vector<Def>& Defs() {
        "The number of unique clients (with respect to connection identifiers)", SUM(clients_num)},
       {"disconnect_queue_size", Type::kGauge, "The size of delayed disconnect",
        SUM(disconnect_queue_size)},
+      {"sse_clients_num", Type::kGauge, "The number of active SSE clients", SUM(sse_clients_num)},
+      {"long_poll_clients_num", Type::kGauge, "The number of active long polling clients",
+       SUM(long_poll_clients_num)},
       {"rpc_pending_num", Type::kGauge, "The number of pending RPC calls", RPC(pending)},
   };
   return kDefs;
@@ -284,9 +290,12 @@ WorkerSample Sample(const server::Counters& c) {
   w.submissions_total = c.submissions_total.Get();
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();
+  w.long_poll_stale_requests_total = c.long_poll_stale_requests_total.Get();
   w.api_requests_total = c.api_requests_total.Get();
   w.api_failed_requests_total = c.api_failed_requests_total.Get();
   w.clients_num = c.clients_num.Get();
+  w.sse_clients_num = c.sse_clients_num.Get();
+  w.long_poll_clients_num = c.long_poll_clients_num.Get();
   w.streams_num = c.streams_num.Get();
   w.disconnect_queue_size = c.disconnect_queue_size.Get();
   w.send_queue_bytes = c.send_queue_bytes.Get();

@@ -35,9 +35,12 @@ struct WorkerSample {
   uint64_t submissions_total = 0;
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;
+  uint64_t long_poll_stale_requests_total = 0;
   uint64_t api_requests_total = 0;
   uint64_t api_failed_requests_total = 0;
   int64_t clients_num = 0;
+  int64_t sse_clients_num = 0;
+  int64_t long_poll_clients_num = 0;
   int64_t streams_num = 0;
   int64_t disconnect_queue_size = 0;
   int64_t send_queue_bytes = 0;

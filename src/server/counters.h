@@ -42,7 +42,10 @@ struct Counters {
   Counter tls_errors_total;           // TLS handshakes / records that failed (connection closed)
   Counter api_requests_total;         // REST API requests answered (any status)
   Counter api_failed_requests_total;  // ... of which answered with a status >= 400
+  Counter long_poll_stale_requests_total;  // polls for an expired or unknown session
   Gauge clients_num;
+  Gauge sse_clients_num;        // SSE streams (started or starting)
+  Gauge long_poll_clients_num;  // long-poll sessions
   Gauge streams_num;
   Gauge disconnect_queue_size;
   Gauge send_queue_bytes;  // bytes queued on this worker's sockets, published every tick

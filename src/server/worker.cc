@@ -76,6 +76,12 @@ Worker::~Worker() {
     if (fd >= 0) close(fd);
   }
   if (event_fd_ >= 0) close(event_fd_);
+  // Items another worker pushed after this one finished (a long-poll answer during shutdown).
+  for (InboxItem* item = inbox_.TakeAll(); item;) {
+    InboxItem* next = item->next;
+    delete item;
+    item = next;
+  }
   // Publications that never made it into the log (it was full at shutdown) still hold one
   // reference per worker.
   for (hub::Message* msg : pending_publish_) {
@@ -415,6 +421,9 @@ void Worker::OnBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     OnHttpBytes(c, slot);
     return;
   }
+  // SSE and long polling read nothing after their request (the session's commands came in it);
+  // the receive stays armed only to notice the client going away.
+  if (c.transport != Transport::kWs) return;
   cur_conn_ = &c;
   cur_slot_ = slot;
   c.reader.Feed(std::string_view(data, len), static_cast<size_t>(cfg_.max_message_size), *this);
@@ -460,20 +469,6 @@ void Worker::EnqueueRaw(Conn& c, uint32_t slot, std::string_view bytes) {
   f->ReleaseCreator();
 }
 
-void Worker::EnqueueText(Conn& c, uint32_t slot, std::string_view payload) {
-  if (c.deflate) {
-    EnqueueRaw(c, slot, ws::BuildDeflatedFrame(ws::Opcode::kText, payload));
-    return;
-  }
-  uint8_t header[ws::kMaxHeaderSize];
-  size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
-  hub::Frame* f = hub::Frame::NewLocal(hlen + payload.size());
-  std::memcpy(f->data(), header, hlen);
-  std::memcpy(f->data() + hlen, payload.data(), payload.size());
-  Enqueue(c, slot, f);
-  f->ReleaseCreator();
-}
-
 void Worker::DropUnsentFrames(Conn& c) {
   // Frames covered by the in-flight send stay: the kernel may be reading them.
   size_t keep = c.sendq_head + (c.send_inflight ? send_ops_[c.send_op]->frames : 0);
@@ -495,6 +490,11 @@ void Worker::FlushSends() {
     Conn& c = conns_[slot];
     c.dirty = false;
     if (c.state == ConnState::kFree) continue;
+    if (c.hold_output) {
+      if (c.transport == Transport::kPoll)
+        PollDirty(c, slot);  // answered by the session's poll request
+      continue;
+    }
     if (!c.send_inflight && c.sendq_head < c.sendq.size()) StartSend(c, slot);
   }
   dirty_.clear();
@@ -591,6 +591,9 @@ void Worker::OnSend(uint32_t op_index, io_uring_cqe* cqe) {
   } else if (c.state == ConnState::kHttp && !c.keep_alive) {
     BeginClosing(c, slot);
     if (!c.tls) ForceClose(c, slot);  // TLS: close_notify first (MaybeFinishClose)
+  } else if (c.state == ConnState::kHttp && c.http && c.http->sse_deferred) {
+    c.http->sse_deferred = false;
+    OnHttpBytes(c, slot);  // the SSE request that waited for this answer to go out
   }
 }
 
@@ -610,20 +613,6 @@ void Worker::MaybeResumeReading(Conn& c, uint32_t slot) {
   if (!c.recv_armed) rearm_.push_back(slot);
 }
 
-void Worker::CloseWithFrame(Conn& c, uint32_t slot, uint16_t code, std::string_view reason) {
-  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
-  EnqueueRaw(c, slot, ws::BuildCloseFrame(code, reason));
-  BeginClosing(c, slot);
-}
-
-void Worker::CloseWithDisconnect(Conn& c, uint32_t slot, std::string_view reason, bool reconnect,
-                                 uint16_t code, std::string_view close_reason) {
-  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
-  if (!reconnect && c.session) c.session->restorable = false;
-  EnqueueText(c, slot, protocol::EncodeDisconnect(reason, reconnect));
-  CloseWithFrame(c, slot, code, close_reason);
-}
-
 void Worker::BeginClosing(Conn& c, uint32_t slot) {
   if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
   bool was_ws = c.state == ConnState::kOpen || c.state == ConnState::kConnecting;
@@ -636,6 +625,8 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
   }
   PingWheelRemove(c);
   if (was_ws) counters_.clients_num.Add(c.session && c.session->authenticated ? -1 : 0);
+  if (was_ws && c.transport == Transport::kSse) counters_.sse_clients_num.Add(-1);
+  if (was_ws && c.transport == Transport::kPoll) counters_.long_poll_clients_num.Add(-1);
   if (c.session) {
     Session& s = *c.session;
     if (s.presence_joined && shared_.presence) {
@@ -689,6 +680,7 @@ void Worker::MaybeFinishClose(Conn& c, uint32_t slot) {
 
 void Worker::FreeSlot(Conn& c, uint32_t slot) {
   queued_bytes_ -= c.pending_bytes;
+  if (PollState* ps = c.poll_state()) polls_.erase(ps->id);
   if (c.fd >= 0) close(c.fd);
   for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) c.sendq[i]->Release(index_);
   if (c.session && !pending_history_.empty()) {

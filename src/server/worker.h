@@ -35,6 +35,7 @@
 #include "hub/local_index.h"
 #include "hub/message.h"
 #include "hub/remote_broker.h"
+#include "hub/wire.h"
 #include "metrics/metrics.h"
 #include "protocol/broadcast.h"
 #include "protocol/command.h"
@@ -42,12 +43,17 @@
 #include "ring/ring.h"
 #include "rpc/client.h"
 #include "server/counters.h"
+#include "server/session.h"
 #include "server/shared.h"
 #include "ws/reader.h"
 
 namespace cable::server {
 
 constexpr uint32_t kNil = UINT32_MAX;
+
+// The transport that carries a connection's session: WebSocket (worker_ws.cc), Server-Sent
+// Events (worker_sse.cc) or long polling (worker_poll.cc). The session layer never looks at it.
+enum class Transport : uint8_t { kWs, kSse, kPoll };
 
 enum class ConnState : uint8_t {
   kFree,
@@ -57,52 +63,19 @@ enum class ConnState : uint8_t {
   kClosing,     // flushing the last frames; no more input is processed
 };
 
-using StateMap = std::map<std::string, std::string>;
-
-// A subscription plus its channel state (istate), allocated only when the app sets some: most
-// subscriptions never have any, and a million idle connections pay for every byte.
-struct SubState {
-  hub::Subscription sub;
-  std::unique_ptr<StateMap> istate;
-  bool builtin = false;  // $pubsub / Turbo / CableReady: served without RPC
-};
-
-// Application state of one WebSocket connection (allocated at upgrade).
-struct Session {
-  std::string sid;
-  std::string identifiers;
-  std::string url;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::map<std::string, std::string> cstate;
-  std::vector<std::unique_ptr<SubState>> subs;
-  // Client frames waiting for the current command (or the Connect) to finish, in arrival order.
-  // Released as soon as it drains: idle sessions keep no queue memory.
-  std::vector<std::string> pending;
-  uint32_t pending_head = 0;
-  uint32_t pending_bytes = 0;
-  rpc::CallPtr inflight;  // its request carries the identifier the command is for
-  protocol::CommandType inflight_type = protocol::CommandType::kUnknown;
-  bool authenticated = false;
-  bool needs_disconnect_rpc = false;
-  // Authenticated by JWT or --noauth, and (until a command goes to RPC) only built-in channels:
-  // --disconnect_mode auto then skips the Disconnect RPC.
-  bool rpc_free_auth = false;
-  bool used_rpc = false;
-  // actioncable-v1-ext-json was negotiated: pong requirement, session restore, positions on
-  // broadcast frames.
-  bool ext = false;
-  // Kept for restore when it closes: the sid came from NewSid (the kernel CSPRNG), not from
-  // X-Request-ID (a client-chosen sid can neither restore nor overwrite another session), and the
-  // server did not send it a disconnect with reconnect=false (a kicked session stays kicked).
-  bool restorable = false;
-  // The "history" member of the subscribe command in flight (run after its confirmation).
-  std::string inflight_history;
-  std::string inflight_presence;  // "presence" of an in-flight ext subscribe: joined if confirmed
-  bool presence_joined = false;   // holds (or may hold) records in the PresenceStore
-  // --broker redis: a history read is at the broker thread; later commands wait for its reply
-  // (as behind an RPC call), so replies keep the order of the commands.
-  bool broker_inflight = false;
-  SubState* Find(const std::string& identifier);
+// A long-poll session: a connection slot without a socket, kept between poll requests
+// (worker_poll.cc), its state in the slot's HttpState (which a socketless slot has no other use
+// for, so other connections pay nothing for it). `waiter` names the HTTP connection of the poll
+// request waiting for output, on this worker or another one.
+struct PollState {
+  std::string id;             // "<worker>.<random>": the worker that owns the session
+  bool has_waiter = false;    // a poll request is open
+  bool initial = false;       // the open request is the one that created the session
+  int waiter_worker = -1;     // worker holding that request's connection
+  uint64_t waiter_token = 0;  // its {generation, slot}
+  int64_t respond_at_ms = 0;  // answer the open request then (204 when nothing is queued)
+  int64_t flush_at_ms = 0;    // output queued: answer then (--poll_flush_interval)
+  int64_t expire_at_ms = 0;   // no poll request until then: the session expires
 };
 
 struct HttpState {
@@ -113,8 +86,16 @@ struct HttpState {
   // A broadcast waits for the cluster's answer (pub/sub): its response (201/501) is written when
   // the ack arrives, and pipelined requests behind it wait.
   bool awaiting_cluster = false;
+  // A long-poll request waits for its session's answer (on this worker or another one).
+  bool awaiting_poll = false;
+  bool sse_deferred = false;  // an SSE request waits for earlier answers to be sent
+  // SSE before its stream starts (the connection is then past kHttp): the identifiers the request
+  // subscribes to. The 200 head and the events queued meanwhile go out once each is confirmed.
+  std::vector<std::string> sse_identifiers;
+  std::vector<std::pair<std::string, std::string>> cors;  // for the SSE head or its refusal
   // The request being answered is a REST API one (counted in the API metrics).
   bool api_request = false;
+  std::unique_ptr<PollState> poll;  // a long-poll session's slot (no socket, no request)
 };
 
 // TLS state of a connection accepted on a TLS listener (null for plain ones). The send queue of
@@ -146,6 +127,10 @@ struct Conn {
   int fd = -1;
   uint32_t gen = 0;
   ConnState state = ConnState::kFree;
+  Transport transport = Transport::kWs;
+  hub::Wire wire = hub::Wire::kWs;  // encoding of the broadcast frames this connection gets
+  bool hold_output = false;  // SSE before its 200 / long polling: queued, not sent by FlushSends
+  bool sse_raw = false;      // SSE GET with raw=1: only data events
   Listener listener = Listener::kMain;
   bool recv_armed = false;
   bool send_inflight = false;
@@ -176,16 +161,24 @@ struct Conn {
   std::unique_ptr<HttpState> http;
   std::unique_ptr<Session> session;
   std::unique_ptr<ConnTls> tls;  // main and broadcast listeners with --ssl_cert/--ssl_key only
+  PollState* poll_state() const { return http ? http->poll.get() : nullptr; }
 };
 
 struct InboxItem {
-  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck, kBrokerReply };
+  // kBrokerReply: the broker thread's answer (--broker redis|nats); kPollRequest: a poll request
+  // for a session this worker owns, from the worker holding its connection; kPollReply: the
+  // owner's answer (status, poll id, JSONL body) for that connection.
+  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck, kBrokerReply, kPollRequest, kPollReply };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
   rpc::CallPtr call;
-  uint64_t token = 0;  // kClusterAck: {generation:32, slot:32} of the HTTP connection
-  bool ok = false;     // kClusterAck: the broker took every publication
+  uint64_t token = 0;    // kClusterAck / kPoll*: {generation:32, slot:32} of the HTTP connection
+  bool ok = false;       // kClusterAck: the broker took every publication
   std::unique_ptr<hub::BrokerReply> broker_reply;  // kBrokerReply
+  int from_worker = -1;  // kPollRequest: the worker holding the connection
+  int status = 0;        // kPollReply
+  std::string poll_id;   // kPollRequest
+  std::string bytes;     // kPollRequest: the request body (JSONL); kPollReply: the answer's body
 };
 
 class Worker : public rpc::CompletionSink,
@@ -298,6 +291,60 @@ class Worker : public rpc::CompletionSink,
   // REST API GET <api_path>/presence/<stream>/users (and 404s under <api_path>).
   void HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req);
   void Respond(Conn& c, uint32_t slot, int status, std::string_view body, bool close);
+
+  // ---- transport seam (worker_transport.cc) ----
+  // What the session layer calls to reach its client, whatever the transport: a reply as JSON
+  // text (EnqueueText: a WebSocket text frame, an SSE event, a JSON line), a shared frame built
+  // for the connection's wire (Enqueue), and the end of the session (CloseWithFrame: the
+  // WebSocket close code and reason, which the HTTP transports map to a status or the end of the
+  // stream; CloseWithDisconnect: a disconnect reply first).
+  // A session for a new connection from its request: sid, url, proxied headers, REMOTE_ADDR.
+  std::unique_ptr<Session> NewSession(const Conn& c, const http::Request& req, int peer_fd);
+  // Restore, local auth (JWT / noauth / norpc) or the Connect RPC; the request's commands (SSE,
+  // long polling) are already in the session's pending queue.
+  void StartSession(Conn& c, uint32_t slot, const std::optional<std::string>& jwt,
+                    const std::string& restore_sid);
+  // The session ran every queued command and has none in flight (worker_session.cc calls it):
+  // an SSE stream starts, a long-poll request may be answered.
+  void OnCommandsDrained(Conn& c, uint32_t slot);
+  // CORS headers of the HTTP transports (anycable-go's server/cors.go).
+  void AppendCorsHeaders(const http::Request& req,
+                         std::vector<std::pair<std::string, std::string>>* headers) const;
+
+  // The request body (Content-Length or chunked) of an SSE or poll request, at most `max` bytes;
+  // *total = bytes of head + body.
+  enum class BodyStatus : uint8_t { kOk, kIncomplete, kTooLarge, kBad };
+  static BodyStatus ReadRequestBody(const std::string& buf, const http::Request& req, size_t max,
+                                    std::string* body, size_t* total);
+  // A complete response with the CORS headers of `req` (the HTTP transports).
+  void RespondHttp(Conn& c, uint32_t slot, const http::Request& req, int status,
+                   std::string_view body, std::string_view content_type,
+                   std::vector<std::pair<std::string, std::string>> headers, bool close);
+
+  // WebSocket transport (worker_ws.cc)
+  void WsEnqueueText(Conn& c, uint32_t slot, std::string_view payload);
+  void ApplyPingParams(Conn& c, const http::Request& req);  // ?pi= and ?ptp=
+
+  // Server-Sent Events (worker_sse.cc)
+  // true when the request was handled; false: its body is incomplete (wait for more bytes).
+  bool HandleSse(Conn& c, uint32_t slot, const http::Request& req);
+  void SseStart(Conn& c, uint32_t slot);  // every subscription confirmed: 200 + queued events
+  void SseRefuse(Conn& c, uint32_t slot, int status);  // before the 200: a status, then close
+
+  // Long polling (worker_poll.cc)
+  bool HandlePoll(Conn& c, uint32_t slot, const http::Request& req);
+  void OnPollRequest(int from_worker, uint64_t token, const std::string& poll_id,
+                     const std::string& body);  // on the owner of the session
+  // The owner's answer (status, poll id for the header, JSONL body), on the worker holding the
+  // request's connection; SendPollReply hands it there.
+  void OnPollReply(uint64_t token, int status, const std::string& poll_id, std::string body);
+  void SendPollReply(int worker, uint64_t token, int status, const std::string& poll_id,
+                     std::string body);
+  void PollAnswer(Conn& p, uint32_t slot, int status);  // answer the open request, if any
+  void PollDirty(Conn& p, uint32_t slot);               // output queued
+  void PollClosed(Conn& p, uint32_t slot);              // the session ended: tombstone
+  void ProcessPollTimers();
+  void PollTimerAt(Conn& p, uint32_t slot, int64_t ms);
 
   // Action Cable session
   void OnText(std::string_view message) override;
@@ -470,6 +517,16 @@ class Worker : public rpc::CompletionSink,
   }
   // Upgrades waiting for a session restore answer: the JWT of the request, for the fallback.
   std::unordered_map<uint64_t, std::optional<std::string>> restore_jwt_;
+  // Long polling: this worker's sessions by poll id; ended sessions' last lines (a disconnect),
+  // answered with 401 to the next poll for --poll_keepalive_timeout; timers {ms, slot, gen}.
+  std::unordered_map<std::string, uint32_t> polls_;
+  struct PollTombstone {
+    std::string body;
+    int64_t expires_ms;
+  };
+  std::unordered_map<std::string, PollTombstone> poll_tombstones_;
+  std::vector<HttpDeadline> poll_timers_;
+  int64_t next_tombstone_sweep_ms_ = 0;
   void WatchHandshake(Conn& c, uint32_t slot);  // sets c.http->deadline_ms and tracks it
   void ExpireHandshakes();                      // on the tick
 
@@ -480,7 +537,7 @@ class Worker : public rpc::CompletionSink,
   uint32_t tick_ = 0;
   int64_t next_tick_ms_ = 0;
   int64_t now_ms_ = 0;
-  hub::Frame* tick_ping_[3] = {nullptr, nullptr, nullptr};
+  hub::Frame* tick_ping_[2][3] = {};  // [WebSocket, SSE][precision]
   hub::Frame* tick_native_ping_ = nullptr;
 
   bool stopping_ = false;

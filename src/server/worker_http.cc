@@ -16,19 +16,6 @@ constexpr size_t kMaxHeadBytes = 16 * 1024;
 constexpr size_t kMaxBroadcastBody = 16 * 1024 * 1024;
 constexpr const char kHealthBody[] = "Ah, ha, ha, ha, stayin' alive, stayin' alive.";
 
-std::string PeerAddress(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
-  char buf[INET6_ADDRSTRLEN] = {0};
-  if (addr.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr, buf, sizeof(buf));
-  } else if (addr.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&addr)->sin6_addr, buf, sizeof(buf));
-  }
-  return buf;
-}
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(),
@@ -82,7 +69,7 @@ void Worker::Respond(Conn& c, uint32_t slot, int status, std::string_view body, 
 
 void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
   while (c.state == ConnState::kHttp && c.http && !c.http->buf.empty() &&
-         !c.http->awaiting_cluster) {
+         !c.http->awaiting_cluster && !c.http->awaiting_poll) {
     http::Request req;
     http::ParseError perr = http::ParseError::kNone;
     http::ParseStatus st = http::ParseRequestHead(c.http->buf, kMaxHeadBytes, &req, &perr);
@@ -123,6 +110,20 @@ void Worker::OnHttpBytes(Conn& c, uint32_t slot) {
       if (!HandleBroadcastRequest(c, slot, req, cfg_.api_secret)) return;  // body incomplete
       counters_.api_requests_total.Add();
       continue;
+    }
+    if (on_main && cfg_.sse && req.path == cfg_.sse_path) {
+      if (c.sendq_head < c.sendq.size()) {
+        // The answer to an earlier request is still going out: the stream's head must follow
+        // it, so the request waits until the queue is empty (OnSend).
+        c.http->sse_deferred = true;
+        return;
+      }
+      HandleSse(c, slot, req);  // a stream now, refused, or its body is incomplete
+      return;
+    }
+    if (on_main && cfg_.poll && req.path == cfg_.poll_path) {
+      if (!HandlePoll(c, slot, req)) return;  // body incomplete
+      continue;  // answered (keep-alive), or waiting for its session (awaiting_poll)
     }
     size_t consumed = req.head_size;
     if (on_main && std::find(cfg_.paths.begin(), cfg_.paths.end(), std::string(req.path)) !=
@@ -297,122 +298,6 @@ void Worker::OnClusterAckItem(uint64_t token, bool ok) {
   }
 }
 
-void Worker::HandleUpgrade(Conn& c, uint32_t slot, const http::Request& req) {
-  if (!http::OriginAllowed(req.Get("origin"), cfg_.allowed_origins)) {
-    Respond(c, slot, 403, "Origin not allowed", true);
-    PauseReading(c, slot);
-    return;
-  }
-  http::UpgradeRequest up;
-  http::UpgradeError uerr = http::CheckUpgrade(req, &up);
-  if (uerr != http::UpgradeError::kNone) {
-    int status = http::UpgradeErrorStatus(uerr);
-    std::vector<std::pair<std::string, std::string>> extra;
-    // As gorilla/websocket: every refused upgrade names the version we speak.
-    extra.emplace_back("Sec-WebSocket-Version", "13");
-    c.keep_alive = false;
-    EnqueueRaw(c, slot,
-               http::BuildResponse(status, http::StatusText(status), "text/plain; charset=utf-8",
-                                   extra, true));
-    PauseReading(c, slot);
-    return;
-  }
-  if (stopping_) {
-    Respond(c, slot, 503, "Service Unavailable", true);
-    PauseReading(c, slot);
-    return;
-  }
-  // Server preference order, as anycable-go: v1-json wins when a client offers both.
-  auto protocol =
-      http::SelectSubprotocol(up.protocols, {"actioncable-v1-json", "actioncable-v1-ext-json"});
-  // --enable_ws_compression: accept a permessage-deflate offer, always without context takeover
-  // (gorilla's answer), so frames are compressed per message and broadcasts once for everyone.
-  c.deflate = cfg_.enable_ws_compression && http::OffersPermessageDeflate(req);
-  if (c.deflate) c.reader.set_deflate(true);
-  EnqueueRaw(c, slot,
-             http::BuildUpgradeResponse(http::ComputeAcceptKey(up.key), protocol, shared_.version,
-                                        c.deflate ? ws::kPermessageDeflateResponse : ""));
-
-  auto session = std::make_unique<Session>();
-  auto request_id = req.Get("x-request-id");
-  session->restorable = !(request_id && !request_id->empty());
-  session->sid = session->restorable ? NewSid() : std::string(*request_id);
-  session->ext = protocol && *protocol == "actioncable-v1-ext-json";
-  session->url = http::RequestUrl(req, c.tls != nullptr);
-  for (const std::string& name : cfg_.headers) {
-    auto value = req.Get(name);
-    if (!value) continue;
-    std::string v(*value);
-    if (name == "cookie" && !cfg_.proxy_cookies.empty())
-      v = http::FilterCookies(v, cfg_.proxy_cookies);
-    if (!v.empty()) session->headers.emplace_back(name, std::move(v));
-  }
-  session->headers.emplace_back("REMOTE_ADDR", PeerAddress(c.fd));
-
-  // Per-connection ping settings: ?pi=<seconds> (0 disables), ?ptp=s|ms|ns.
-  int64_t interval_ms = shared_.ping_interval_ms;
-  if (auto pi = http::QueryParam(req.query, "pi")) {
-    char* end = nullptr;
-    long v = std::strtol(pi->c_str(), &end, 10);
-    if (end != pi->c_str() && *end == 0 && v >= 0) interval_ms = v * 1000;
-  }
-  c.ping_period = static_cast<uint32_t>((interval_ms + kTickMs - 1) / kTickMs);
-  c.ping_precision = static_cast<uint8_t>(cfg_.ping_timestamp_precision);
-  if (auto ptp = http::QueryParam(req.query, "ptp")) {
-    if (*ptp == "s") c.ping_precision = 0;
-    if (*ptp == "ms") c.ping_precision = 1;
-    if (*ptp == "ns") c.ping_precision = 2;
-  }
-
-  // Before c.http goes: req's views point into its buffer.
-  const std::optional<std::string> jwt = ExtractJwt(cfg_, req, up);
-  // Session restore (ext protocol with a broker): the previous sid in X-AnyCable-Restore-Sid, or
-  // ?sid=.
-  std::string restore_sid;
-  if (session->ext && (shared_.broker || shared_.remote_broker) && cfg_.sessions_ttl_s > 0) {
-    if (auto h = req.Get("x-anycable-restore-sid"); h && !h->empty()) {
-      restore_sid.assign(*h);
-    } else if (auto q = http::QueryParam(req.query, "sid"); q && !q->empty()) {
-      restore_sid = *q;
-    }
-  }
-  std::string leftover = c.http->buf.substr(req.head_size);
-  c.http.reset();
-  c.session = std::move(session);
-  c.state = ConnState::kConnecting;
-
-  if (!restore_sid.empty() && shared_.remote_broker) {
-    // --broker redis: the restore answer comes later; the JWT is kept for the fallback.
-    restore_jwt_[ConnToken(c, slot)] = jwt;
-    TryRestoreSession(c, slot, restore_sid);
-    if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
-    return;
-  }
-  if ((!restore_sid.empty() && TryRestoreSession(c, slot, restore_sid)) ||
-      AuthenticateLocally(c, slot, jwt)) {
-    // Frames sent before the welcome are processed once open, dropped if refused (spec §5 item 1).
-    if (!leftover.empty() && c.state == ConnState::kOpen)
-      OnBytes(c, slot, leftover.data(), leftover.size());
-    return;
-  }
-  StartConnectRpc(c, slot);
-  // Frames the client sent right after the handshake wait for the welcome.
-  if (!leftover.empty()) OnBytes(c, slot, leftover.data(), leftover.size());
-}
-
-void Worker::StartConnectRpc(Conn& c, uint32_t slot) {
-  auto call = std::make_shared<rpc::Call>();
-  call->kind = rpc::CallKind::kConnect;
-  call->sid = c.session->sid;
-  call->owner = ConnToken(c, slot);
-  anycable::Env* env = call->connect_request.mutable_env();
-  env->set_url(c.session->url);
-  for (auto& [k, v] : c.session->headers) (*env->mutable_headers())[k] = v;
-  c.session->inflight = call;
-  ++outstanding_calls_;
-  SubmitRpc(call);
-}
-
 void Worker::WatchHandshake(Conn& c, uint32_t slot) {
   if (cfg_.handshake_timeout_s <= 0) return;  // 0 = no limit; deadline_ms stays 0
   c.http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
@@ -427,6 +312,10 @@ void Worker::ExpireHandshakes() {
     http_deadlines_.pop_back();
     Conn* c = Lookup(d.slot, d.gen);
     if (!c || c->state != ConnState::kHttp || !c->http) continue;  // upgraded or gone
+    if (c->http->awaiting_poll) {
+      // A long poll is answered within --poll_interval; its connection is not idle.
+      c->http->deadline_ms = now_ms_ + cfg_.handshake_timeout_s * 1000LL;
+    }
     if (c->http->deadline_ms > now_ms_) {
       // Renewed by a completed keep-alive request: track the new deadline instead.
       http_deadlines_.push_back({c->http->deadline_ms, d.slot, d.gen});

@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "common/log.h"
+#include "protocol/transport_encode.h"
 #include "server/worker.h"
 #include "ws/frame.h"
 
@@ -60,7 +61,7 @@ void Worker::DeliverPublication(hub::Message& msg) {
   counters_.broadcast_msg_total.Add();
   // Subscribers of one stream mostly share one identifier: remember the last frame used.
   const std::string* last_identifier = nullptr;
-  bool last_ext = false;
+  hub::Wire last_wire = hub::Wire::kWs;
   const uint64_t seq = msg.seq();
   hub::Frame* frame = nullptr;
   hub::Frame* local_frame = nullptr;
@@ -89,8 +90,11 @@ void Worker::DeliverPublication(hub::Message& msg) {
       if (!AdmitRemote(*c, sub, e.link, msg)) continue;
     }
     if (!exclude.empty() && c->session->sid == exclude) continue;
-    const bool ext = c->session->ext;
+    // The connection's transport decides the encoding (hub/wire.h); every subscriber with the
+    // same (identifier, wire) on every worker shares one frame.
+    const hub::Wire wire = c->wire;
     if (c->deflate) {
+      const bool ext = wire == hub::Wire::kWsExt;
       if (!last_deflated_identifier || *last_deflated_identifier != sub->identifier ||
           last_deflated_ext != ext) {
         deflated = msg.DeflatedFrameFor(sub->identifier, ext);
@@ -103,14 +107,14 @@ void Worker::DeliverPublication(hub::Message& msg) {
       }
       // Cache full (more than 8 identifiers for one publication): the plain frame below.
     }
-    if (!last_identifier || *last_identifier != sub->identifier || last_ext != ext) {
-      frame = msg.FrameFor(sub->identifier, ext);
+    if (!last_identifier || *last_identifier != sub->identifier || last_wire != wire) {
+      frame = msg.FrameFor(sub->identifier, wire);
       if (!frame) {
         if (local_frame) local_frame->ReleaseCreator();
-        local_frame = frame = msg.BuildLocalFrame(sub->identifier, ext);
+        local_frame = frame = msg.BuildLocalFrame(sub->identifier, wire);
       }
       last_identifier = &sub->identifier;
-      last_ext = ext;
+      last_wire = wire;
     }
     Enqueue(*c, sub->conn_slot, frame);
   }
@@ -152,22 +156,32 @@ void Worker::PingWheelRemove(Conn& c) {
 
 void Worker::SendPing(Conn& c, uint32_t slot) {
   int p = c.ping_precision > 2 ? 0 : c.ping_precision;
-  if (!tick_ping_[p]) {
-    // One ping frame per tick and precision, shared by every connection pinged in this tick.
+  const int t = c.transport == Transport::kWs ? 0 : 1;  // WebSocket frame or SSE event
+  if (t == 1 && c.sse_raw) return;                      // raw streams carry data events only
+  hub::Frame*& ping = tick_ping_[t][p];
+  if (!ping) {
+    // One ping frame per tick, transport and precision, shared by every connection pinged in
+    // this tick.
     timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t value = p == 0   ? ts.tv_sec
                     : p == 1 ? static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000
                              : static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
     std::string payload = protocol::EncodePing(value);
-    uint8_t header[ws::kMaxHeaderSize];
-    size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
-    hub::Frame* f = hub::Frame::NewLocal(hlen + payload.size());
-    std::memcpy(f->data(), header, hlen);
-    std::memcpy(f->data() + hlen, payload.data(), payload.size());
-    tick_ping_[p] = f;
+    if (t == 1) {
+      std::string chunk = protocol::EncodeSseReply(payload, true, false);
+      ping = hub::Frame::NewLocal(chunk.size());
+      std::memcpy(ping->data(), chunk.data(), chunk.size());
+    } else {
+      uint8_t header[ws::kMaxHeaderSize];
+      size_t hlen = ws::WriteFrameHeader(header, ws::Opcode::kText, payload.size());
+      ping = hub::Frame::NewLocal(hlen + payload.size());
+      std::memcpy(ping->data(), header, hlen);
+      std::memcpy(ping->data() + hlen, payload.data(), payload.size());
+    }
   }
-  Enqueue(c, slot, tick_ping_[p]);
+  Enqueue(c, slot, ping);
+  if (t == 1) return;  // no pong from an SSE client, no native pings
   if (cfg_.pong_timeout_s > 0 && c.pong_deadline_ms == 0 && c.session && c.session->ext) {
     c.pong_deadline_ms = now_ms_ + static_cast<int64_t>(cfg_.pong_timeout_s) * 1000;
     pong_deadlines_.push_back({c.pong_deadline_ms, slot, c.gen});
@@ -212,9 +226,11 @@ void Worker::ProcessTicks() {
       if (c.state == ConnState::kOpen) PingWheelInsert(c, slot);
       slot = next;
     }
-    for (auto& f : tick_ping_) {
-      if (f) f->ReleaseCreator();
-      f = nullptr;
+    for (auto& row : tick_ping_) {
+      for (auto& f : row) {
+        if (f) f->ReleaseCreator();
+        f = nullptr;
+      }
     }
     if (tick_native_ping_) tick_native_ping_->ReleaseCreator();
     tick_native_ping_ = nullptr;
@@ -234,6 +250,7 @@ void Worker::ProcessTicks() {
   }
   ExpireHandshakes();
   ExpirePongs();
+  if (!poll_timers_.empty() || !poll_tombstones_.empty()) ProcessPollTimers();
   if (index_ == 0 && shared_.broker && now_ms_ >= next_sweep_ms_) {
     next_sweep_ms_ = now_ms_ + 1000;
     shared_.broker->Sweep();

@@ -42,24 +42,6 @@ std::string EncodeStateJson(const StateMap& state) {
 }
 }  // namespace
 
-// ---- FrameReader callbacks (cur_conn_ is the connection being fed) ----
-
-void Worker::OnText(std::string_view message) { OnClientMessage(message); }
-void Worker::OnBinary(std::string_view message) { OnClientMessage(message); }
-
-void Worker::OnControlBytes(std::string_view bytes) {
-  if (cur_conn_) EnqueueRaw(*cur_conn_, cur_slot_, bytes);
-}
-
-void Worker::OnClose(uint16_t, std::string_view) {
-  // wslay already queued our close reply through OnControlBytes; flush it, then close.
-  if (cur_conn_) BeginClosing(*cur_conn_, cur_slot_);
-}
-
-void Worker::OnProtocolError(uint16_t) {
-  if (cur_conn_) BeginClosing(*cur_conn_, cur_slot_);
-}
-
 void Worker::OnClientMessage(std::string_view message) {
   Conn& c = *cur_conn_;
   if (c.state == ConnState::kClosing || !c.session || c.reading_stopped) return;
@@ -86,7 +68,13 @@ void Worker::DrainPending(Conn& c, uint32_t slot) {
     s.pending_bytes -= frame.size();
     ExecuteCommand(c, slot, frame);
   }
-  if (c.state == ConnState::kOpen) MaybeResumeReading(c, slot);
+  if (c.state != ConnState::kOpen) return;
+  MaybeResumeReading(c, slot);
+  // A transport that holds its output until the request's commands ran (SSE, long polling).
+  if (c.hold_output && !c.session->inflight &&
+      c.session->pending_head >= c.session->pending.size()) {
+    OnCommandsDrained(c, slot);
+  }
 }
 
 void Worker::ExecuteCommand(Conn& c, uint32_t slot, const std::string& frame) {
@@ -215,6 +203,10 @@ void Worker::ProcessInbox() {
       OnBrokerReplyItem(std::move(item->broker_reply));
     } else if (item->kind == InboxItem::Kind::kClusterAck) {
       OnClusterAckItem(item->token, item->ok);
+    } else if (item->kind == InboxItem::Kind::kPollRequest) {
+      OnPollRequest(item->from_worker, item->token, item->poll_id, item->bytes);
+    } else if (item->kind == InboxItem::Kind::kPollReply) {
+      OnPollReply(item->token, item->status, item->poll_id, std::move(item->bytes));
     } else {
       rpc::Call& call = *item->call;
       if (call.kind == rpc::CallKind::kDisconnect) {

@@ -76,7 +76,7 @@ void Worker::HandleHistory(Conn& c, uint32_t slot, const std::string& identifier
       // Already delivered live on this connection: not again.
       const bool delivered = link.lo != 0 && seq >= link.lo && seq <= link.hi;
       if (!delivered && c.state == ConnState::kOpen) {
-        hub::Frame* f = m->BuildLocalFrame(identifier, true);
+        hub::Frame* f = m->BuildLocalFrame(identifier, hub::Positioned(c.wire));
         Enqueue(c, slot, f);
         f->ReleaseCreator();
         if (first_sent == 0) first_sent = seq;

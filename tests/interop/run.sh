@@ -6,7 +6,8 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs tls.test.mjs presence.test.mjs)
+SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs tls.test.mjs presence.test.mjs
+           sse.test.mjs)
 # Bounds (seconds); together they stay within the ctest TIMEOUT of 300.
 NPM_TIMEOUT=90          # npm ci
 STARTUP_TIMEOUT=15      # each server process becoming ready
@@ -110,14 +111,15 @@ done
 read -r CABLE_PORT BROADCAST_PORT TLS_PORT < <(free_ports 3)
 [[ -n "${TLS_PORT:-}" ]] || die "could not find free ports"
 
-# --broker memory: anycable_ext.test.mjs (positions, history, session restore); v1 clients are
-# unaffected. RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays
+# --broker memory: anycable_ext.test.mjs (positions, history, session restore) and sse.test.mjs
+# (Last-Event-ID catch-up); v1 clients are unaffected. --sse / --poll: the HTTP transports.
+# RPC-less channels for turbo.test.mjs (own secrets, so HTTP broadcasting stays
 # unauthenticated).
 TURBO_SECRET="interop-turbo-secret"
 STREAMS_SECRET="interop-streams-secret"
 "$RINGCABLE_BIN" --host 127.0.0.1 --port "$CABLE_PORT" --http_broadcast_port "$BROADCAST_PORT" \
   --rpc_host "127.0.0.1:$RPC_PORT" --turbo_streams --turbo_streams_secret "$TURBO_SECRET" \
-  --streams_secret "$STREAMS_SECRET" --broker memory >"$WORK/ringcable.log" 2>&1 &
+  --streams_secret "$STREAMS_SECRET" --broker memory --sse --poll >"$WORK/ringcable.log" 2>&1 &
 CABLE_PID=$!
 
 # A second server for tls.test.mjs: wss:// + https:// with a throwaway self-signed certificate

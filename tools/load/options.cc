@@ -138,6 +138,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
       o.turbo = true;
       continue;
     }
+    if (arg == "--sse") {
+      o.sse = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) return MakeError("unexpected argument '" + arg + "'");
     std::string flag = arg.substr(2);
     std::string value;
@@ -224,8 +228,10 @@ Result<Options, std::string> ParseOptions(const std::vector<std::string>& args) 
     return MakeError("unknown option '--" + flag + "' (see --help)");
   }
 
-  o.tls = url.rfind("wss://", 0) == 0;
-  auto ws = ParseUrl(url, o.tls ? "wss" : "ws");
+  // --sse takes the SSE endpoint as http(s)://.
+  const bool http_url = o.sse && (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0);
+  o.tls = url.rfind("wss://", 0) == 0 || (http_url && url.rfind("https://", 0) == 0);
+  auto ws = ParseUrl(url, http_url ? (o.tls ? "https" : "http") : (o.tls ? "wss" : "ws"));
   if (!ws) return MakeError("--url: " + ws.error());
   o.url = ws.value();
   const bool https = broadcast_url.rfind("https://", 0) == 0;
@@ -314,6 +320,8 @@ Usage: ringcable-load [options]
   --no-progress          no progress line on stderr
   --compression          offer permessage-deflate (RFC 7692, no context takeover) and inflate
                          compressed messages (measures the client side of --enable_ws_compression)
+  --sse                  subscribe over Server-Sent Events: GET <url>?identifier=<identifier> (url
+                         http://127.0.0.1:8080/events); data events are the deliveries
   --ext                  ask for actioncable-v1-ext-json (sid in welcome; with --broker, frames carry
                          stream_id/epoch/offset): measures the extended protocol's cost
   -h, --help             this text

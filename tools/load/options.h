@@ -48,7 +48,10 @@ struct Options {
   int server_pid = 0;
   double timeout = 60;
   bool progress = true;
-  bool ext = false;          // --ext: speak actioncable-v1-ext-json (broker offsets in frames)
+  bool ext = false;  // --ext: speak actioncable-v1-ext-json (broker offsets in frames)
+  // --sse: subscribe with Server-Sent Events (GET <url path>?identifier=..., --url http://...)
+  // instead of a WebSocket; deliveries are the stream's data events.
+  bool sse = false;
   bool compression = false;  // --compression: offer permessage-deflate, inflate what comes back
   bool help = false;
 };

@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -112,7 +114,8 @@ struct Conn {
   uint64_t max_seq = 0;
   uint64_t received = 0;
   std::string sid;   // restore mode: the session id from the first welcome
-  std::string head;  // upgrade response bytes until the head is complete
+  std::string head;  // upgrade response bytes until the head is complete (--sse: raw body too)
+  std::string sse;   // --sse: decoded body not yet split into events
   std::string out;   // bytes the socket did not take yet
   FrameReader reader;
   // wss://: the connection's TLS over memory BIOs (the socket stays ours and non-blocking):
@@ -152,6 +155,10 @@ class Worker {
   void OnEvent(int i, uint32_t events);
   void OnReadable(int i);
   void HandleFrame(int i, const WsMessage& m);
+  void HandleCable(int i, const CableEvent& e, std::string_view payload);
+  std::string HandshakeRequest(int i) const;  // the WebSocket upgrade, or the SSE GET
+  // --sse: the response head, then the chunked body's events.
+  void OnSseBytes(int i, std::string_view data);
   void Fail(int i, Failure why, int err = 0);
   void CloseReady(int i);
   void Send(int i, std::string_view data);     // plaintext: through TLS when wss://
@@ -430,8 +437,7 @@ void Worker::OnEvent(int i, uint32_t events) {
       StartTls(i);  // the upgrade request follows once the handshake is done (OnReadable)
       return;
     }
-    std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-    Send(i, UpgradeRequest(o_.url.host_port, PathFor(i), key, o_.compression, o_.ext));
+    Send(i, HandshakeRequest(i));
     return;
   }
   if (c.state == State::kDone) return;
@@ -472,8 +478,7 @@ void Worker::OnReadable(int i) {
           if (static_cast<size_t>(n) < kReadChunk) return;
           continue;
         }
-        std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
-        Send(i, UpgradeRequest(o_.url.host_port, PathFor(i), key, o_.compression, o_.ext));
+        Send(i, HandshakeRequest(i));
         if (c.state == State::kDone) return;
       }
       plain_.clear();
@@ -495,6 +500,12 @@ void Worker::OnReadable(int i) {
         continue;
       }
       data = plain_;
+    }
+    if (o_.sse) {
+      OnSseBytes(i, data);
+      if (c.state == State::kDone) return;
+      if (static_cast<size_t>(n) < kReadChunk) return;
+      continue;
     }
     if (c.state == State::kUpgrading) {
       c.head.append(data);
@@ -533,7 +544,6 @@ void Worker::OnReadable(int i) {
 }
 
 void Worker::HandleFrame(int i, const WsMessage& m) {
-  Conn& c = conns_[i];
   switch (m.opcode) {
     case Opcode::kPing:
       SendFrame(i, Opcode::kPong, m.payload);
@@ -547,12 +557,16 @@ void Worker::HandleFrame(int i, const WsMessage& m) {
     default:
       return;
   }
-  CableEvent e = ClassifyFrame(m.payload);
+  HandleCable(i, ClassifyFrame(m.payload), m.payload);
+}
+
+void Worker::HandleCable(int i, const CableEvent& e, std::string_view payload) {
+  Conn& c = conns_[i];
   switch (c.state) {
     case State::kWelcome:
       if (e.kind == CableKind::kWelcome && restoring_) {
         // The server restores the subscriptions itself; the client only asks for what it missed.
-        if (m.payload.find("\"restored\":true") == std::string::npos) {
+        if (payload.find("\"restored\":true") == std::string::npos) {
           ++c_.not_restored;
           Fail(i, Failure::kRejected);
           return;
@@ -560,9 +574,9 @@ void Worker::HandleFrame(int i, const WsMessage& m) {
         c.state = State::kCatchingUp;
         SendFrame(i, Opcode::kText, history_);
       } else if (e.kind == CableKind::kWelcome) {
-        if (o_.mode == Mode::kRestore) c.sid = SidOf(m.payload);
+        if (o_.mode == Mode::kRestore) c.sid = SidOf(payload);
         c.state = State::kSubscribing;
-        SendFrame(i, Opcode::kText, subscribe_);
+        if (!o_.sse) SendFrame(i, Opcode::kText, subscribe_);  // SSE: the GET subscribed
       } else if (e.kind == CableKind::kDisconnect) {
         Fail(i, Failure::kRejected);
       }
@@ -626,6 +640,99 @@ void Worker::HandleFrame(int i, const WsMessage& m) {
     default:
       return;
   }
+}
+
+std::string Worker::HandshakeRequest(int i) const {
+  if (o_.sse) {
+    std::string target = o_.url.path;
+    target += target.find('?') == std::string::npos ? '?' : '&';
+    target += "identifier=";
+    static const char* kHex = "0123456789ABCDEF";
+    for (unsigned char ch : o_.identifier) {
+      if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+        target += static_cast<char>(ch);
+      } else {
+        target += '%';
+        target += kHex[ch >> 4];
+        target += kHex[ch & 15];
+      }
+    }
+    return "GET " + target + " HTTP/1.1\r\nHost: " + o_.url.host_port +
+           "\r\nAccept: text/event-stream\r\n\r\n";
+  }
+  std::string key = Base64Key(static_cast<uint64_t>(plan_.first_conn + i) * 7919 + 17);
+  return UpgradeRequest(o_.url.host_port, PathFor(i), key, o_.compression, o_.ext);
+}
+
+void Worker::OnSseBytes(int i, std::string_view data) {
+  Conn& c = conns_[i];
+  c.head.append(data);
+  if (c.state == State::kUpgrading) {
+    size_t end = c.head.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      if (c.head.size() > 16384) Fail(i, Failure::kUpgrade);
+      return;
+    }
+    int status = 0;
+    size_t sp = c.head.find(' ');
+    if (sp != std::string::npos) status = std::atoi(c.head.c_str() + sp + 1);
+    if (status != 200) {
+      if (!c_.first_status) c_.first_status = status;
+      Fail(i, Failure::kUpgrade);
+      return;
+    }
+    c.head.erase(0, end + 4);
+    c.state = State::kWelcome;
+  }
+  // Chunks → body (c.sse) → events.
+  size_t pos = 0;
+  for (;;) {
+    size_t eol = c.head.find("\r\n", pos);
+    if (eol == std::string::npos) break;
+    size_t size = std::strtoul(c.head.c_str() + pos, nullptr, 16);
+    if (c.head.size() < eol + 2 + size + 2) break;
+    if (size == 0) {
+      pos = c.head.size();
+      Fail(i, Failure::kClosed);
+      return;
+    }
+    c.sse.append(c.head, eol + 2, size);
+    pos = eol + 2 + size + 2;
+  }
+  c.head.erase(0, pos);
+  size_t start = 0;
+  for (;;) {
+    size_t end = c.sse.find("\n\n", start);
+    if (end == std::string::npos) break;
+    std::string_view block(c.sse.data() + start, end - start);
+    start = end + 2;
+    std::string_view type;
+    std::string_view text;
+    size_t line = 0;
+    while (line < block.size()) {
+      size_t nl = block.find('\n', line);
+      if (nl == std::string_view::npos) nl = block.size();
+      std::string_view l = block.substr(line, nl - line);
+      if (l.rfind("event: ", 0) == 0) type = l.substr(7);
+      if (l.rfind("data: ", 0) == 0) text = l.substr(6);
+      line = nl + 1;
+    }
+    CableEvent e;
+    if (type.empty()) {
+      // A GET stream's data event is the publication's message itself.
+      int64_t seq = 0, ts = 0;
+      if (IntAfter(text, 0, "\"seq", &seq) && IntAfter(text, 0, "\"ts", &ts)) {
+        e.kind = CableKind::kDelivery;
+        e.seq = static_cast<uint64_t>(seq);
+        e.ts = ts;
+      }
+    } else {
+      e = ClassifyFrame(text);
+    }
+    HandleCable(i, e, text);
+    if (c.state == State::kDone) return;
+  }
+  c.sse.erase(0, start);
 }
 
 void Worker::StartMeasuring() {

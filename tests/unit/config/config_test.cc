@@ -519,7 +519,21 @@ TEST(ConfigUnsupported, SpotChecks) {
              "--noauth=false", "--public=false", "--sse=false", "--jwt_secret=none",
              "--streams_presence=true", "--redis_url=redis://localhost:6379", "--rpc_impl=grpc",
              "--jwt_id_param=jid", "--metrics_log_interval=0", "--config-path="});
-  EXPECT_EQ(ParseError({"--sse"}), "flag --sse is not supported by ringcable yet");
+  EXPECT_EQ(ParseError({"--ds"}), "flag --ds is not supported by ringcable yet");
+  // The transports of #17.
+  EXPECT_TRUE(MustParse({"--sse"}).sse);
+  EXPECT_EQ(MustParse({"--sse_path=/sse"}).sse_path, "/sse");
+  const auto poll =
+      MustParse({"--poll", "--poll_path=/poll", "--poll_interval=7", "--poll_flush_interval=0",
+                 "--poll_keepalive_timeout=9", "--poll_max_request_size=1024"});
+  EXPECT_TRUE(poll.poll);
+  EXPECT_EQ(poll.poll_path, "/poll");
+  EXPECT_EQ(poll.poll_interval_s, 7);
+  EXPECT_EQ(poll.poll_flush_interval_ms, 0);
+  EXPECT_EQ(poll.poll_keepalive_timeout_s, 9);
+  EXPECT_EQ(poll.poll_max_request_size, 1024);
+  EXPECT_FALSE(MustParse({}).poll);
+  EXPECT_EQ(MustParse({}).poll_interval_s, 15);
   EXPECT_EQ(MustParse({"--broker=memory"}).broker, "memory");
   EXPECT_EQ(MustParse({"--broker=redis"}).broker, "redis");
   EXPECT_EQ(MustParse({"--broker=redis"}).pubsub, "redis");  // as anycable-go: implied
@@ -1288,7 +1302,7 @@ TEST(ConfigToml, ExactErrors) {
   EXPECT_EQ(FileError("[broker]\nadapter = \"disk\"\n"),
             "invalid value \"disk\" for key \"broker.adapter\" in config file <file>: must be "
             "one of none, memory, redis, nats");
-  EXPECT_EQ(FileError("[sse]\nenabled = true\n"), "flag --sse is not supported by ringcable yet");
+  EXPECT_EQ(FileError("[ds]\nenabled = true\n"), "flag --ds is not supported by ringcable yet");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"http\"\n"),
             "--rpc_impl=http needs an http(s):// --rpc_host (got \"localhost:50051\")");
   EXPECT_EQ(FileError("[rpc]\nimplementation = \"trpc\"\n"),

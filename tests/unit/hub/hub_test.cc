@@ -319,6 +319,44 @@ TEST_F(MessageTest, SameIdentifierReturnsTheCachedFrame) {
   EXPECT_EQ(rec_.Count(b), 1);
 }
 
+TEST_F(MessageTest, EachWireHasItsOwnSharedFrame) {
+  // The transports' encodings (hub/wire.h): one shared frame per (identifier, wire).
+  Message* m = Message::NewPublication("chat", R"("a\nb")", "", 1);
+  m->SetPosition("ep", 7, 0, 1);
+  Frame* ws = m->FrameFor("I", Wire::kWs);
+  Frame* ext = m->FrameFor("I", Wire::kWsExt);
+  Frame* sse = m->FrameFor("I", Wire::kSse);
+  Frame* full = m->FrameFor("I", Wire::kSseFull);
+  Frame* line = m->FrameFor("I", Wire::kJsonl);
+  for (Frame* f : {ws, ext, sse, full, line}) {
+    ASSERT_NE(f, nullptr);
+    EXPECT_TRUE(f->shared());
+  }
+  EXPECT_EQ(m->FrameFor("I", Wire::kSse), sse);
+  EXPECT_EQ(m->FrameFor("I", Wire::kJsonl), line);
+  EXPECT_NE(ws, ext);
+  // GET stream: the message's text, one data line per line, the position as the id; a chunk.
+  EXPECT_EQ(std::string(sse->data(), sse->size()), "1f\r\ndata: a\ndata: b\nid: 7/ep/chat\n\n\r\n");
+  const std::string ext_json =
+      R"({"identifier":"I","message":"a\nb","stream_id":"chat","epoch":"ep","offset":7})";
+  const std::string full_event = "data: " + ext_json + "\nid: 7/ep/chat\n\n";
+  std::string full_bytes(full->data(), full->size());
+  EXPECT_EQ(full_bytes.substr(full_bytes.find("\r\n") + 2), full_event + "\r\n");
+  EXPECT_EQ(std::string(line->data(), line->size()), ext_json + "\n");
+  Frame* local = m->BuildLocalFrame("I", Wire::kSse);
+  ASSERT_EQ(local->size(), sse->size());
+  EXPECT_EQ(std::memcmp(local->data(), sse->data(), sse->size()), 0);
+  local->ReleaseCreator();
+  m->Release();
+  for (Frame* f : {ws, ext, sse, full, line}) EXPECT_EQ(rec_.Count(f), 1);
+  // Without a position the ext variant is the v1 frame, and SSE events carry no id.
+  Message* plain = Message::NewPublication("chat", "1", "", 1);
+  EXPECT_EQ(plain->FrameFor("I", Wire::kWsExt), plain->FrameFor("I", Wire::kWs));
+  Frame* bare = plain->FrameFor("I", Wire::kSse);
+  EXPECT_EQ(std::string(bare->data(), bare->size()), "9\r\ndata: 1\n\n\r\n");
+  plain->Release();
+}
+
 TEST_F(MessageTest, CacheOverflowReturnsNullptrAndKeepsEarlierEntries) {
   Message* m = Message::NewPublication("s", "1", "", 1);
   std::vector<Frame*> frames;

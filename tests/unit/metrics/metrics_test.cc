@@ -178,9 +178,11 @@ TEST(Statsd, DatadogLinesAsGoStatsdWritesThem) {
                                   "anycable_go.clients_num:7|g|#env:prod,app:x",
                                   "anycable_go.clients_uniq_num:7|g|#env:prod,app:x",
                                   "anycable_go.disconnect_queue_size:0|g|#env:prod,app:x",
+                                  "anycable_go.long_poll_clients_num:0|g|#env:prod,app:x",
                                   "anycable_go.publications_total:6|c|#env:prod,app:x",
                                   "anycable_go.rpc_call_total:2|c|#env:prod,app:x",
                                   "anycable_go.rpc_pending_num:1|g|#env:prod,app:x",
+                                  "anycable_go.sse_clients_num:0|g|#env:prod,app:x",
                               }));
   // First interval: counters since the start.
   StatsdOptions plain;
@@ -195,7 +197,7 @@ TEST(Statsd, InfluxdbAndGraphiteTagsFollowTheName) {
   o.tags = {{"env", "prod"}, {"app", "x"}};
   o.format = StatsdTagFormat::kInfluxdb;
   auto lines = IntervalLines(o);
-  ASSERT_EQ(lines.size(), 8u);
+  ASSERT_EQ(lines.size(), 10u);
   EXPECT_EQ(lines[0], "app.broadcast_msg_total,env=prod,app=x:6|c");
   EXPECT_EQ(lines[2], "app.clients_num,env=prod,app=x:7|g");
   o.format = StatsdTagFormat::kGraphite;
