@@ -168,12 +168,19 @@ struct InboxItem {
   // kBrokerReply: the broker thread's answer (--broker redis|nats); kPollRequest: a poll request
   // for a session this worker owns, from the worker holding its connection; kPollReply: the
   // owner's answer (status, poll id, JSONL body) for that connection.
-  enum class Kind : uint8_t { kRpcDone, kShutdown, kClusterAck, kBrokerReply, kPollRequest, kPollReply };
+  enum class Kind : uint8_t {
+    kRpcDone,
+    kShutdown,
+    kClusterAck,
+    kBrokerReply,
+    kPollRequest,
+    kPollReply
+  };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
   rpc::CallPtr call;
-  uint64_t token = 0;    // kClusterAck / kPoll*: {generation:32, slot:32} of the HTTP connection
-  bool ok = false;       // kClusterAck: the broker took every publication
+  uint64_t token = 0;  // kClusterAck / kPoll*: {generation:32, slot:32} of the HTTP connection
+  bool ok = false;     // kClusterAck: the broker took every publication
   std::unique_ptr<hub::BrokerReply> broker_reply;  // kBrokerReply
   int from_worker = -1;  // kPollRequest: the worker holding the connection
   int status = 0;        // kPollReply
