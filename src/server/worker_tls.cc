@@ -70,6 +70,10 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "record");
     break;
   }
+  if (t.session.compact() && !t.counted_compact) {  // SSL freed: the compact record layer runs
+    t.counted_compact = true;
+    counters_.tls_compact_total.Add();
+  }
   if (t.session.PendingOutput() > 0) {  // e.g. an alert or a key update answer
     TlsQueueOutput(c);
     MarkDirty(c, slot);
