@@ -291,6 +291,11 @@ void Session::MaybeSwitch() {
   // Only a quiet, plain TLS 1.3 session moves: every byte fed taken, OpenSSL holding no partial
   // record, no plaintext and nothing to send, both record streams at a record boundary, and no
   // handshake message seen since the handshake (the counted sequence numbers are then exact).
+  if (no_switch_ && (rx_secret_len_ | tx_secret_len_)) {  // staying on OpenSSL: drop the secrets
+    rx_.Wipe();
+    tx_.Wipe();
+    rx_secret_len_ = tx_secret_len_ = 0;
+  }
   if (!want_compact_ || no_switch_ || compact_ || !done_ || failed_ || shutdown_sent_ || !ssl_) {
     return;
   }
