@@ -19,8 +19,12 @@ int SuiteIndex(Suite s) { return static_cast<int>(s) - 1; }  // 0..2 for the rea
 struct ThreadCiphers {
   EVP_CIPHER* cipher[3] = {};
   EVP_CIPHER_CTX* ctx[3][2] = {};
+  // The key each context holds now: consecutive records of one connection skip the key schedule.
+  uint8_t keyed[3][2][32] = {};
+  bool has_key[3][2] = {};
   EVP_KDF* hkdf = nullptr;
   ~ThreadCiphers() {
+    OPENSSL_cleanse(keyed, sizeof(keyed));
     for (auto& pair : ctx) {
       for (EVP_CIPHER_CTX* c : pair) EVP_CIPHER_CTX_free(c);
     }
@@ -42,6 +46,24 @@ struct ThreadCiphers {
         EVP_CIPHER_CTX_free(c);
         c = nullptr;
       }
+    }
+    return c;
+  }
+  // The context for `s` set up with key (unless it holds it already) and nonce; null on failure.
+  EVP_CIPHER_CTX* Keyed(Suite s, bool enc, const uint8_t* key, const uint8_t* nonce) {
+    EVP_CIPHER_CTX* c = Get(s, enc);
+    if (!c) return nullptr;
+    const int i = SuiteIndex(s);
+    const int e = enc ? 1 : 0;
+    const size_t klen = SuiteKeyLen(s);
+    const bool same = has_key[i][e] && CRYPTO_memcmp(keyed[i][e], key, klen) == 0;
+    if (EVP_CipherInit_ex(c, nullptr, nullptr, same ? nullptr : key, nonce, e) != 1) {
+      has_key[i][e] = false;
+      return nullptr;
+    }
+    if (!same) {
+      std::memcpy(keyed[i][e], key, klen);
+      has_key[i][e] = true;
     }
     return c;
   }
@@ -146,8 +168,6 @@ bool Direction::Update(Suite s) {
 bool Seal(Suite s, Direction& d, uint8_t inner_type, const uint8_t* data, size_t len,
           std::string* out) {
   if (len > kMaxPlain || d.seq == UINT64_MAX) return false;
-  EVP_CIPHER_CTX* ctx = t_ciphers.Get(s, true);
-  if (!ctx) return false;
   const size_t body = len + 1 + kTagLen;
   uint8_t header[kHeaderLen] = {23, 3, 3, static_cast<uint8_t>(body >> 8),
                                 static_cast<uint8_t>(body)};
@@ -159,9 +179,9 @@ bool Seal(Suite s, Direction& d, uint8_t inner_type, const uint8_t* data, size_t
   std::memcpy(p, header, kHeaderLen);
   int n = 0;
   int m = 0;
+  EVP_CIPHER_CTX* ctx = t_ciphers.Keyed(s, true, d.key, nonce);
   bool ok =
-      EVP_EncryptInit_ex(ctx, nullptr, nullptr, d.key, nonce) == 1 &&
-      EVP_EncryptUpdate(ctx, nullptr, &n, header, kHeaderLen) == 1 &&
+      ctx != nullptr && EVP_EncryptUpdate(ctx, nullptr, &n, header, kHeaderLen) == 1 &&
       (len == 0 || EVP_EncryptUpdate(ctx, p + kHeaderLen, &n, data, static_cast<int>(len)) == 1) &&
       EVP_EncryptUpdate(ctx, p + kHeaderLen + len, &m, &inner_type, 1) == 1 &&
       EVP_EncryptFinal_ex(ctx, p + kHeaderLen + len + 1, &n) == 1 &&
@@ -179,14 +199,12 @@ long Open(Suite s, Direction& d, const uint8_t* record, size_t len, uint8_t* out
   if (len < kHeaderLen + kTagLen + 1 || len > kHeaderLen + kMaxCipher || d.seq == UINT64_MAX) {
     return -1;
   }
-  EVP_CIPHER_CTX* ctx = t_ciphers.Get(s, false);
-  if (!ctx) return -1;
   const size_t clen = len - kHeaderLen - kTagLen;
   uint8_t nonce[kIvLen];
   Nonce(d, nonce);
   int n = 0;
-  bool ok = EVP_DecryptInit_ex(ctx, nullptr, nullptr, d.key, nonce) == 1 &&
-            EVP_DecryptUpdate(ctx, nullptr, &n, record, kHeaderLen) == 1 &&
+  EVP_CIPHER_CTX* ctx = t_ciphers.Keyed(s, false, d.key, nonce);
+  bool ok = ctx != nullptr && EVP_DecryptUpdate(ctx, nullptr, &n, record, kHeaderLen) == 1 &&
             EVP_DecryptUpdate(ctx, out, &n, record + kHeaderLen, static_cast<int>(clen)) == 1 &&
             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagLen,
                                 const_cast<uint8_t*>(record + kHeaderLen + clen)) == 1 &&
