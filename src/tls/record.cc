@@ -23,7 +23,9 @@ struct ThreadCiphers {
   uint8_t keyed[3][2][32] = {};
   bool has_key[3][2] = {};
   EVP_KDF* hkdf = nullptr;
+  EVP_KDF_CTX* hkdf_ctx[2] = {};  // SHA-256, SHA-384
   ~ThreadCiphers() {
+    for (EVP_KDF_CTX* k : hkdf_ctx) EVP_KDF_CTX_free(k);
     OPENSSL_cleanse(keyed, sizeof(keyed));
     for (auto& pair : ctx) {
       for (EVP_CIPHER_CTX* c : pair) EVP_CIPHER_CTX_free(c);
@@ -111,21 +113,40 @@ bool HkdfExpandLabel(Suite s, const uint8_t* secret, size_t secret_len, const ch
   if (context_len) std::memcpy(info + n, context, context_len);
   n += context_len;
 
-  if (!t_ciphers.hkdf) t_ciphers.hkdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  if (!t_ciphers.hkdf) return false;
-  EVP_KDF_CTX* kctx = EVP_KDF_CTX_new(t_ciphers.hkdf);
-  if (!kctx) return false;
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  // One HKDF context per thread and hash, digest and mode set once (a fetch by name costs more
+  // than the derivation); the key is replaced right after use so no secret stays in it.
+  EVP_KDF_CTX*& kctx = t_ciphers.hkdf_ctx[s == Suite::kAes256GcmSha384 ? 1 : 0];
+  if (!kctx) {
+    if (!t_ciphers.hkdf) t_ciphers.hkdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+    if (!t_ciphers.hkdf) return false;
+    kctx = EVP_KDF_CTX_new(t_ciphers.hkdf);
+    if (!kctx) return false;
+    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    OSSL_PARAM setup[] = {
+        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(DigestName(s)),
+                                         0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_KDF_CTX_set_params(kctx, setup) != 1) {
+      EVP_KDF_CTX_free(kctx);
+      kctx = nullptr;
+      return false;
+    }
+  }
   OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(DigestName(s)), 0),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(secret),
                                         secret_len),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n),
       OSSL_PARAM_construct_end(),
   };
   bool ok = EVP_KDF_derive(kctx, out, out_len, params) == 1;
-  EVP_KDF_CTX_free(kctx);
+  uint8_t zero = 0;
+  OSSL_PARAM wipe[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, &zero, 1),
+      OSSL_PARAM_construct_end(),
+  };
+  EVP_KDF_CTX_set_params(kctx, wipe);  // OpenSSL clears and frees the previous key
   return ok;
 }
 

@@ -12,19 +12,37 @@
 //   key, checked against each other), then shared read-only: SSL_new on an SSL_CTX is thread-safe.
 //   It outlives every worker.
 // - Session: one per TLS connection, owned by that connection (server::Conn::tls) and used only by
-//   the worker thread that owns the connection; freed with the connection. Its SSL holds a
+//   the worker thread that owns the connection; freed with the connection. Its compact record
+//   layer state (keys, sequence numbers) belongs to it too. Until the switch its SSL holds a
 //   reference on that thread's transport BIO (a thread_local in tls.cc holds another until the
 //   thread exits; the last SSL_free frees it). Plain connections (and
 //   the separate metrics port's) have none, so they pay 8 bytes (a null pointer) for TLS.
 //
 // Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty; the
 // transport BIO is one per thread and holds no bytes (input is read in place, output is handed
-// over after each call and its buffer freed), and there is no session cache and no ticket. An idle
-// TLS connection therefore keeps only OpenSSL's own established-connection state: on OpenSSL 3.0
-// ~14 KB of heap per TLS 1.3 connection, 7.6 KB of it the SSL object itself (struct ssl_st, one
-// allocation), ~1.9 KB the two AES-GCM contexts, ~0.9 KB the SSL_SESSION, the rest the CERT copy,
-// locks and stacks; see bench/README.md for what that is in RSS. Below that needs a record layer of
-// our own (or kTLS) so the SSL can be freed after the handshake.
+// over after each call and its buffer freed), and there is no session cache and no ticket. Still,
+// an established OpenSSL 3.0 TLS 1.3 session keeps ~14 KB of heap (7.6 KB of it the SSL object), so
+// once a TLS 1.3 connection is established and quiet the session leaves OpenSSL (the compact
+// record layer, --ssl_compact, on by default):
+// - The key log callback hands over CLIENT/SERVER_TRAFFIC_SECRET_0 during the handshake (kept in
+//   rx_/tx_ until the switch); the transport BIO follows the record headers both ways and counts
+//   the records protected with those secrets after the handshake (their sequence numbers); the
+//   message callback vetoes the switch on any handshake message after the handshake (a KeyUpdate
+//   OpenSSL handled would make the counted keys stale).
+// - MaybeSwitch (after a Read that took every byte fed) checks the session is quiet: TLS 1.3, one
+//   of the three suites record.h implements, no byte buffered in OpenSSL (partial record, pending
+//   plaintext), both record streams at a record boundary, no shutdown, no key update pending, no
+//   early data. Then it derives key/iv per direction (HKDF-Expand-Label), sets the counted
+//   sequence numbers and SSL_frees the session. Anything else stays on OpenSSL (TLS 1.2 always):
+//   the switch is an optimisation with a safe fallback.
+// - From then on Read/Write/Shutdown run on record.h: application data; close_notify (kClosed) and
+//   other alerts (kError); KeyUpdate (the receiving key moves on; update_requested is answered
+//   with our own KeyUpdate and our sending key moves on: the current traffic secrets are kept, 32
+//   or 48 bytes per direction, for that); any other handshake message, a bad tag, an oversized
+//   record or an unknown content type are fatal (an alert is queued; the worker closes). A record
+//   received in part waits in partial_ (no capacity otherwise).
+// What an idle compact session keeps is this object (~400 B) and nothing in OpenSSL: the cipher
+// contexts are per thread (record.cc). Secrets are wiped when replaced and on destruction.
 //
 // Errors from OpenSSL are taken off the thread's error queue before returning (it is per thread
 // and would otherwise leak into the next connection's diagnosis).
