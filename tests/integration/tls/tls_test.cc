@@ -713,6 +713,113 @@ TEST_F(CompactTest, RecordsInPiecesAfterTheSwitch) {
   EXPECT_EQ(Errors(), 0);
 }
 
+// Records OpenSSL handled after the handshake are counted both ways, so the compact layer starts
+// at the right sequence numbers: the upgrade request rides with the client's Finished, the
+// server's answer goes out while a record cut in half keeps the session on OpenSSL, and only then
+// (the rest of that record received) does the session switch. Traffic after the switch, a
+// KeyUpdate included, proves both counts.
+TEST_F(CompactTest, SwitchAfterRecordsWentThroughOpenSsl) {
+  StartCompact();
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  int r = 0;
+  for (int i = 0; i < 10 && (r = SSL_do_handshake(c.ssl())) != 1; ++i) {
+    ASSERT_EQ(SSL_get_error(c.ssl(), r), SSL_ERROR_WANT_READ);
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    char buf[16384];
+    ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    BIO_write(SSL_get_rbio(c.ssl()), buf, static_cast<int>(n));
+  }
+  ASSERT_EQ(r, 1);  // the client's Finished is still unsent
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  std::string out;
+  char buf[16384];
+  int n;
+  while ((n = BIO_read(SSL_get_wbio(c.ssl()), buf, sizeof(buf))) > 0) out.append(buf, n);
+  // Finished, the upgrade's record and all but the last 5 bytes of the ping's record.
+  ASSERT_EQ(send(c.fd(), out.data(), out.size() - 5, MSG_NOSIGNAL),
+            static_cast<ssize_t>(out.size() - 5));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  EXPECT_EQ(Compact(), before) << "a partial record keeps the session on OpenSSL";
+  ASSERT_EQ(send(c.fd(), out.data() + out.size() - 5, 5, MSG_NOSIGNAL), 5);
+  const std::string pong("\x8a\x00", 2);
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find(pong) != std::string::npos; }));
+  ASSERT_EQ(WaitCompact(before + 1), before + 1);
+  // After the switch: subscribe (client → server), the confirmation and a pong (server → client),
+  // then the same through a key update both ways.
+  for (int round = 0; round < 2; ++round) {
+    if (round == 1) {
+      ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+    }
+    const std::string stream = "compact_counted_" + std::to_string(round);
+    std::string frame = SubscribeCommand(PubsubId(stream));
+    std::string ws("\x81", 1);
+    ws += static_cast<char>(0x80 | frame.size());
+    ws += std::string("\0\0\0\0", 4);  // a zero mask keeps the payload as is
+    ASSERT_LT(frame.size(), 126u);
+    ws += frame;
+    ws += ping;
+    ASSERT_EQ(SSL_write(c.ssl(), ws.data(), static_cast<int>(ws.size())),
+              static_cast<int>(ws.size()));
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    const size_t seen = c.Plain().size();
+    ASSERT_TRUE(c.ReceiveUntil([&] {
+      std::string p = c.Plain().substr(seen);
+      return p.find("confirm_subscription") != std::string::npos &&
+             p.find(pong) != std::string::npos;
+    })) << round;
+  }
+  EXPECT_EQ(Errors(), 0);
+  EXPECT_EQ(Compact(), before + 1);
+}
+
+// A KeyUpdate that OpenSSL handles (it came before the session was quiet) keeps the session on
+// OpenSSL for good: the keys the compact layer would take are stale then.
+TEST_F(CompactTest, KeyUpdateBeforeTheSwitchStaysOnOpenSsl) {
+  StartCompact();
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  int r = 0;
+  for (int i = 0; i < 10 && (r = SSL_do_handshake(c.ssl())) != 1; ++i) {
+    ASSERT_EQ(SSL_get_error(c.ssl(), r), SSL_ERROR_WANT_READ);
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    char buf[16384];
+    ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    BIO_write(SSL_get_rbio(c.ssl()), buf, static_cast<int>(n));
+  }
+  ASSERT_EQ(r, 1);
+  // Finished, KeyUpdate and the upgrade request in one send.
+  ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  ASSERT_TRUE(c.SendOutput(1 << 20));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  ASSERT_TRUE(c.SendOutput(1 << 20));
+  const std::string pong("\x8a\x00", 2);
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find(pong) != std::string::npos; }));
+  EXPECT_EQ(Compact(), before);
+  EXPECT_EQ(Errors(), 0);
+}
+
 // TLS 1.2 connections stay on OpenSSL (and work); so does everything with --ssl_compact=false.
 TEST_F(CompactTest, Tls12AndTheKnobStayOnOpenSsl) {
   StartCompact();
