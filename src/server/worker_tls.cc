@@ -7,7 +7,9 @@
 // send, consecutive small frames gathered into records of up to 16 KiB: every ciphertext byte the
 // SSL writes is moved into one local frame placed after the ciphertext already queued, so the TLS
 // record stream keeps its order whatever mix of handshake output and data there is. A connection
-// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose).
+// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose). None of this
+// changes when a quiet TLS 1.3 session moves onto the compact record layer (tls/tls.h): the
+// session's Read/Write/Shutdown keep their contract; the worker only counts the switch.
 #include <cstring>
 #include <memory>
 
