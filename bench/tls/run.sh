@@ -90,6 +90,12 @@ for r in $(seq "$ROUNDS"); do
     for s in ws wss; do
       run "connect_$s" "$s" --mode connect --connections "$CONNECT_N"
     done
+    if [[ -n "$BASE_BIN" ]]; then
+      own=$RC_BIN
+      RC_BIN=$BASE_BIN
+      run connect_wssbase wss --mode connect --connections "$CONNECT_N"
+      RC_BIN=$own
+    fi
   fi
   if ((BROADCAST)); then
     for b in $BATCHES; do
@@ -132,7 +138,7 @@ per_conn() {  # scheme: bytes per extra idle connection, each round
   local IFS=';'; echo "${out[*]}"
 }
 if ((IDLE)); then echo "| RSS per extra idle connection (5k → 15k) | $(per_conn ws) | $(per_conn wss) | $(per_conn wssbase) |"; fi
-if ((CONNECT)); then echo "| connects per server CPU-second ($CONNECT_N clients) | $(vals connect_ws '(.subscribed / .server_cpu_s | floor)') | $(vals connect_wss '(.subscribed / .server_cpu_s | floor)') | |"; fi
+if ((CONNECT)); then echo "| connects per server CPU-second ($CONNECT_N clients) | $(vals connect_ws '(.subscribed / .server_cpu_s | floor)') | $(vals connect_wss '(.subscribed / .server_cpu_s | floor)') | $(vals connect_wssbase '(.subscribed / .server_cpu_s | floor)') |"; fi
 if ((BROADCAST)); then
   dps='(.deliveries / .server_cpu_s | floor)'
   for b in $BATCHES; do

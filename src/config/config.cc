@@ -445,6 +445,10 @@ const std::vector<FlagSpec>& Table() {
        .help = "SSL certificate path", .apply = CFG_SET(ssl_cert, Trim(v.s))},
       {.name = "ssl_key", .kind = K::kString, .default_value = "", .supported = true,
        .help = "SSL private key path", .apply = CFG_SET(ssl_key, Trim(v.s))},
+      {.name = "ssl_compact", .kind = K::kBool, .default_value = "true", .supported = true,
+       .help = "Move idle TLS 1.3 connections off OpenSSL onto ringcable's own record layer "
+               "(ringcable only; false = every connection stays on OpenSSL)",
+       .apply = CFG_SET(ssl_compact, v.b)},
       // Read by Parse() itself (pass 1); no setter.
       {.name = "config-path", .kind = K::kString, .default_value = "", .supported = true,
        .help = "Path to a TOML configuration file (default: ./anycable.toml, then "

@@ -170,6 +170,9 @@ struct Config {
   // TLS on the main listener (wss://, https://) when both are set; checked by main at startup.
   std::string ssl_cert;
   std::string ssl_key;
+  // --ssl_compact (ringcable only): established TLS 1.3 connections leave OpenSSL for the compact
+  // record layer (tls/record.h) once quiet. false keeps every connection on OpenSSL.
+  bool ssl_compact = true;
 
   // observability (spec §2.7)
   std::string metrics_http;  // Prometheus endpoint path; empty = off

@@ -118,6 +118,10 @@ const std::vector<WorkerDef>& WorkerDefs() {
        "TLS connections closed because their handshake or a record failed (not TLS, bad "
        "ClientHello, truncated handshake)",
        W(tls_errors_total)},
+      {"ringcable_worker_tls_compact_sessions_total", Type::kCounter,
+       "TLS 1.3 connections moved off OpenSSL onto ringcable's compact record layer once "
+       "established and quiet (--ssl_compact)",
+       W(tls_compact_total)},
       {"ringcable_worker_wakeups_total", Type::kCounter,
        "Times another thread rang the sleeping worker's doorbell (RPC replies, publications, "
        "cross-worker messages)",
@@ -291,6 +295,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();
   w.long_poll_stale_requests_total = c.long_poll_stale_requests_total.Get();
+  w.tls_compact_total = c.tls_compact_total.Get();
   w.api_requests_total = c.api_requests_total.Get();
   w.api_failed_requests_total = c.api_failed_requests_total.Get();
   w.clients_num = c.clients_num.Get();

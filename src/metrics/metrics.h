@@ -36,6 +36,7 @@ struct WorkerSample {
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;
   uint64_t long_poll_stale_requests_total = 0;
+  uint64_t tls_compact_total = 0;
   uint64_t api_requests_total = 0;
   uint64_t api_failed_requests_total = 0;
   int64_t clients_num = 0;

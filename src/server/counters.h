@@ -40,6 +40,7 @@ struct Counters {
   Counter submissions_total;         // io_uring_submit calls
   Counter wakeups_total;
   Counter tls_errors_total;           // TLS handshakes / records that failed (connection closed)
+  Counter tls_compact_total;          // TLS sessions moved onto the compact record layer
   Counter api_requests_total;         // REST API requests answered (any status)
   Counter api_failed_requests_total;  // ... of which answered with a status >= 400
   Counter long_poll_stale_requests_total;  // polls for an expired or unknown session

@@ -180,6 +180,7 @@ int Main(int argc, char** argv) {
     auto tls = tls::ServerContext::Load(cfg.ssl_cert, cfg.ssl_key);
     if (!tls.ok()) return Fail(tls.error());
     shared.tls = std::move(tls.value());
+    shared.tls->set_compact(cfg.ssl_compact);
   }
 
   auto features = ring::ProbeFeatures();

@@ -107,6 +107,7 @@ struct ConnTls {
   tls::Session session;
   uint32_t cipher_frames = 0;
   bool got_bytes = false;  // anything received (an EOF before the handshake then counts as error)
+  bool counted_compact = false;  // counted in tls_compact_total (the session left OpenSSL)
 };
 
 // Which of a worker's listeners accepted a connection; it decides what the port serves.

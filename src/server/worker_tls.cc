@@ -7,7 +7,9 @@
 // send, consecutive small frames gathered into records of up to 16 KiB: every ciphertext byte the
 // SSL writes is moved into one local frame placed after the ciphertext already queued, so the TLS
 // record stream keeps its order whatever mix of handshake output and data there is. A connection
-// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose).
+// closing in good order ends with close_notify (TlsShutdown, from MaybeFinishClose). None of this
+// changes when a quiet TLS 1.3 session moves onto the compact record layer (tls/tls.h): the
+// session's Read/Write/Shutdown keep their contract; the worker only counts the switch.
 #include <cstring>
 #include <memory>
 
@@ -69,6 +71,10 @@ void Worker::OnTlsBytes(Conn& c, uint32_t slot, const char* data, size_t len) {
     }
     if (st == tls::Session::Status::kError) return OnTlsFailure(c, slot, "record");
     break;
+  }
+  if (t.session.compact() && !t.counted_compact) {  // SSL freed: the compact record layer runs
+    t.counted_compact = true;
+    counters_.tls_compact_total.Add();
   }
   if (t.session.PendingOutput() > 0) {  // e.g. an alert or a key update answer
     TlsQueueOutput(c);

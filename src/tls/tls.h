@@ -12,19 +12,37 @@
 //   key, checked against each other), then shared read-only: SSL_new on an SSL_CTX is thread-safe.
 //   It outlives every worker.
 // - Session: one per TLS connection, owned by that connection (server::Conn::tls) and used only by
-//   the worker thread that owns the connection; freed with the connection. Its SSL holds a
+//   the worker thread that owns the connection; freed with the connection. Its compact record
+//   layer state (keys, sequence numbers) belongs to it too. Until the switch its SSL holds a
 //   reference on that thread's transport BIO (a thread_local in tls.cc holds another until the
 //   thread exits; the last SSL_free frees it). Plain connections (and
 //   the separate metrics port's) have none, so they pay 8 bytes (a null pointer) for TLS.
 //
 // Memory: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers whenever they are empty; the
 // transport BIO is one per thread and holds no bytes (input is read in place, output is handed
-// over after each call and its buffer freed), and there is no session cache and no ticket. An idle
-// TLS connection therefore keeps only OpenSSL's own established-connection state: on OpenSSL 3.0
-// ~14 KB of heap per TLS 1.3 connection, 7.6 KB of it the SSL object itself (struct ssl_st, one
-// allocation), ~1.9 KB the two AES-GCM contexts, ~0.9 KB the SSL_SESSION, the rest the CERT copy,
-// locks and stacks; see bench/README.md for what that is in RSS. Below that needs a record layer of
-// our own (or kTLS) so the SSL can be freed after the handshake.
+// over after each call and its buffer freed), and there is no session cache and no ticket. Still,
+// an established OpenSSL 3.0 TLS 1.3 session keeps ~14 KB of heap (7.6 KB of it the SSL object), so
+// once a TLS 1.3 connection is established and quiet the session leaves OpenSSL (the compact
+// record layer, --ssl_compact, on by default):
+// - The key log callback hands over CLIENT/SERVER_TRAFFIC_SECRET_0 during the handshake (kept in
+//   rx_/tx_ until the switch); the transport BIO follows the record headers both ways and counts
+//   the records protected with those secrets after the handshake (their sequence numbers); the
+//   message callback vetoes the switch on any handshake message after the handshake (a KeyUpdate
+//   OpenSSL handled would make the counted keys stale).
+// - MaybeSwitch (after a Read that took every byte fed) checks the session is quiet: TLS 1.3, one
+//   of the three suites record.h implements, no byte buffered in OpenSSL (partial record, pending
+//   plaintext), both record streams at a record boundary, no shutdown, no key update pending, no
+//   early data. Then it derives key/iv per direction (HKDF-Expand-Label), sets the counted
+//   sequence numbers and SSL_frees the session. Anything else stays on OpenSSL (TLS 1.2 always):
+//   the switch is an optimisation with a safe fallback.
+// - From then on Read/Write/Shutdown run on record.h: application data; close_notify (kClosed) and
+//   other alerts (kError); KeyUpdate (the receiving key moves on; update_requested is answered
+//   with our own KeyUpdate and our sending key moves on: the current traffic secrets are kept, 32
+//   or 48 bytes per direction, for that); any other handshake message, a bad tag, an oversized
+//   record or an unknown content type are fatal (an alert is queued; the worker closes). A record
+//   received in part waits in partial_ (no capacity otherwise).
+// What an idle compact session keeps is this object (~400 B) and nothing in OpenSSL: the cipher
+// contexts are per thread (record.cc). Secrets are wiped when replaced and on destruction.
 //
 // Errors from OpenSSL are taken off the thread's error queue before returning (it is per thread
 // and would otherwise leak into the next connection's diagnosis).
@@ -39,6 +57,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "tls/record.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -57,6 +76,10 @@ class ServerContext {
   ServerContext& operator=(const ServerContext&) = delete;
   // The context new connections use (workers call SSL_new on it).
   SSL_CTX* raw() const { return ctx_.load(std::memory_order_acquire); }
+  // Whether established TLS 1.3 sessions move to the compact record layer (--ssl_compact, on by
+  // default). Set by main before the workers start.
+  void set_compact(bool on) { compact_ = on; }
+  bool compact() const { return compact_; }
   // SIGHUP (main thread only): loads the files again, checked exactly as at startup. On success new
   // connections get the new certificate; open connections keep theirs (each SSL object holds a
   // reference on its SSL_CTX). The replaced context stays allocated until this object dies: a
@@ -68,6 +91,7 @@ class ServerContext {
   explicit ServerContext(SSL_CTX* ctx) : ctx_(ctx) {}
   std::atomic<SSL_CTX*> ctx_;
   std::vector<SSL_CTX*> retired_;  // main thread only
+  bool compact_ = true;
 };
 
 class Session {
@@ -78,7 +102,9 @@ class Session {
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  bool ok() const { return ssl_ != nullptr; }  // false only when allocation failed
+  bool ok() const { return ssl_ != nullptr || compact_; }  // false only when allocation failed
+  // True once the session runs on the compact record layer (its SSL freed).
+  bool compact() const { return compact_; }
 
   // Hands ciphertext received from the socket to OpenSSL: it is read in place, not copied, by the
   // Handshake / Read calls that follow. Run them until they want more (then every byte was taken:
@@ -109,10 +135,31 @@ class Session {
   // out_ of the session whose method is running on this thread.
   static int BioRead(BIO* b, char* buf, int len);
   static int BioWrite(BIO* b, const char* buf, int len);
+  // SSL_CTX callbacks (tls.cc): the traffic secrets, and post-handshake handshake messages.
+  static void KeyLog(const SSL* ssl, const char* line);
+  static void OnMessage(int write_p, int version, int content_type, const void* buf, size_t len,
+                        SSL* ssl, void* arg);
 
  private:
+  // Follows the 5-byte record headers of one direction of OpenSSL's ciphertext, to count the
+  // records protected with the application traffic keys (their sequence numbers).
+  struct RecordTrack {
+    uint8_t hdr[kHeaderLen] = {};
+    uint8_t hdr_got = 0;
+    uint32_t body_left = 0;
+    uint64_t app_records = 0;  // type-23 records begun after the handshake
+    bool at_boundary() const { return hdr_got == 0 && body_left == 0; }
+    void Scan(const char* p, size_t n, bool count, bool* unexpected);
+  };
   void CaptureError();
-  SSL* ssl_ = nullptr;
+  void MaybeSwitch();
+  void Fail(const char* why, uint8_t alert);
+  // Compact mode: one whole record (header + body).
+  size_t OpenRecord(const uint8_t* rec, size_t len, char* buf, size_t cap, Status* status);
+  size_t CompactRead(char* buf, size_t cap, Status* status);
+  bool CompactSeal(uint8_t type, const uint8_t* data, size_t len);
+
+  SSL* ssl_ = nullptr;        // null once compact (or when allocation failed)
   const char* in_ = nullptr;  // Feed's bytes not yet taken by OpenSSL (not owned)
   size_t in_len_ = 0;
   std::string out_;  // ciphertext not yet taken; no capacity while idle
@@ -120,6 +167,19 @@ class Session {
   bool failed_ = false;  // an OpenSSL call failed: no close_notify then
   bool shutdown_sent_ = false;
   std::string last_error_;
+  // The compact record layer (record.h). Before the switch rx_/tx_ hold only the client / server
+  // application traffic secrets given by the key log (secret_len_ bytes each, 0 until known).
+  Direction rx_;
+  Direction tx_;
+  Suite suite_ = Suite::kNone;
+  uint8_t rx_secret_len_ = 0;
+  uint8_t tx_secret_len_ = 0;
+  bool want_compact_ = false;  // the context allows the switch
+  bool no_switch_ = false;     // something made the switch unsafe: stays on OpenSSL
+  bool compact_ = false;
+  RecordTrack in_track_;
+  RecordTrack out_track_;
+  std::string partial_;  // compact mode: a record received in part (empty, no capacity, if none)
 };
 
 }  // namespace cable::tls

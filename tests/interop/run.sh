@@ -134,7 +134,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   die "openssl could not make a test certificate: $(cat "$WORK/openssl.log")"
 "$RINGCABLE_BIN" --host 127.0.0.1 --port "$TLS_PORT" --norpc --noauth --public_streams \
   --broadcast_key "$TLS_KEY_SECRET" --ssl_cert "$TLS_DIR/cert.pem" --ssl_key "$TLS_DIR/key.pem" \
-  --enable_ws_compression >"$WORK/ringcable_tls.log" 2>&1 &
+  --enable_ws_compression --metrics_http /metrics >"$WORK/ringcable_tls.log" 2>&1 &
 TLS_PID=$!
 
 health_ok() {  # health_ok <port> <http|https>

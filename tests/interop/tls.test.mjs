@@ -102,3 +102,25 @@ describe('@rails/actioncable over wss://', { timeout: 120000 }, () => {
       assert.deepEqual(await received.next('the https broadcast'), { text })
     }))
 })
+
+// Node's TLS stack is independent of OpenSSL's record layer in ringcable: once established and
+// quiet, the wss:// connections above left OpenSSL for ringcable's compact TLS 1.3 record layer
+// (--ssl_compact, on by default), and everything after that (subscriptions, broadcasts, close)
+// went through it without a single record failing.
+describe('the compact TLS 1.3 record layer', { timeout: 120000 }, () => {
+  it('carried the wss:// connections above without a TLS error', { timeout: TEST_TIMEOUT }, () =>
+    withTranscript(async () => {
+      const res = await fetch(`https://127.0.0.1:${TLS_PORT}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) })
+      assert.equal(res.status, 200)
+      const text = await res.text()
+      const sum = name =>
+        text
+          .split('\n')
+          .filter(line => line.startsWith(name + '{') || line.startsWith(name + ' '))
+          .reduce((acc, line) => acc + Number(line.split(' ').pop()), 0)
+      transcript.push(`compact ${sum('ringcable_worker_tls_compact_sessions_total')}`)
+      // Two wss:// clients and the https:// requests before this one (health checks, broadcasts).
+      assert.ok(sum('ringcable_worker_tls_compact_sessions_total') >= 2, text)
+      assert.equal(sum('ringcable_worker_tls_errors_total'), 0)
+    }))
+})

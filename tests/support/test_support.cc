@@ -76,9 +76,9 @@ bool WaitFd(int fd, short events, Clock::time_point deadline) {
 }
 
 // Wraps a connected socket in TLS; nullptr (and the socket left as is) on failure or timeout.
-SSL* TlsHandshake(int fd, Clock::time_point deadline) {
+SSL* TlsHandshake(int fd, Clock::time_point deadline, SSL_CTX* ctx = nullptr) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  SSL* ssl = SSL_new(ClientTlsContext());
+  SSL* ssl = SSL_new(ctx ? ctx : ClientTlsContext());
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, "localhost");
   for (;;) {
@@ -468,7 +468,7 @@ int WsClient::Connect(int port, const std::string& path,
   fd_ = ConnectTcp(port);
   if (fd_ < 0) return 0;
   if (tls_) {
-    ssl_ = TlsHandshake(fd_, Clock::now() + 10s);
+    ssl_ = TlsHandshake(fd_, Clock::now() + 10s, static_cast<SSL_CTX*>(tls_ctx_));
     if (!ssl_) return 0;
   }
   std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +

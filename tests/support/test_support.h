@@ -91,6 +91,9 @@ class WsClient {
 
   // Before Connect: wss:// (TLS handshake first; the certificate is not verified).
   void set_tls(bool on) { tls_ = on; }
+  // Before Connect: the client SSL_CTX* to use instead of the default one (cipher suites,
+  // versions); not owned, must outlive the client.
+  void set_tls_context(void* ssl_ctx) { tls_ctx_ = ssl_ctx; }
   // Opens a WebSocket at ws://127.0.0.1:port + path. Returns the HTTP status (101 on success).
   int Connect(int port, const std::string& path = "/cable",
               const std::map<std::string, std::string>& headers = {},
@@ -132,7 +135,8 @@ class WsClient {
   bool ReadMore(std::chrono::steady_clock::time_point deadline);
   int fd_ = -1;
   bool tls_ = false;
-  void* ssl_ = nullptr;  // SSL* when tls_
+  void* ssl_ = nullptr;      // SSL* when tls_
+  void* tls_ctx_ = nullptr;  // SSL_CTX* for the handshake; null = the shared default
   std::string buf_;
   std::map<std::string, std::string> response_headers_;
   WsFrame last_close_;

@@ -514,6 +514,332 @@ TEST_F(TlsTest, BurstOfBroadcastsArrivesInOrder) {
   }
 }
 
+// ---- the compact record layer (--ssl_compact) -------------------------------------------------
+// Established, quiet TLS 1.3 connections leave OpenSSL for ringcable's own record layer. These
+// tests scrape metrics over a separate plain port, so the only TLS connections are the test's own.
+class CompactTest : public TlsTest {
+ protected:
+  void StartCompact(std::vector<std::string> extra = {}) {
+    mport_ = cable::test::FreePort();
+    extra.insert(extra.end(), {"--metrics_port", std::to_string(mport_), "--streams_whisper"});
+    StartServer(extra);
+  }
+  long long Metric(const std::string& name) {
+    auto r = HttpRequest(mport_, "GET", "/metrics");
+    EXPECT_EQ(r.status, 200);
+    return SumSeries(r.body, name);
+  }
+  long long Compact() { return Metric("ringcable_worker_tls_compact_sessions_total"); }
+  long long Errors() { return Metric("ringcable_worker_tls_errors_total"); }
+  // Polls (bounded: 10 s) until the compact-session count reaches `want`; returns the last value.
+  long long WaitCompact(long long want) {
+    long long v = -1;
+    for (int i = 0; i < 1000 && (v = Compact()) < want; ++i) {
+      std::this_thread::sleep_for(10ms);  // polling interval only; the loop checks the outcome
+    }
+    return v;
+  }
+  // A client context offering only TLS 1.3 with `suite`, or only TLS 1.2 when suite is empty.
+  SSL_CTX* ClientContext(const char* suite) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    if (suite) {
+      SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+      EXPECT_EQ(SSL_CTX_set_ciphersuites(ctx, suite), 1);
+    } else {
+      SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    }
+    ctxs_.emplace_back(ctx, &SSL_CTX_free);
+    return ctx;
+  }
+  std::unique_ptr<WsClient> SubscriberWith(SSL_CTX* ctx, const std::string& stream) {
+    auto c = std::make_unique<WsClient>();
+    c->set_tls(true);
+    c->set_tls_context(ctx);
+    EXPECT_EQ(c->Connect(server_.port()), 101);
+    EXPECT_TRUE(c->WaitFor("welcome").has_value());
+    EXPECT_TRUE(c->SendText(SubscribeCommand(PubsubId(stream))));
+    EXPECT_TRUE(c->WaitFor("confirm_subscription").has_value());
+    return c;
+  }
+  std::string Whisper(const std::string& stream, const std::string& data_json) {
+    return "{\"command\":\"whisper\",\"identifier\":" + cable::test::JsonString(PubsubId(stream)) +
+           ",\"data\":" + data_json + "}";
+  }
+  // Traffic both ways on a compact connection `a` (with a plain-OpenSSL-independent peer `b`
+  // subscribed to the same stream): a broadcast to a, a whisper from a to b, a ping answered.
+  // Without `broadcast` no other TLS connection is made (an https broadcast is one).
+  void BothWays(WsClient& a, WsClient& b, const std::string& stream, int n, bool broadcast = true) {
+    const std::string data = "{\"n\":" + std::to_string(n) + "}";
+    if (broadcast) {
+      ASSERT_EQ(Broadcast(Publication(stream, data)), 201);
+      EXPECT_EQ(a.NextMessage(10s).payload, Delivered(PubsubId(stream), data)) << n;
+      EXPECT_EQ(b.NextMessage(10s).payload, Delivered(PubsubId(stream), data)) << n;
+    }
+    const std::string w = "{\"w\":" + std::to_string(n) + "}";
+    ASSERT_TRUE(a.SendText(Whisper(stream, w)));
+    auto got = b.NextMessage(10s);
+    EXPECT_NE(got.payload.find(w), std::string::npos) << n << " " << got.payload;
+    ASSERT_TRUE(a.SendFrame(9, "ping" + std::to_string(n)));
+    WsFrame pong = a.Next(10s);
+    EXPECT_EQ(pong.opcode, 10);
+    EXPECT_EQ(pong.payload, "ping" + std::to_string(n));
+  }
+
+  int mport_ = 0;
+  std::vector<std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>> ctxs_;
+};
+
+// Each TLS 1.3 suite: the connection switches, then frames flow both ways, through client
+// KeyUpdates (answered with the server's own when requested), a burst coalesced into 16 KiB
+// records, and a close_notify from the client answered with the server's.
+TEST_F(CompactTest, EachSuiteSwitchesAndKeepsWorking) {
+  StartCompact();
+  int k = 0;
+  for (const char* suite :
+       {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
+    SCOPED_TRACE(suite);
+    const std::string stream = "compact_" + std::to_string(k);
+    const long long before = Compact();
+    auto a = SubscriberWith(ClientContext(suite), stream);
+    ASSERT_EQ(WaitCompact(before + 1), before + 1);
+    auto b = SubscriberWith(ClientContext(suite), stream);
+    ASSERT_EQ(WaitCompact(before + 2), before + 2);
+    SSL* ssl = static_cast<SSL*>(a->ssl());
+    EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)), suite);
+    BothWays(*a, *b, stream, 0);
+    // The client asks for a key update: its next record is under the new key, and the server's
+    // answer (its own KeyUpdate) switches the server's sending key too.
+    for (int round = 1; round <= 3; ++round) {
+      ASSERT_EQ(SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+      BothWays(*a, *b, stream, round);
+    }
+    ASSERT_EQ(SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    BothWays(*a, *b, stream, 4);
+    // A burst of broadcasts (more than 16 KiB) arrives complete and in order.
+    std::string batch = "[";
+    constexpr int kN = 300;
+    for (int i = 0; i < kN; ++i) {
+      if (i) batch += ",";
+      batch += Publication(stream, "{\"burst\":" + std::to_string(i) + "}");
+    }
+    batch += "]";
+    ASSERT_EQ(Broadcast(batch), 201);
+    for (int i = 0; i < kN; ++i) {
+      ASSERT_EQ(a->NextMessage(10s).payload,
+                Delivered(PubsubId(stream), "{\"burst\":" + std::to_string(i) + "}"))
+          << i;
+      ASSERT_EQ(b->NextMessage(10s).payload,
+                Delivered(PubsubId(stream), "{\"burst\":" + std::to_string(i) + "}"))
+          << i;
+    }
+    // close_notify from the client: the server answers with its own.
+    ASSERT_EQ(SSL_shutdown(ssl), 0);
+    EXPECT_EQ(a->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+    // The server closes (close frame, then close_notify) on a protocol error.
+    ASSERT_TRUE(b->SendFrame(1, "{}", true, /*mask=*/false));
+    WsFrame closed = b->WaitClose(10s);
+    EXPECT_EQ(closed.close_code(), 1002);
+    EXPECT_EQ(b->WaitTlsEnd(10s), SSL_ERROR_ZERO_RETURN);
+    ++k;
+  }
+  EXPECT_EQ(Errors(), 0);
+}
+
+// A record whose ciphertext was changed fails its tag: that connection is closed and counted as
+// a TLS error; others are untouched.
+TEST_F(CompactTest, TamperedRecordClosesTheConnection) {
+  StartCompact();
+  auto other = Subscriber("compact_tamper");
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Handshake(1 << 20));
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  ASSERT_TRUE(c.SendOutput(1 << 20));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }));
+  ASSERT_EQ(WaitCompact(before + 1), before + 1);
+  // A masked ping frame whose record has one ciphertext byte flipped.
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), static_cast<int>(ping.size())), 6);
+  std::string out;
+  char buf[4096];
+  int n;
+  while ((n = BIO_read(SSL_get_wbio(c.ssl()), buf, sizeof(buf))) > 0) out.append(buf, n);
+  ASSERT_GT(out.size(), 8u);
+  out[7] ^= 0x40;  // inside the encrypted content (after the 5-byte header)
+  ASSERT_EQ(send(c.fd(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
+  ssize_t r;
+  while ((r = recv(c.fd(), buf, sizeof(buf), 0)) > 0) {
+  }
+  EXPECT_TRUE(r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+      << "the server closes the socket (not a 10 s timeout)";
+  EXPECT_EQ(Errors(), 1);
+  ASSERT_EQ(Broadcast(Publication("compact_tamper", "{\"n\":1}")), 201);
+  EXPECT_EQ(other->NextMessage(10s).payload, Delivered(PubsubId("compact_tamper"), "{\"n\":1}"));
+}
+
+// Records cut into one-byte sends after the switch are put together by the compact layer.
+TEST_F(CompactTest, RecordsInPiecesAfterTheSwitch) {
+  StartCompact();
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Handshake(1 << 20));
+  // The server switches right after the handshake (nothing else was sent yet).
+  ASSERT_EQ(WaitCompact(before + 1), before + 1);
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  ASSERT_TRUE(c.SendOutput(1));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  EXPECT_EQ(c.Plain().rfind("HTTP/1.1 101", 0), 0u) << c.Plain();
+  // Two records in one send, the second cut: a ping then a second ping, 3 bytes at a time.
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  ASSERT_TRUE(c.SendOutput(3));
+  const std::string pong("\x8a\x00", 2);
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find(pong + pong) != std::string::npos; }));
+  EXPECT_EQ(Errors(), 0);
+}
+
+// Records OpenSSL handled after the handshake are counted both ways, so the compact layer starts
+// at the right sequence numbers: the upgrade request rides with the client's Finished, the
+// server's answer goes out while a record cut in half keeps the session on OpenSSL, and only then
+// (the rest of that record received) does the session switch. Traffic after the switch, a
+// KeyUpdate included, proves both counts.
+TEST_F(CompactTest, SwitchAfterRecordsWentThroughOpenSsl) {
+  StartCompact();
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  int r = 0;
+  for (int i = 0; i < 10 && (r = SSL_do_handshake(c.ssl())) != 1; ++i) {
+    ASSERT_EQ(SSL_get_error(c.ssl(), r), SSL_ERROR_WANT_READ);
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    char buf[16384];
+    ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    BIO_write(SSL_get_rbio(c.ssl()), buf, static_cast<int>(n));
+  }
+  ASSERT_EQ(r, 1);  // the client's Finished is still unsent
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  std::string out;
+  char buf[16384];
+  int n;
+  while ((n = BIO_read(SSL_get_wbio(c.ssl()), buf, sizeof(buf))) > 0) out.append(buf, n);
+  // Finished, the upgrade's record and all but the last 5 bytes of the ping's record.
+  ASSERT_EQ(send(c.fd(), out.data(), out.size() - 5, MSG_NOSIGNAL),
+            static_cast<ssize_t>(out.size() - 5));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  EXPECT_EQ(Compact(), before) << "a partial record keeps the session on OpenSSL";
+  ASSERT_EQ(send(c.fd(), out.data() + out.size() - 5, 5, MSG_NOSIGNAL), 5);
+  const std::string pong("\x8a\x00", 2);
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find(pong) != std::string::npos; }));
+  ASSERT_EQ(WaitCompact(before + 1), before + 1);
+  // After the switch: subscribe (client → server), the confirmation and a pong (server → client),
+  // then the same through a key update both ways.
+  for (int round = 0; round < 2; ++round) {
+    if (round == 1) {
+      ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+    }
+    const std::string stream = "compact_counted_" + std::to_string(round);
+    std::string frame = SubscribeCommand(PubsubId(stream));
+    std::string ws("\x81", 1);
+    ws += static_cast<char>(0x80 | frame.size());
+    ws += std::string("\0\0\0\0", 4);  // a zero mask keeps the payload as is
+    ASSERT_LT(frame.size(), 126u);
+    ws += frame;
+    ws += ping;
+    ASSERT_EQ(SSL_write(c.ssl(), ws.data(), static_cast<int>(ws.size())),
+              static_cast<int>(ws.size()));
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    const size_t seen = c.Plain().size();
+    ASSERT_TRUE(c.ReceiveUntil([&] {
+      std::string p = c.Plain().substr(seen);
+      return p.find("confirm_subscription") != std::string::npos &&
+             p.find(pong) != std::string::npos;
+    })) << round;
+  }
+  EXPECT_EQ(Errors(), 0);
+  EXPECT_EQ(Compact(), before + 1);
+}
+
+// A KeyUpdate that OpenSSL handles (it came before the session was quiet) keeps the session on
+// OpenSSL for good: the keys the compact layer would take are stale then.
+TEST_F(CompactTest, KeyUpdateBeforeTheSwitchStaysOnOpenSsl) {
+  StartCompact();
+  const long long before = Compact();
+  PieceClient c(server_.port());
+  ASSERT_TRUE(c.connected());
+  int r = 0;
+  for (int i = 0; i < 10 && (r = SSL_do_handshake(c.ssl())) != 1; ++i) {
+    ASSERT_EQ(SSL_get_error(c.ssl(), r), SSL_ERROR_WANT_READ);
+    ASSERT_TRUE(c.SendOutput(1 << 20));
+    char buf[16384];
+    ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    BIO_write(SSL_get_rbio(c.ssl()), buf, static_cast<int>(n));
+  }
+  ASSERT_EQ(r, 1);
+  // Finished, KeyUpdate and the upgrade request in one send.
+  ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+  const std::string upgrade =
+      "GET /cable HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n";
+  ASSERT_EQ(SSL_write(c.ssl(), upgrade.data(), static_cast<int>(upgrade.size())),
+            static_cast<int>(upgrade.size()));
+  ASSERT_TRUE(c.SendOutput(1 << 20));
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find("welcome") != std::string::npos; }))
+      << c.Plain();
+  const std::string ping("\x89\x80\x01\x02\x03\x04", 6);
+  ASSERT_EQ(SSL_write(c.ssl(), ping.data(), 6), 6);
+  ASSERT_TRUE(c.SendOutput(1 << 20));
+  const std::string pong("\x8a\x00", 2);
+  ASSERT_TRUE(c.ReceiveUntil([&] { return c.Plain().find(pong) != std::string::npos; }));
+  EXPECT_EQ(Compact(), before);
+  EXPECT_EQ(Errors(), 0);
+}
+
+// TLS 1.2 connections stay on OpenSSL (and work); so does everything with --ssl_compact=false.
+TEST_F(CompactTest, Tls12AndTheKnobStayOnOpenSsl) {
+  StartCompact();
+  const long long before = Compact();
+  auto a = SubscriberWith(ClientContext(nullptr), "compact_12");
+  auto b = SubscriberWith(ClientContext(nullptr), "compact_12");
+  EXPECT_STREQ(SSL_get_version(static_cast<SSL*>(a->ssl())), "TLSv1.2");
+  BothWays(*a, *b, "compact_12", 0, /*broadcast=*/false);
+  EXPECT_EQ(Compact(), before);
+  EXPECT_EQ(server_.Stop(), 0);
+
+  StartCompact({"--ssl_compact=false"});
+  auto c = SubscriberWith(ClientContext("TLS_AES_128_GCM_SHA256"), "compact_off");
+  auto d = SubscriberWith(ClientContext("TLS_AES_128_GCM_SHA256"), "compact_off");
+  ASSERT_EQ(SSL_key_update(static_cast<SSL*>(c->ssl()), SSL_KEY_UPDATE_REQUESTED), 1);
+  BothWays(*c, *d, "compact_off", 1);
+  EXPECT_EQ(Compact(), 0);
+  EXPECT_EQ(Errors(), 0);
+}
+
 TEST_F(TlsTest, SeparateBroadcastPortSpeaksTlsToo) {
   // With a certificate the HTTP broadcast port is https:// as well (anycable-go 1.4.7+ serves both
   // over TLS); plain HTTP to it is a failed handshake, counted like one on the main port.
