@@ -40,6 +40,9 @@ struct Counters {
   Counter wakeups_total;
   Counter tls_errors_total;  // TLS handshakes / records that failed (connection closed)
   Counter long_poll_stale_requests_total;  // polls for an expired or unknown session
+  Counter upgrade_handed_over_total;  // live upgrade: connections sent to the new process (acked)
+  Counter upgrade_adopted_total;      // live upgrade: connections taken over from the old process
+  Counter upgrade_fallbacks_total;    // live upgrade: closed with server_restart instead
   Gauge clients_num;
   Gauge sse_clients_num;        // SSE streams (started or starting)
   Gauge long_poll_clients_num;  // long-poll sessions

@@ -1,0 +1,235 @@
+// Live upgrade (#19) through the real binary: SIGUSR2 starts the binary at the same path, which
+// takes over the listeners and every open WebSocket connection; the old process exits. The test
+// process is a child subreaper, so the new process (a child of the old one) becomes its child
+// once the old one exits and can be stopped and reaped by pid.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "core_fixture.h"
+
+namespace cable::itcore {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A process this test did not spawn directly (the upgraded server). Stopped with SIGTERM and
+// reaped (the test is its subreaper); killed if still running at destruction.
+class Adopted {
+ public:
+  ~Adopted() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      int st;
+      waitpid(pid_, &st, 0);
+    }
+  }
+  void set(pid_t pid) { pid_ = pid; }
+  pid_t pid() const { return pid_; }
+  // SIGTERM and wait (bounded); the exit status, -1 if it had to be killed.
+  int Stop(std::chrono::milliseconds timeout = 15s) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class UpgradeTest : public CoreTest {
+ protected:
+  void SetUp() override {
+    CoreTest::SetUp();
+    ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "---- log ----\n" << server_.Log() << "-------------\n";
+    next_.Stop();
+    CoreTest::TearDown();
+  }
+  // Waits until the server's log (old and new process share it) contains `needle`.
+  bool WaitLog(const std::string& needle, std::chrono::milliseconds timeout = 20s) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      if (server_.Log().find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  // The pid of the process the last upgrade started ("upgrade: started <path> (pid N)").
+  pid_t StartedPid() {
+    std::string log = server_.Log();
+    size_t at = log.rfind("upgrade: started ");
+    if (at == std::string::npos) return -1;
+    at = log.find("(pid ", at);
+    return at == std::string::npos ? -1 : std::atoi(log.c_str() + at + 5);
+  }
+  // SIGUSR2; the old process exits after the handover; the new one is adopted by this test.
+  void Upgrade() {
+    ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
+    ASSERT_EQ(server_.WaitExit(30s), 0) << "the old process did not exit";
+    pid_t pid = StartedPid();
+    ASSERT_GT(pid, 0);
+    next_.set(pid);
+    ASSERT_TRUE(WaitLog("upgrade: adopted "));
+  }
+
+  Adopted next_;
+};
+
+TEST_F(UpgradeTest, ConnectionsMoveWithTheirStateAndNoRpc) {
+  StartServer({"--workers", "2"});
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  const std::string other = WsClient::Identifier("ChatChannel", {{"stream", "room2"}});
+  // v1 clients with state (istate + cstate via the demo "state" action), and an ext client.
+  std::vector<std::unique_ptr<WsClient>> v1;
+  for (int i = 0; i < 6; ++i) {
+    v1.push_back(std::make_unique<WsClient>());
+    ConnectWelcome(*v1.back(), "sid-" + std::to_string(i), "/cable?user=u" + std::to_string(i));
+    SubscribeConfirmed(*v1.back(), room);
+    ASSERT_TRUE(
+        v1.back()->Perform(room, R"({"action":"state","value":"v)" + std::to_string(i) + R"("})"));
+    Barrier(*v1.back());
+  }
+  WsClient ext;
+  std::string welcome = ConnectExt(ext, "/cable?user=x");
+  ASSERT_FALSE(SidOf(welcome).empty());
+  ASSERT_TRUE(ext.Subscribe(other));
+  ASSERT_TRUE(ext.WaitFor("confirm_subscription").has_value());
+  ASSERT_EQ(rpc_.connects().size(), 7u);
+  size_t commands_before = rpc_.commands().size();
+
+  Upgrade();
+  EXPECT_EQ(rpc_.connects().size(), 7u) << "no Connect RPC for a handed-over connection";
+  EXPECT_EQ(rpc_.disconnects().size(), 0u) << "no Disconnect RPC for a handed-over connection";
+  EXPECT_EQ(rpc_.commands().size(), commands_before) << "no subscribe RPC either";
+  EXPECT_NE(server_.Log().find("upgrade: complete in"), std::string::npos);
+
+  // Broadcasts reach every moved subscriber; the first thing each client sees is the message
+  // (no welcome, no disconnect, no close).
+  Broadcast(Publication("room1", R"({"n":1})"));
+  Broadcast(Publication("room2", R"({"n":2})"));
+  for (auto& ws : v1) {
+    WsFrame f = ws->NextMessage();
+    ASSERT_EQ(f.opcode, 1);
+    EXPECT_EQ(f.payload, MessageFrame(room, R"({"n":1})"));
+  }
+  auto got = ext.WaitFor("\"n\":2");
+  ASSERT_TRUE(got.has_value());
+
+  // A later perform reaches the RPC server with the session's state: identifiers, cstate, istate.
+  ASSERT_TRUE(v1[3]->Perform(room, R"({"action":"echo","x":1})"));
+  auto echo = v1[3]->WaitFor("\"x\":1");
+  ASSERT_TRUE(echo.has_value());
+  auto cmds = rpc_.commands();
+  ASSERT_EQ(cmds.size(), commands_before + 1);
+  const auto& m = cmds.back().request;
+  EXPECT_EQ(m.connection_identifiers(), R"({"current_user":"u3"})");
+  EXPECT_EQ(cmds.back().meta.sid, "sid-3");
+  ASSERT_EQ(m.env().istate().count("k"), 1u);
+  EXPECT_EQ(m.env().istate().at("k"), "v3");
+  ASSERT_EQ(m.env().cstate().count("last"), 1u);
+  EXPECT_EQ(m.env().cstate().at("last"), "v3");
+  EXPECT_NE(m.env().url().find("user=u3"), std::string::npos);
+
+  // New connections are served by the new process, which stops normally: every session gets its
+  // Disconnect call then.
+  WsClient late;
+  ConnectWelcome(late, "sid-late");
+  EXPECT_EQ(next_.Stop(), 0);
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& s) { return s.disconnects().size() == 8; }, 10s));
+}
+
+TEST_F(UpgradeTest, SecondUpgradeWorksToo) {
+  StartServer({"--workers", "1"});
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "r"}});
+  WsClient ws;
+  ConnectWelcome(ws, "sid-twice");
+  SubscribeConfirmed(ws, room);
+  Upgrade();
+  Broadcast(Publication("r", R"({"n":1})"));
+  ASSERT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":1})"));
+  // The new process is upgraded in turn (it is now the test's child).
+  ASSERT_EQ(kill(next_.pid(), SIGUSR2), 0);
+  auto deadline = Clock::now() + 30s;
+  int st = 0;
+  pid_t r = 0;
+  while (Clock::now() < deadline && (r = waitpid(next_.pid(), &st, WNOHANG)) == 0) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(r, next_.pid());
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  next_.set(StartedPid());
+  ASSERT_GT(next_.pid(), 0);
+  Broadcast(Publication("r", R"({"n":2})"));
+  ASSERT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  EXPECT_EQ(rpc_.connects().size(), 1u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+}
+
+// The binary at the server's path is replaced by one that refuses its flags: the new process
+// exits before it is ready, and the old one keeps serving (and keeps accepting).
+TEST_F(UpgradeTest, BadNewBinaryKeepsTheOldOneServing) {
+  char dir_tmpl[] = "/tmp/ringcable-upgrade-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl;
+  const std::string path = dir + "/ringcable";
+  const std::string real = cable::test::BinaryPath();
+  ASSERT_EQ(symlink(real.c_str(), path.c_str()), 0);
+  const char* saved = std::getenv("RINGCABLE_BIN");
+  std::string saved_value = saved ? saved : "";
+  setenv("RINGCABLE_BIN", path.c_str(), 1);
+  StartServer({"--workers", "2"});
+  if (saved) {
+    setenv("RINGCABLE_BIN", saved_value.c_str(), 1);
+  } else {
+    unsetenv("RINGCABLE_BIN");
+  }
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  WsClient ws;
+  ConnectWelcome(ws, "sid-stays");
+  SubscribeConfirmed(ws, room);
+  // Replace the binary: a script that adds a flag the new process rejects.
+  {
+    std::ofstream script(path + ".new");
+    script << "#!/bin/sh\nexec '" << real << "' \"$@\" --no_such_flag_in_ringcable\n";
+  }
+  ASSERT_EQ(chmod((path + ".new").c_str(), 0755), 0);
+  ASSERT_EQ(rename((path + ".new").c_str(), path.c_str()), 0);
+
+  ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
+  ASSERT_TRUE(WaitLog("the old process keeps serving"));
+  EXPECT_NE(server_.Log().find("exited before it was ready"), std::string::npos);
+  EXPECT_TRUE(server_.running());
+  Broadcast(Publication("room1", R"({"n":1})"));
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":1})"));
+  WsClient fresh;
+  ConnectWelcome(fresh, "sid-fresh");
+  SubscribeConfirmed(fresh, room);
+  Broadcast(Publication("room1", R"({"n":2})"));
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  EXPECT_EQ(fresh.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+  unlink(path.c_str());
+  rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace cable::itcore
