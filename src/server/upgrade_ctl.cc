@@ -132,7 +132,18 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv) {
   uint64_t sent = 0;
   uint64_t acked = 0;
   bool ok = true;
+  bool accept_sent = false;
   for (;;) {
+    if (!accept_sent && u.intake_closed.load() >= static_cast<int>(shared.workers.size())) {
+      // Every old worker stopped accepting and answered its last broadcast: the new one starts.
+      upgrade::Packet accept;
+      accept.type = upgrade::Type::kAccept;
+      if (!upgrade::SendPacket(ctl, accept)) {
+        ok = false;
+        break;
+      }
+      accept_sent = true;
+    }
     bool all_done = true;
     for (auto& w : shared.workers) all_done &= w->finished();
     if (all_done) break;
@@ -242,6 +253,10 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       break;
     }
     if (p.type == upgrade::Type::kDone) break;
+    if (p.type == upgrade::Type::kAccept) {
+      for (auto& w : shared.workers) w->ResumeAccepts();
+      continue;
+    }
     if (p.type != upgrade::Type::kConn || p.fds.size() != 1) {
       for (int fd : p.fds) close(fd);
       continue;
@@ -270,8 +285,14 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
+  for (auto& w : shared.workers) w->ResumeAccepts();  // after an early end of the old process
   // Every handed-over subscriber is in an index (adoption items are ahead of anything published
   // from now on in each worker's order of work): release what was held, in arrival order.
+  size_t held = 0;
+  {
+    std::lock_guard<std::mutex> lock(u.hold_mu);
+    held = u.held.size();
+  }
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(u.hold_mu);
@@ -296,8 +317,10 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
   p.fds.clear();
   upgrade::SendPacket(ctl, p);
   close(ctl);
-  LOG_INFO("upgrade: adopted %llu connections from the old process",
-           static_cast<unsigned long long>(adopted));
+  LOG_INFO(
+      "upgrade: adopted %llu connections from the old process; released %zu publications "
+      "held during the handover",
+      static_cast<unsigned long long>(adopted), held);
 }
 
 }  // namespace cable::server

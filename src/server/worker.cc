@@ -260,7 +260,8 @@ void Worker::ArmDoorbell() {
 void Worker::ArmAccept(int listener) {
   if (listen_fds_[listener] < 0 || accept_armed_[listener]) return;
   if (handover_ != Handover::kNone) return;  // the new process accepts now
-  if (!AcceptAllowed()) return;  // re-armed when a connection slot frees up
+  if (accept_held_) return;                  // new process: the old one still accepts
+  if (!AcceptAllowed()) return;              // re-armed when a connection slot frees up
   io_uring_sqe* sqe = ring_.GetSqe();
   // With --max-conn, one accept at a time so the count is checked before every connection.
   if (shared_.features.multishot_accept && max_conns_ == 0) {

@@ -161,7 +161,8 @@ struct InboxItem {
     kHandoverBegin,
     kHandoverAck,
     kHandoverAbort,
-    kAdopt
+    kAdopt,
+    kAcceptResume
   };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
@@ -202,12 +203,14 @@ class Worker : public rpc::CompletionSink,
   void InheritListeners(int main_fd, int bcast_fd) {
     inherited_fds_[0] = main_fd;
     inherited_fds_[1] = bcast_fd;
+    accept_held_ = true;
   }
   int listen_fd(int i) const { return listen_fds_[i]; }
   void BeginHandover();
   void AbortHandover();
   void OnHandoverAck(uint64_t token);
   void Adopt(int fd, std::string record);
+  void ResumeAccepts();  // new process: the old one no longer accepts
   // Wakes the worker if it announced it is going to sleep (after a push to something it reads).
   void WakeIfSleeping() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -429,6 +432,9 @@ class Worker : public rpc::CompletionSink,
   bool Quiescent(const Conn& c) const;
   void SendHandover(Conn& c, uint32_t slot);
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
+  void OnAcceptResume();
+  // New process: no accepting until the old process stopped (one sequencer at a time).
+  bool accept_held_ = false;
   enum class Handover : uint8_t { kNone, kActive };
   Handover handover_ = Handover::kNone;
   bool intake_reported_ = false;

@@ -200,6 +200,7 @@ void Worker::ProcessTicks() {
     next_tick_ms_ += kTickMs;
     ++tick_;
     if (handover_ != Handover::kNone) HandoverTick();
+
     uint32_t bucket = tick_ % kWheelSize;
     uint32_t slot = wheel_[bucket];
     wheel_[bucket] = kNil;

@@ -210,6 +210,8 @@ void Worker::ProcessInbox() {
       OnHandoverAbort();
     } else if (item->kind == InboxItem::Kind::kHandoverAck) {
       OnHandoverAckItem(item->token);
+    } else if (item->kind == InboxItem::Kind::kAcceptResume) {
+      OnAcceptResume();
     } else if (item->kind == InboxItem::Kind::kAdopt) {
       AdoptConnection(item->fd, item->bytes);
     } else {

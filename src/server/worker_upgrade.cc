@@ -56,6 +56,17 @@ void Worker::Adopt(int fd, std::string record) {
   PostItem(item);
 }
 
+void Worker::ResumeAccepts() {
+  auto* item = new InboxItem();
+  item->kind = InboxItem::Kind::kAcceptResume;
+  PostItem(item);
+}
+
+void Worker::OnAcceptResume() {
+  accept_held_ = false;
+  for (int l = 0; l < 2; ++l) ArmAccept(l);  // takes what queued up meanwhile at once
+}
+
 void Worker::OnHandoverBegin() {
   if (stopping_ || handover_ != Handover::kNone) return;
   handover_ = Handover::kActive;
@@ -104,7 +115,9 @@ void Worker::HandoverTick() {
         http_left = true;
       }
     }
-    if (!http_left && pending_publish_.empty()) {
+    // Closed once the accept cancellations completed (a connection accepted before them is an
+    // HTTP connection like the others) and every request in progress was answered.
+    if (!http_left && pending_publish_.empty() && !accept_armed_[0] && !accept_armed_[1]) {
       intake_reported_ = true;
       u.intake_closed.fetch_add(1, std::memory_order_acq_rel);
       for (auto& w : shared_.workers) w->WakeIfSleeping();

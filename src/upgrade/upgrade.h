@@ -9,7 +9,9 @@
 // inherited: it is dup2'ed in the child between fork and exec, every other one is CLOEXEC).
 // SEQPACKET keeps message boundaries and carries SCM_RIGHTS. Messages (Packet):
 //   old → new  kListeners  one fd per listener (worker i's main port, then its broadcast port)
-//   new → old  kReady      the new process's workers run and accept on those listeners
+//   new → old  kReady      the new process's workers run (not accepting yet)
+//   old → new  kAccept     the old process stopped accepting and closed its broadcast intake:
+//                          the new one accepts from now on (connections queue meanwhile)
 //   old → new  kConn       one connection: its socket (SCM_RIGHTS) + a ConnRecord
 //   new → old  kAck        the new process holds the socket and the state (names the record)
 //   old → new  kDone       nothing more will come: release held publications
@@ -20,7 +22,10 @@
 // same accept queue: no connection is dropped or refused). The new process binds nothing for the
 // main and broadcast ports; worker i adopts listener i. Once the new process says kReady the old
 // workers cancel their accepts (they keep the descriptors until they exit, so a failed upgrade
-// can resume accepting). The HTTP broadcast port moves with them. A separate metrics or API port
+// can resume accepting); once all did (and their broadcast intake is closed), kAccept lets the new
+// process arm its accepts. Only one process accepts at a time: connections arriving in between
+// wait in the listen queue (never refused), and publications have one sequencer at a time. The
+// HTTP broadcast port moves with them. A separate metrics or API port
 // is NOT handed over (see README: use the main port for them, or accept a short gap).
 //
 // Per connection (old worker, worker_upgrade.cc). A WebSocket session is handed over when it is
@@ -85,7 +90,7 @@ inline constexpr const char* kFdEnv = "RINGCABLE_UPGRADE_FD";
 // Largest encoded connection record (SEQPACKET message); bigger sessions fall back to a reconnect.
 inline constexpr size_t kMaxRecord = 192 * 1024;
 
-enum class Type : uint8_t { kListeners = 1, kReady, kConn, kAck, kDone };
+enum class Type : uint8_t { kListeners = 1, kReady, kAccept, kConn, kAck, kDone };
 
 struct Packet {
   Type type = Type::kDone;
