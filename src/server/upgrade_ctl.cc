@@ -246,6 +246,11 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
   bool ok = upgrade::SendPacket(ctl, p);
   uint64_t adopted = 0;
   std::vector<uint64_t> per_worker(shared.workers.size(), 0);
+  // Tests only: stop acknowledging after this many connections (the new process then looks hung
+  // mid-handover, and a test kills it).
+  const char* limit_env = std::getenv("RINGCABLE_UPGRADE_TEST_ACK_LIMIT");
+  const uint64_t ack_limit = limit_env ? std::strtoull(limit_env, nullptr, 10) : UINT64_MAX;
+  std::vector<int> held_back;
   while (ok) {
     int r = upgrade::RecvPacket(ctl, &p, -1);
     if (r <= 0) {
@@ -267,6 +272,13 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       close(p.fds[0]);
       continue;
     }
+    if (adopted >= ack_limit) {
+      if (held_back.empty())
+        LOG_WARN("upgrade: test hook: holding back acks after %llu",
+                 static_cast<unsigned long long>(adopted));
+      held_back.push_back(p.fds[0]);
+      continue;
+    }
     upgrade::Packet ack;
     ack.type = upgrade::Type::kAck;
     ack.bytes = upgrade::EncodeU64(rec.worker) + upgrade::EncodeU64(rec.token);
@@ -285,6 +297,7 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
+  for (int fd : held_back) close(fd);
   for (auto& w : shared.workers) w->ResumeAccepts();  // after an early end of the old process
   // Every handed-over subscriber is in an index (adoption items are ahead of anything published
   // from now on in each worker's order of work): release what was held, in arrival order.

@@ -250,6 +250,57 @@ TEST_F(UpgradeTest, BroadcastsDuringTheHandoverArriveOnceAndInOrder) {
   for (auto& c : clients) ASSERT_NE(c->NextMessage().payload.find("\"end\""), std::string::npos);
 }
 
+// The new process dies in the middle of the handover (a test hook makes it stop acknowledging
+// after two connections; the test then kills it): the old process keeps every connection it had
+// no ack for, and accepts again. The two acknowledged ones belonged to the dead process.
+TEST_F(UpgradeTest, NewProcessKilledMidHandoverLeavesTheRestWithTheOld) {
+  broadcast_port_ = cable::test::FreePort();
+  ASSERT_TRUE(
+      server_.Start({"--rpc_host", "127.0.0.1:" + std::to_string(rpc_port_),
+                     "--http_broadcast_port", std::to_string(broadcast_port_), "--workers", "1"},
+                    {{"RINGCABLE_UPGRADE_TEST_ACK_LIMIT", "2"}}));
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 5; ++i) {
+    clients.push_back(std::make_unique<WsClient>());
+    ConnectWelcome(*clients.back(), "sid-" + std::to_string(i));
+    SubscribeConfirmed(*clients.back(), room);
+  }
+  ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
+  ASSERT_TRUE(WaitLog("test hook: holding back acks"));
+  pid_t child = StartedPid();
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  ASSERT_TRUE(WaitLog("the old process keeps serving"));
+  EXPECT_NE(server_.Log().find("went away during the handover"), std::string::npos);
+  EXPECT_TRUE(server_.running());
+
+  Broadcast(Publication("room1", R"({"n":1})"));
+  int kept = 0;
+  int lost = 0;
+  for (auto& c : clients) {
+    WsFrame f = c->NextMessage();
+    if (f.opcode == 1) {
+      EXPECT_EQ(f.payload, MessageFrame(room, R"({"n":1})"));
+      ++kept;
+    } else {
+      ++lost;
+    }
+  }
+  EXPECT_EQ(kept, 3);
+  EXPECT_EQ(lost, 2);
+  // The old process accepts again and its kept sessions still work.
+  WsClient fresh;
+  ConnectWelcome(fresh, "sid-fresh");
+  SubscribeConfirmed(fresh, room);
+  EXPECT_EQ(rpc_.connects().size(), 6u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+  EXPECT_EQ(server_.Stop(), 0);
+  // Its shutdown owes a Disconnect to the 3 kept sessions and the fresh one.
+  EXPECT_TRUE(
+      rpc_.WaitFor([](const ScriptedRpcServer& s) { return s.disconnects().size() == 4; }, 10s));
+}
+
 // The binary at the server's path is replaced by one that refuses its flags: the new process
 // exits before it is ready, and the old one keeps serving (and keeps accepting).
 TEST_F(UpgradeTest, BadNewBinaryKeepsTheOldOneServing) {
