@@ -117,6 +117,19 @@ const std::vector<WorkerDef>& WorkerDefs() {
        "Streams with at least one subscriber on the worker", W(streams_num)},
       {"ringcable_worker_clients_num", Type::kGauge, "Clients connected to the worker",
        W(clients_num)},
+      {"ringcable_worker_upgrade_handed_over_total", Type::kCounter,
+       "Connections the worker handed over to a new process (live upgrade)",
+       W(upgrade_handed_over_total)},
+      {"ringcable_worker_upgrade_adopted_total", Type::kCounter,
+       "Connections the worker took over from the process it upgraded", W(upgrade_adopted_total)},
+      {"ringcable_worker_upgrade_fallbacks_total", Type::kCounter,
+       "Connections closed with server_restart instead of being handed over (live upgrade; the "
+       "old process's count is carried over to worker 0)",
+       W(upgrade_fallbacks_total)},
+      {"ringcable_worker_upgrade_duration_ms", Type::kGauge,
+       "Worker 0: duration of the live upgrade that started this process, from SIGUSR2 to the old "
+       "process's last connection, in milliseconds",
+       W(upgrade_duration_ms)},
       {"ringcable_worker_disconnect_queue_size", Type::kGauge,
        "Disconnect calls waiting in the worker's queue", W(disconnect_queue_size)},
       {"ringcable_worker_send_queue_bytes", Type::kGauge,
@@ -226,6 +239,10 @@ WorkerSample Sample(const server::Counters& c) {
   w.wakeups_total = c.wakeups_total.Get();
   w.tls_errors_total = c.tls_errors_total.Get();
   w.long_poll_stale_requests_total = c.long_poll_stale_requests_total.Get();
+  w.upgrade_handed_over_total = c.upgrade_handed_over_total.Get();
+  w.upgrade_adopted_total = c.upgrade_adopted_total.Get();
+  w.upgrade_fallbacks_total = c.upgrade_fallbacks_total.Get();
+  w.upgrade_duration_ms = c.upgrade_duration_ms.Get();
   w.clients_num = c.clients_num.Get();
   w.sse_clients_num = c.sse_clients_num.Get();
   w.long_poll_clients_num = c.long_poll_clients_num.Get();

@@ -35,6 +35,10 @@ struct WorkerSample {
   uint64_t wakeups_total = 0;
   uint64_t tls_errors_total = 0;
   uint64_t long_poll_stale_requests_total = 0;
+  uint64_t upgrade_handed_over_total = 0;
+  uint64_t upgrade_adopted_total = 0;
+  uint64_t upgrade_fallbacks_total = 0;
+  int64_t upgrade_duration_ms = 0;
   int64_t clients_num = 0;
   int64_t sse_clients_num = 0;
   int64_t long_poll_clients_num = 0;

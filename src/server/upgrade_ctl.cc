@@ -196,6 +196,8 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv) {
   for (auto& w : shared.workers) fallbacks += w->counters().upgrade_fallbacks_total.Get();
   upgrade::Packet done;
   done.type = upgrade::Type::kDone;
+  done.bytes =
+      upgrade::EncodeU64(static_cast<uint64_t>(MsSince(started))) + upgrade::EncodeU64(fallbacks);
   upgrade::SendPacket(ctl, done);
   // The new process becomes systemd's main PID (NotifyAccess=all) before this one exits.
   metrics::SdNotify("MAINPID=" + std::to_string(pid) + "\nSTATUS=Upgraded to pid " +
@@ -257,7 +259,15 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       LOG_WARN("upgrade: the old process went away before it said done");
       break;
     }
-    if (p.type == upgrade::Type::kDone) break;
+    if (p.type == upgrade::Type::kDone) {
+      if (p.bytes.size() == 16) {
+        // The old process's measure of the upgrade and its fallbacks, for this one's metrics.
+        Counters& c0 = const_cast<Counters&>(shared.workers[0]->counters());
+        c0.upgrade_duration_ms.Set(static_cast<int64_t>(upgrade::DecodeU64(p.bytes.substr(0, 8))));
+        c0.upgrade_fallbacks_total.Add(upgrade::DecodeU64(p.bytes.substr(8)));
+      }
+      break;
+    }
     if (p.type == upgrade::Type::kAccept) {
       for (auto& w : shared.workers) w->ResumeAccepts();
       continue;

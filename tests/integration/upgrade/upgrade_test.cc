@@ -94,7 +94,7 @@ class UpgradeTest : public CoreTest {
 };
 
 TEST_F(UpgradeTest, ConnectionsMoveWithTheirStateAndNoRpc) {
-  StartServer({"--workers", "2"});
+  StartServer({"--workers", "2", "--metrics_http", "/metrics"});
   const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
   const std::string other = WsClient::Identifier("ChatChannel", {{"stream", "room2"}});
   // v1 clients with state (istate + cstate via the demo "state" action), and an ext client.
@@ -120,6 +120,18 @@ TEST_F(UpgradeTest, ConnectionsMoveWithTheirStateAndNoRpc) {
   EXPECT_EQ(rpc_.disconnects().size(), 0u) << "no Disconnect RPC for a handed-over connection";
   EXPECT_EQ(rpc_.commands().size(), commands_before) << "no subscribe RPC either";
   EXPECT_NE(server_.Log().find("upgrade: complete in"), std::string::npos);
+  auto metrics = cable::test::HttpRequest(server_.port(), "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  // ringcable_worker_upgrade_adopted_total{worker="N"} summed over the workers.
+  long adopted = 0;
+  const std::string series = "\nringcable_worker_upgrade_adopted_total{";
+  for (size_t at = metrics.body.find(series); at != std::string::npos;
+       at = metrics.body.find(series, at + 1)) {
+    adopted += std::atol(metrics.body.c_str() + metrics.body.find("} ", at) + 2);
+  }
+  EXPECT_EQ(adopted, 7) << metrics.body;
+  EXPECT_NE(metrics.body.find("ringcable_worker_upgrade_fallbacks_total{worker=\"0\"} 0\n"),
+            std::string::npos);
 
   // Broadcasts reach every moved subscriber; the first thing each client sees is the message
   // (no welcome, no disconnect, no close).
