@@ -431,6 +431,7 @@ class Worker : public rpc::CompletionSink,
   void HandoverTick();      // every tick: broadcast intake, deadline
   bool Quiescent(const Conn& c) const;
   void SendHandover(Conn& c, uint32_t slot);
+  void SendHttpHandover(Conn& c, uint32_t slot);  // an idle HTTP keep-alive connection
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
   void OnAcceptResume();
   // New process: no accepting until the old process stopped (one sequencer at a time).

@@ -102,21 +102,46 @@ void Worker::OnHandoverAbort() {
 void Worker::HandoverTick() {
   UpgradeState& u = *shared_.upgrade;
   if (!intake_reported_) {
+    // Idle HTTP keep-alive connections (broadcasters') move to the new process like sessions do;
+    // busy ones are moved once answered; TLS ones are closed when idle. The intake is closed once
+    // none is left here and the accept cancellations completed (a connection accepted before them
+    // is an HTTP connection like the others).
     bool http_left = false;
     for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
       Conn& c = conns_[slot];
-      if (c.state != ConnState::kHttp) continue;
-      if (c.http && c.http->buf.empty() && !c.http->awaiting_cluster && !c.http->awaiting_poll &&
-          !c.send_inflight && c.sendq_head == c.sendq.size()) {
-        BeginClosing(c, slot);
-        ForceClose(c, slot);
-      } else {
-        c.keep_alive = false;
-        http_left = true;
+      if (c.state != ConnState::kHttp || c.handover == 2) continue;
+      bool idle = c.http && c.http->buf.empty() && !c.http->awaiting_cluster &&
+                  !c.http->awaiting_poll && !c.http->sse_deferred && !c.send_inflight &&
+                  c.sendq_head == c.sendq.size();
+      if (c.tls) {
+        if (idle) {
+          BeginClosing(c, slot);
+          ForceClose(c, slot);
+        } else {
+          c.keep_alive = false;
+          http_left = true;
+        }
+        continue;
+      }
+      http_left = true;
+      if (c.handover == 0) {
+        if (idle) {
+          c.handover = 1;
+          if (c.recv_armed) {
+            io_uring_sqe* sqe = ring_.GetSqe();
+            io_uring_prep_cancel64(sqe, ring::PackTag(ring::Op::kRecv, c.gen, slot), 0);
+            io_uring_sqe_set_data64(sqe, ring::PackTag(ring::Op::kCancel, 0, 0));
+          }
+        }
+      } else if (!c.recv_armed) {
+        if (idle) {
+          SendHttpHandover(c, slot);
+        } else {
+          c.handover = 0;  // a request arrived meanwhile: answer it, move it afterwards
+          rearm_.push_back(slot);
+        }
       }
     }
-    // Closed once the accept cancellations completed (a connection accepted before them is an
-    // HTTP connection like the others) and every request in progress was answered.
     if (!http_left && pending_publish_.empty() && !accept_armed_[0] && !accept_armed_[1]) {
       intake_reported_ = true;
       u.intake_closed.fetch_add(1, std::memory_order_acq_rel);
@@ -204,7 +229,8 @@ void Worker::ProgressHandover() {
       }
     }
   }
-  if (live_conns_ == 0 && ShutdownComplete()) {
+  // Done once counted in the barrier (the other workers wait for every one of them).
+  if (intake_reported_ && live_conns_ == 0 && ShutdownComplete()) {
     LOG_INFO("upgrade: worker %d handed over every connection", index_);
     StartShutdown();
   }
@@ -256,15 +282,35 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
   eventfd_write(u.outbox_event, 1);
 }
 
+void Worker::SendHttpHandover(Conn& c, uint32_t slot) {
+  upgrade::ConnRecord r;
+  r.token = ConnToken(c, slot);
+  r.worker = static_cast<uint32_t>(index_);
+  r.http = true;
+  r.on_broadcast_port = c.on_broadcast_port;
+  r.authenticated = false;
+  c.handover = 2;
+  UpgradeState& u = *shared_.upgrade;
+  {
+    std::lock_guard<std::mutex> lock(u.outbox_mu);
+    u.outbox.emplace_back(c.fd, upgrade::Encode(r));
+  }
+  eventfd_write(u.outbox_event, 1);
+}
+
 void Worker::OnHandoverAckItem(uint64_t token) {
   Conn* c = LookupToken(token);
   if (!c || c->handover != 2) return;
   uint32_t slot = static_cast<uint32_t>(token);
+  counters_.upgrade_handed_over_total.Add();
+  if (!c->session) {  // an HTTP keep-alive connection
+    FreeSlot(*c, slot);
+    return;
+  }
   // The new process holds the socket and the session: leave without a frame or a Disconnect.
   Session& s = *c->session;
   for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
   if (s.authenticated) counters_.clients_num.Add(-1);
-  counters_.upgrade_handed_over_total.Add();
   FreeSlot(*c, slot);
 }
 
@@ -280,6 +326,16 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
   ++live_conns_;
   Conn& c = conns_[slot];
   c.fd = fd;
+  counters_.upgrade_adopted_total.Add();
+  if (r.http) {
+    // An idle keep-alive connection: its next request is served here.
+    c.state = ConnState::kHttp;
+    c.on_broadcast_port = r.on_broadcast_port;
+    c.http = std::make_unique<HttpState>();
+    WatchHandshake(c, slot);
+    ArmRecv(c, slot);
+    return;
+  }
   c.state = ConnState::kOpen;
   c.transport = Transport::kWs;
   c.wire = r.ext ? hub::Wire::kWsExt : hub::Wire::kWs;
@@ -311,7 +367,6 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
   }
   c.session = std::move(s);
   if (c.session->authenticated) counters_.clients_num.Add(1);
-  counters_.upgrade_adopted_total.Add();
   StartPings(c, slot);
   ArmRecv(c, slot);
 }

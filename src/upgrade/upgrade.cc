@@ -191,6 +191,7 @@ std::string Encode(const ConnRecord& r) {
                             (r.used_rpc ? 32 : 0) | (r.restorable ? 64 : 0)));
   w.U8(r.ping_precision);
   w.U32(r.ping_period);
+  w.U8(static_cast<uint8_t>((r.http ? 1 : 0) | (r.on_broadcast_port ? 2 : 0)));
   return std::move(w.out());
 }
 
@@ -229,6 +230,9 @@ bool Decode(const std::string& bytes, ConnRecord* r) {
   r->restorable = f & 64;
   r->ping_precision = rd.U8();
   r->ping_period = rd.U32();
+  uint8_t kind = rd.U8();
+  r->http = kind & 1;
+  r->on_broadcast_port = kind & 2;
   return rd.AtEnd();
 }
 

@@ -130,6 +130,10 @@ struct ConnRecord {
   bool restorable = false;
   uint8_t ping_precision = 0;
   uint32_t ping_period = 0;
+  // An idle HTTP keep-alive connection (no session; a broadcaster's, typically) rather than a
+  // WebSocket session: only where it was accepted matters.
+  bool http = false;
+  bool on_broadcast_port = false;
 };
 
 std::string Encode(const ConnRecord& r);

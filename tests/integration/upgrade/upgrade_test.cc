@@ -2,8 +2,12 @@
 // takes over the listeners and every open WebSocket connection; the old process exits. The test
 // process is a child subreaper, so the new process (a child of the old one) becomes its child
 // once the old one exits and can be stopped and reaped by pid.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -260,6 +264,51 @@ TEST_F(UpgradeTest, BroadcastsDuringTheHandoverArriveOnceAndInOrder) {
   // Nothing more (no duplicate at the end): a marker publication is the next message.
   Broadcast(Publication("seq", R"({"n":"end"})"));
   for (auto& c : clients) ASSERT_NE(c->NextMessage().payload.find("\"end\""), std::string::npos);
+}
+
+// One keep-alive HTTP request/response exchange on `fd` (bounded); the response's status line.
+std::string KeepAlivePost(int fd, const std::string& body) {
+  std::string req =
+      "POST /_broadcast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+  std::string got;
+  auto deadline = Clock::now() + 10s;
+  while (got.find("\r\n\r\n") == std::string::npos && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got.substr(0, got.find("\r\n"));
+}
+
+// A broadcaster's keep-alive connection moves with the rest: its next request, on the same socket,
+// is answered by the new process.
+TEST_F(UpgradeTest, KeepAliveBroadcastConnectionMovesToo) {
+  StartServer({"--workers", "2"});
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  WsClient ws;
+  ConnectWelcome(ws, "sid-ka");
+  SubscribeConfirmed(ws, room);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(broadcast_port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(KeepAlivePost(fd, Publication("room1", R"({"n":1})")), "HTTP/1.1 201 Created");
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":1})"));
+  Upgrade();
+  EXPECT_EQ(KeepAlivePost(fd, Publication("room1", R"({"n":2})")), "HTTP/1.1 201 Created");
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  close(fd);
+  EXPECT_EQ(rpc_.connects().size(), 1u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
 }
 
 // The new process dies in the middle of the handover (a test hook makes it stop acknowledging
