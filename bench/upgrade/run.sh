@@ -25,9 +25,9 @@ source "$ROOT/bench/lib.sh"
 require_binaries
 command -v jq >/dev/null || { log "needs jq (apt-get install jq)"; exit 1; }
 trap stop_all EXIT
-PORT=29280
-BPORT=29290
-RPORT=29251
+PORT=29480
+BPORT=29490
+RPORT=29451
 
 broadcasts_seen() {
   { exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&

@@ -87,10 +87,11 @@ class UpgradeTest : public CoreTest {
   // SIGUSR2; the old process exits after the handover; the new one is adopted by this test.
   void Upgrade() {
     ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
-    ASSERT_EQ(server_.WaitExit(30s), 0) << "the old process did not exit";
+    ASSERT_TRUE(WaitLog("upgrade: started "));
     pid_t pid = StartedPid();
     ASSERT_GT(pid, 0);
-    next_.set(pid);
+    next_.set(pid);  // stopped by TearDown whatever happens next
+    ASSERT_EQ(server_.WaitExit(30s), 0) << "the old process did not exit";
     ASSERT_TRUE(WaitLog("upgrade: adopted "));
   }
 
@@ -331,7 +332,7 @@ TEST_F(UpgradeTest, NewProcessKilledMidHandoverLeavesTheRestWithTheOld) {
   ASSERT_TRUE(WaitLog("test hook: holding back acks"));
   pid_t child = StartedPid();
   ASSERT_GT(child, 0);
-  ASSERT_EQ(kill(child, SIGKILL), 0);
+  ASSERT_EQ(kill(child, SIGKILL), 0);  // the old process reaps it
   ASSERT_TRUE(WaitLog("the old process keeps serving"));
   EXPECT_NE(server_.Log().find("went away during the handover"), std::string::npos);
   EXPECT_TRUE(server_.running());
