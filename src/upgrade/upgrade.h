@@ -54,10 +54,12 @@
 //    Redis/NATS) from kReady until kDone, in arrival order, then releases them into its log: by
 //    then every handed-over subscriber is in its index, so each gets every held publication
 //    once, in order.
-//  - The old process stops its broadcast intake before it moves the first connection: it closes
-//    idle HTTP connections, lets requests in progress finish (no keep-alive), and every worker
-//    waits for the others (a barrier) and for its log to be drained. Every publication the old
-//    accepted is therefore delivered before any connection leaves it, and none after.
+//  - The old process stops its broadcast intake before it moves the first connection: it hands
+//    idle HTTP keep-alive connections (a broadcaster's) to the new process (a record with
+//    http=true: only the socket and its port matter), moves busy ones once they are answered,
+//    closes idle TLS ones, and every worker waits for the others (a barrier) and for its log to
+//    be drained. Every publication the old process accepted is therefore delivered before any
+//    connection leaves it, and none after.
 //  - Redis/NATS pub/sub: both processes stay subscribed during the handover; the old delivers to
 //    the connections it still holds, the new one holds what it gets. A pub/sub message that
 //    arrives at both while a subscriber moves can be delivered twice or (if the new process had
