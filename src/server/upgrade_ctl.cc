@@ -128,6 +128,11 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv) {
            static_cast<int>(pid), static_cast<long long>(MsSince(started)));
   u.intake_closed.store(0);
   for (auto& w : shared.workers) w->BeginHandover();
+  // Workers close what they could not hand over at --shutdown_timeout; a new process that still
+  // has not acknowledged what it was sent some seconds later is taken for hung and killed (its
+  // unacknowledged connections stay here).
+  const auto give_up =
+      Clock::now() + std::chrono::seconds(shared.cfg.shutdown_timeout_s) + std::chrono::seconds(10);
 
   uint64_t sent = 0;
   uint64_t acked = 0;
@@ -147,6 +152,13 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv) {
     bool all_done = true;
     for (auto& w : shared.workers) all_done &= w->finished();
     if (all_done) break;
+    if (Clock::now() >= give_up) {
+      LOG_ERROR("upgrade: the new process %d did not finish the handover in time; killing it",
+                static_cast<int>(pid));
+      kill(pid, SIGKILL);
+      ok = false;
+      break;
+    }
     pollfd pfd[2] = {{ctl, POLLIN, 0}, {u.outbox_event, POLLIN, 0}};
     poll(pfd, 2, 20);
     if (pfd[1].revents & POLLIN) {
@@ -253,9 +265,18 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
   const char* limit_env = std::getenv("RINGCABLE_UPGRADE_TEST_ACK_LIMIT");
   const uint64_t ack_limit = limit_env ? std::strtoull(limit_env, nullptr, 10) : UINT64_MAX;
   std::vector<int> held_back;
+  // Bounded: an old process that hangs must not keep this one holding publications for ever.
+  const auto deadline_all =
+      Clock::now() + std::chrono::seconds(shared.cfg.shutdown_timeout_s) + std::chrono::seconds(20);
   while (ok) {
-    int r = upgrade::RecvPacket(ctl, &p, -1);
-    if (r <= 0) {
+    int64_t left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_all - Clock::now()).count();
+    int r = left > 0 ? upgrade::RecvPacket(ctl, &p, static_cast<int>(left)) : 0;
+    if (r == 0) {
+      LOG_ERROR("upgrade: the old process did not finish the handover in time; going on alone");
+      break;
+    }
+    if (r < 0) {
       LOG_WARN("upgrade: the old process went away before it said done");
       break;
     }
