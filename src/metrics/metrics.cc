@@ -126,10 +126,10 @@ const std::vector<WorkerDef>& WorkerDefs() {
        "Connections closed with server_restart instead of being handed over (live upgrade; the "
        "old process's count is carried over to worker 0)",
        W(upgrade_fallbacks_total)},
-      {"ringcable_worker_upgrade_duration_ms", Type::kGauge,
+      {"ringcable_worker_upgrade_duration_seconds", Type::kGauge,
        "Worker 0: duration of the live upgrade that started this process, from SIGUSR2 to the old "
-       "process's last connection, in milliseconds",
-       W(upgrade_duration_ms)},
+       "process's last connection, in whole seconds rounded up (the log has milliseconds)",
+       W(upgrade_duration_seconds)},
       {"ringcable_worker_disconnect_queue_size", Type::kGauge,
        "Disconnect calls waiting in the worker's queue", W(disconnect_queue_size)},
       {"ringcable_worker_send_queue_bytes", Type::kGauge,
@@ -242,7 +242,7 @@ WorkerSample Sample(const server::Counters& c) {
   w.upgrade_handed_over_total = c.upgrade_handed_over_total.Get();
   w.upgrade_adopted_total = c.upgrade_adopted_total.Get();
   w.upgrade_fallbacks_total = c.upgrade_fallbacks_total.Get();
-  w.upgrade_duration_ms = c.upgrade_duration_ms.Get();
+  w.upgrade_duration_seconds = c.upgrade_duration_seconds.Get();
   w.clients_num = c.clients_num.Get();
   w.sse_clients_num = c.sse_clients_num.Get();
   w.long_poll_clients_num = c.long_poll_clients_num.Get();

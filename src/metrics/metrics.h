@@ -38,7 +38,7 @@ struct WorkerSample {
   uint64_t upgrade_handed_over_total = 0;
   uint64_t upgrade_adopted_total = 0;
   uint64_t upgrade_fallbacks_total = 0;
-  int64_t upgrade_duration_ms = 0;
+  int64_t upgrade_duration_seconds = 0;
   int64_t clients_num = 0;
   int64_t sse_clients_num = 0;
   int64_t long_poll_clients_num = 0;

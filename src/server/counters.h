@@ -44,7 +44,7 @@ struct Counters {
   Counter upgrade_adopted_total;      // live upgrade: connections taken over from the old process
   Counter upgrade_fallbacks_total;    // live upgrade: closed with server_restart instead
   // Live upgrade that started this process (worker 0 only; written by the main thread, once).
-  Gauge upgrade_duration_ms;
+  Gauge upgrade_duration_seconds;
   Gauge clients_num;
   Gauge sse_clients_num;        // SSE streams (started or starting)
   Gauge long_poll_clients_num;  // long-poll sessions

@@ -284,7 +284,8 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
       if (p.bytes.size() == 16) {
         // The old process's measure of the upgrade and its fallbacks, for this one's metrics.
         Counters& c0 = const_cast<Counters&>(shared.workers[0]->counters());
-        c0.upgrade_duration_ms.Set(static_cast<int64_t>(upgrade::DecodeU64(p.bytes.substr(0, 8))));
+        c0.upgrade_duration_seconds.Set(  // whole seconds, rounded up (Prometheus base unit)
+            static_cast<int64_t>((upgrade::DecodeU64(p.bytes.substr(0, 8)) + 999) / 1000));
         c0.upgrade_fallbacks_total.Add(upgrade::DecodeU64(p.bytes.substr(8)));
       }
       break;
