@@ -130,6 +130,19 @@ const std::vector<WorkerDef>& WorkerDefs() {
        "Streams with at least one subscriber on the worker", W(streams_num)},
       {"ringcable_worker_clients_num", Type::kGauge, "Clients connected to the worker",
        W(clients_num)},
+      {"ringcable_worker_upgrade_handed_over_total", Type::kCounter,
+       "Connections the worker handed over to a new process (live upgrade)",
+       W(upgrade_handed_over_total)},
+      {"ringcable_worker_upgrade_adopted_total", Type::kCounter,
+       "Connections the worker took over from the process it upgraded", W(upgrade_adopted_total)},
+      {"ringcable_worker_upgrade_fallbacks_total", Type::kCounter,
+       "Connections closed with server_restart instead of being handed over (live upgrade; the "
+       "old process's count is carried over to worker 0)",
+       W(upgrade_fallbacks_total)},
+      {"ringcable_worker_upgrade_duration_seconds", Type::kGauge,
+       "Worker 0: duration of the live upgrade that started this process, from SIGUSR2 to the old "
+       "process's last connection, in whole seconds rounded up (the log has milliseconds)",
+       W(upgrade_duration_seconds)},
       {"ringcable_worker_disconnect_queue_size", Type::kGauge,
        "Disconnect calls waiting in the worker's queue", W(disconnect_queue_size)},
       {"ringcable_worker_send_queue_bytes", Type::kGauge,
@@ -298,6 +311,10 @@ WorkerSample Sample(const server::Counters& c) {
   w.tls_compact_total = c.tls_compact_total.Get();
   w.api_requests_total = c.api_requests_total.Get();
   w.api_failed_requests_total = c.api_failed_requests_total.Get();
+  w.upgrade_handed_over_total = c.upgrade_handed_over_total.Get();
+  w.upgrade_adopted_total = c.upgrade_adopted_total.Get();
+  w.upgrade_fallbacks_total = c.upgrade_fallbacks_total.Get();
+  w.upgrade_duration_seconds = c.upgrade_duration_seconds.Get();
   w.clients_num = c.clients_num.Get();
   w.sse_clients_num = c.sse_clients_num.Get();
   w.long_poll_clients_num = c.long_poll_clients_num.Get();

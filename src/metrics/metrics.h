@@ -39,6 +39,10 @@ struct WorkerSample {
   uint64_t tls_compact_total = 0;
   uint64_t api_requests_total = 0;
   uint64_t api_failed_requests_total = 0;
+  uint64_t upgrade_handed_over_total = 0;
+  uint64_t upgrade_adopted_total = 0;
+  uint64_t upgrade_fallbacks_total = 0;
+  int64_t upgrade_duration_seconds = 0;
   int64_t clients_num = 0;
   int64_t sse_clients_num = 0;
   int64_t long_poll_clients_num = 0;

@@ -44,6 +44,11 @@ struct Counters {
   Counter api_requests_total;         // REST API requests answered (any status)
   Counter api_failed_requests_total;  // ... of which answered with a status >= 400
   Counter long_poll_stale_requests_total;  // polls for an expired or unknown session
+  Counter upgrade_handed_over_total;  // live upgrade: connections sent to the new process (acked)
+  Counter upgrade_adopted_total;      // live upgrade: connections taken over from the old process
+  Counter upgrade_fallbacks_total;    // live upgrade: closed with server_restart instead
+  // Live upgrade that started this process (worker 0 only; written by the main thread, once).
+  Gauge upgrade_duration_seconds;
   Gauge clients_num;
   Gauge sse_clients_num;        // SSE streams (started or starting)
   Gauge long_poll_clients_num;  // long-poll sessions

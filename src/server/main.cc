@@ -22,6 +22,7 @@
 #include "metrics/statsd.h"
 #include "nats/broker_store.h"
 #include "redis/store.h"
+#include "server/upgrade_ctl.h"
 #include "server/worker.h"
 
 namespace cable::server {
@@ -80,6 +81,7 @@ class LogSink : public cluster::Sink {
  public:
   explicit LogSink(Shared& shared) : shared_(shared) {}
   bool TryDeliver(hub::Message* msg) override {
+    if (HoldForUpgrade(shared_, msg)) return true;  // new process during a live upgrade
     if (shared_.broker) {
       // The broker stamps it and keeps it until the log has room (workers flush its backlog).
       shared_.broker->Publish(msg);
@@ -109,8 +111,29 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
+// The binary a live upgrade starts: the path this process was started from (a relative one made
+// absolute now, since nothing changes the working directory later), else /proc/self/exe.
+std::string UpgradeBinary(const char* argv0) {
+  std::string a = argv0 ? argv0 : "";
+  if (a.find('/') != std::string::npos) {
+    if (a[0] == '/') return a;
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd))) return std::string(cwd) + "/" + a;
+  }
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return a;
+  std::string exe(buf, static_cast<size_t>(n));
+  const std::string deleted = " (deleted)";
+  if (exe.size() > deleted.size() && exe.ends_with(deleted))
+    exe.resize(exe.size() - deleted.size());
+  return exe;
+}
+
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> args_with_binary(argv, argv + argc);
+  args_with_binary[0] = UpgradeBinary(argv[0]);
   auto parsed = config::Parse(args, config::EnvironFromProcess());
   if (!parsed.ok()) return Fail(parsed.error());
   if (parsed->action != config::Action::kRun) {
@@ -118,6 +141,8 @@ int Main(int argc, char** argv) {
     if (!parsed->text.empty() && parsed->text.back() != '\n') std::fputc('\n', stdout);
     return 0;
   }
+  // Live upgrade: started by an old process that hands over its listeners and connections.
+  int upgrade_ctl = TakeUpgradeSocket();
   Shared shared;
   shared.cfg = parsed->config;
   config::Config& cfg = shared.cfg;
@@ -194,6 +219,7 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR2);  // live upgrade
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -202,7 +228,15 @@ int Main(int argc, char** argv) {
   socklen_t& main_len = main_listen.len;
   std::string err;
   if (!Resolve(cfg.host, cfg.port, &main_addr, &main_len, &err)) return Fail(err);
-  if (!PortFree(main_addr, main_len, &err)) {
+  std::optional<InheritedListeners> inherited;
+  if (upgrade_ctl >= 0) {
+    auto l = ReceiveListeners(upgrade_ctl);
+    if (!l.ok()) return Fail(l.error());
+    inherited = std::move(l.value());
+    // Held from now until the old process has handed every connection over (upgrade.h).
+    shared.upgrade->holding.store(true);
+  }
+  if (!inherited && !PortFree(main_addr, main_len, &err)) {
     return Fail("cannot listen on " + cfg.host + ":" + std::to_string(cfg.port) + ": " + err);
   }
   // Broadcast endpoint: the main port when a key protects it, else its own port (8090 by default).
@@ -217,7 +251,7 @@ int Main(int argc, char** argv) {
   if (separate_bcast) {
     if (!Resolve(cfg.host, shared.broadcast_port, &bcast_listen.addr, &bcast_listen.len, &err))
       return Fail(err);
-    if (!PortFree(bcast_listen.addr, bcast_listen.len, &err)) {
+    if (!inherited && !PortFree(bcast_listen.addr, bcast_listen.len, &err)) {
       return Fail("cannot listen on " + cfg.host + ":" + std::to_string(shared.broadcast_port) +
                   " (HTTP broadcast): " + err);
     }
@@ -235,7 +269,7 @@ int Main(int argc, char** argv) {
       separate_api = true;
       if (!Resolve(cfg.host, cfg.api_port, &api_listen.addr, &api_listen.len, &err))
         return Fail(err);
-      if (!PortFree(api_listen.addr, api_listen.len, &err)) {
+      if (!inherited && !PortFree(api_listen.addr, api_listen.len, &err)) {
         return Fail("cannot listen on " + cfg.host + ":" + std::to_string(cfg.api_port) +
                     " (REST API): " + err);
       }
@@ -322,6 +356,26 @@ int Main(int argc, char** argv) {
              cfg.statsd_host.c_str(), cfg.metrics_rotate_interval_s, cfg.statsd_prefix.c_str(),
              cfg.statsd_tags_format.c_str(), cfg.statsd_max_packet_size);
   }
+  if (inherited) {
+    // Worker i takes the old worker i's listeners; extra workers bind their own (SO_REUSEPORT
+    // joins the same group); listeners of old workers beyond ours are closed.
+    for (size_t i = 0; i < shared.workers.size(); ++i) {
+      int m = i < inherited->main_fds.size() ? inherited->main_fds[i] : -1;
+      int b = separate_bcast && i < inherited->bcast_fds.size() ? inherited->bcast_fds[i] : -1;
+      int a = separate_api && i < inherited->api_fds.size() ? inherited->api_fds[i] : -1;
+      shared.workers[i]->InheritListeners(m, b, a);
+    }
+    for (size_t i = shared.workers.size(); i < inherited->main_fds.size(); ++i) {
+      close(inherited->main_fds[i]);
+    }
+    for (size_t i = separate_bcast ? shared.workers.size() : 0; i < inherited->bcast_fds.size();
+         ++i) {
+      close(inherited->bcast_fds[i]);
+    }
+    for (size_t i = separate_api ? shared.workers.size() : 0; i < inherited->api_fds.size(); ++i) {
+      close(inherited->api_fds[i]);
+    }
+  }
   for (auto& w : shared.workers) {
     auto r = w->Init(main_listen, separate_bcast ? &bcast_listen : nullptr,
                      separate_api ? &api_listen : nullptr);
@@ -363,12 +417,26 @@ int Main(int argc, char** argv) {
         cfg.metrics_rotate_interval_s, cfg.metrics_log_filter,
         [&shared] { return SampleMetrics(shared); });
   }
-  // Every worker's listener is bound and its ring is running: tell systemd (Type=notify).
-  metrics::SdNotify("READY=1\nSTATUS=Listening on " + cfg.host + ":" +
-                    std::to_string(PortOf(main_addr)));
+  if (upgrade_ctl >= 0) {
+    // Live upgrade: take the old process's connections (this also tells systemd, MAINPID=).
+    AdoptFromOldProcess(shared, upgrade_ctl);
+  } else {
+    // Every worker's listener is bound and its ring is running: tell systemd (Type=notify).
+    metrics::SdNotify("READY=1\nSTATUS=Listening on " + cfg.host + ":" +
+                      std::to_string(PortOf(main_addr)));
+  }
 
   int sig = 0;
-  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+  bool upgraded = false;
+  while (sigwait(&signals, &sig) == 0 && (sig == SIGHUP || sig == SIGUSR2)) {
+    if (sig == SIGUSR2) {
+      LOG_INFO("received SIGUSR2: live upgrade to %s", args_with_binary[0].c_str());
+      if (RunUpgrade(shared, args_with_binary)) {
+        upgraded = true;
+        break;
+      }
+      continue;
+    }
     if (!shared.tls) {
       LOG_INFO("received SIGHUP: nothing to reload (no --ssl_cert)");
       continue;
@@ -380,6 +448,19 @@ int Main(int argc, char** argv) {
       LOG_INFO("received SIGHUP: reloaded the TLS certificate %s and key %s (new connections)",
                cfg.ssl_cert.c_str(), cfg.ssl_key.c_str());
     }
+  }
+  if (upgraded) {
+    // Every worker handed its connections over and stopped; nothing is left to close.
+    for (auto& w : shared.workers) w->Join();
+    if (shared.cluster) shared.cluster->Stop();
+    if (embedded_nats) embedded_nats->Stop();
+    shared.log->ReleaseUnconsumed();
+    if (metrics_log) metrics_log->Stop();
+    if (statsd) statsd->Stop();
+    if (metrics_server) metrics_server->Stop();
+    shared.rpc->Shutdown(std::chrono::milliseconds(1000));
+    LOG_INFO("upgrade: the old process exits");
+    return 0;
   }
   LOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   metrics::SdNotify("STOPPING=1\nSTATUS=Shutting down");

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cluster/cluster.h"
@@ -20,6 +23,22 @@
 namespace cable::server {
 
 class Worker;
+
+// Live upgrade (src/upgrade/upgrade.h, worker_upgrade.cc, upgrade_ctl.cc). Always allocated.
+struct UpgradeState {
+  // Old process: connections ready to go, {socket, encoded ConnRecord}, pushed by workers and
+  // sent by the controller (main thread), which `outbox_event` wakes.
+  std::mutex outbox_mu;
+  std::deque<std::pair<int, std::string>> outbox;
+  int outbox_event = -1;
+  // Old process: workers whose broadcast intake is closed (the barrier before the first move).
+  std::atomic<int> intake_closed{0};
+  // New process: publications accepted between kReady and kDone wait here, in arrival order
+  // (Worker::PublishLocal and main's LogSink check `holding` first).
+  std::atomic<bool> holding{false};
+  std::mutex hold_mu;
+  std::deque<hub::Message*> held;
+};
 
 struct Shared {
   config::Config cfg;
@@ -51,6 +70,17 @@ struct Shared {
   bool api_on_main_port = false;
   bool api_on_broadcast_port = false;
   int64_t ping_interval_ms = 3000;
+  std::unique_ptr<UpgradeState> upgrade = std::make_unique<UpgradeState>();
 };
+
+// Holds `msg` when a live upgrade holds publications (true: taken); else the caller publishes.
+inline bool HoldForUpgrade(Shared& shared, hub::Message* msg) {
+  UpgradeState& u = *shared.upgrade;
+  if (!u.holding.load(std::memory_order_acquire)) return false;
+  std::lock_guard<std::mutex> lock(u.hold_mu);
+  if (!u.holding.load(std::memory_order_relaxed)) return false;
+  u.held.push_back(msg);
+  return true;
+}
 
 }  // namespace cable::server

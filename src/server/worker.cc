@@ -104,18 +104,25 @@ cable::Result<bool, std::string> Worker::Init(const ListenAddress& main,
   // With pub/sub, the node subscribes to the streams its workers have subscribers for.
   if (shared_.cluster && shared_.cluster->pubsub()) index_map_.SetObserver(this);
   std::string err;
-  listen_fds_[0] = MakeListener(main.addr, main.len, cfg_.tcp_user_timeout_s, &err);
+  // Live upgrade: the old process's listeners (same sockets, same accept queues).
+  listen_fds_[0] = inherited_fds_[0] >= 0
+                       ? inherited_fds_[0]
+                       : MakeListener(main.addr, main.len, cfg_.tcp_user_timeout_s, &err);
   if (listen_fds_[0] < 0)
     return MakeError("cannot listen on port " + std::to_string(cfg_.port) + ": " + err);
   if (broadcast) {
-    listen_fds_[1] = MakeListener(broadcast->addr, broadcast->len, cfg_.tcp_user_timeout_s, &err);
+    listen_fds_[1] = inherited_fds_[1] >= 0 ? inherited_fds_[1]
+                                            : MakeListener(broadcast->addr, broadcast->len,
+                                                           cfg_.tcp_user_timeout_s, &err);
     if (listen_fds_[1] < 0) {
       return MakeError("cannot listen on broadcast port " + std::to_string(shared_.broadcast_port) +
                        ": " + err);
     }
   }
   if (api) {
-    listen_fds_[2] = MakeListener(api->addr, api->len, cfg_.tcp_user_timeout_s, &err);
+    listen_fds_[2] = inherited_fds_[2] >= 0
+                         ? inherited_fds_[2]
+                         : MakeListener(api->addr, api->len, cfg_.tcp_user_timeout_s, &err);
     if (listen_fds_[2] < 0) {
       return MakeError("cannot listen on API port " + std::to_string(cfg_.api_port) + ": " + err);
     }
@@ -185,11 +192,12 @@ void Worker::Loop() {
     FlushPendingPublications();
     if (now_ms_ >= next_tick_ms_) ProcessTicks();
     ProcessDisconnectQueue();
+    if (handover_ != Handover::kNone) ProgressHandover();
     FlushSends();
     for (uint32_t slot : rearm_) {
       Conn& c = conns_[slot];
       if (c.state != ConnState::kFree && !c.recv_armed && !c.read_paused && !c.reading_stopped &&
-          c.state != ConnState::kClosing) {
+          c.state != ConnState::kClosing && c.handover == 0) {
         ArmRecv(c, slot);
       }
     }
@@ -274,7 +282,9 @@ void Worker::ArmDoorbell() {
 
 void Worker::ArmAccept(int listener) {
   if (listen_fds_[listener] < 0 || accept_armed_[listener]) return;
-  if (!AcceptAllowed()) return;  // re-armed when a connection slot frees up
+  if (handover_ != Handover::kNone) return;  // the new process accepts now
+  if (accept_held_) return;                  // new process: the old one still accepts
+  if (!AcceptAllowed()) return;              // re-armed when a connection slot frees up
   io_uring_sqe* sqe = ring_.GetSqe();
   // With --max-conn, one accept at a time so the count is checked before every connection.
   if (shared_.features.multishot_accept && max_conns_ == 0) {
@@ -440,7 +450,9 @@ void Worker::MarkDirty(Conn& c, uint32_t slot) {
 }
 
 void Worker::Enqueue(Conn& c, uint32_t slot, hub::Frame* frame) {
-  if (c.state == ConnState::kFree || (c.state == ConnState::kClosing && !c.close_after_flush)) {
+  // A connection parked for a live upgrade is the new process's to write to.
+  if (c.state == ConnState::kFree || (c.state == ConnState::kClosing && !c.close_after_flush) ||
+      c.handover == 2) {
     return;
   }
   frame->Acquire(index_);
@@ -615,6 +627,7 @@ void Worker::MaybeResumeReading(Conn& c, uint32_t slot) {
 
 void Worker::BeginClosing(Conn& c, uint32_t slot) {
   if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  if (c.handover == 2) return;  // parked for a live upgrade: its socket is not ours to end
   bool was_ws = c.state == ConnState::kOpen || c.state == ConnState::kConnecting;
   c.state = ConnState::kClosing;
   c.close_after_flush = true;
@@ -659,6 +672,7 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
 }
 
 void Worker::ForceClose(Conn& c, uint32_t slot) {
+  if (c.handover == 2) return;  // parked for a live upgrade (see BeginClosing)
   DropUnsentFrames(c);
   c.close_after_flush = false;
   if (c.fd >= 0) shutdown(c.fd, SHUT_RDWR);  // completes any pending recv/send on the socket

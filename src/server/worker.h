@@ -143,6 +143,9 @@ struct Conn {
   bool keep_alive = true;
   bool in_wheel = false;
   bool deflate = false;  // permessage-deflate negotiated: data frames to this client are compressed
+  // Live upgrade (worker_upgrade.cc): 1 = receive being cancelled before the handover, 2 = sent
+  // to the new process, parked (no reads, no writes) until its ack.
+  uint8_t handover = 0;
   uint8_t ping_precision = 0;  // 0 s, 1 ms, 2 ns
   uint8_t inflight_ops = 0;
   uint32_t ping_period = 0;  // ticks; 0 = no pings
@@ -168,14 +171,20 @@ struct Conn {
 struct InboxItem {
   // kBrokerReply: the broker thread's answer (--broker redis|nats); kPollRequest: a poll request
   // for a session this worker owns, from the worker holding its connection; kPollReply: the
-  // owner's answer (status, poll id, JSONL body) for that connection.
+  // complete HTTP response for such a connection. kHandover*: live upgrade (old process); kAdopt:
+  // a connection from the old process (new one).
   enum class Kind : uint8_t {
     kRpcDone,
     kShutdown,
     kClusterAck,
     kBrokerReply,
     kPollRequest,
-    kPollReply
+    kPollReply,
+    kHandoverBegin,
+    kHandoverAck,
+    kHandoverAbort,
+    kAdopt,
+    kAcceptResume
   };
   InboxItem* next = nullptr;
   Kind kind = Kind::kRpcDone;
@@ -186,7 +195,8 @@ struct InboxItem {
   int from_worker = -1;  // kPollRequest: the worker holding the connection
   int status = 0;        // kPollReply
   std::string poll_id;   // kPollRequest
-  std::string bytes;     // kPollRequest: the request body (JSONL); kPollReply: the answer's body
+  std::string bytes;     // kPollRequest: the request body (JSONL); kPollReply: the response
+  int fd = -1;           // kAdopt: the socket (bytes: the encoded upgrade::ConnRecord)
 };
 
 class Worker : public rpc::CompletionSink,
@@ -213,6 +223,21 @@ class Worker : public rpc::CompletionSink,
   void OnClusterAck(uint64_t token, bool ok) override;
   void OnBrokerReply(std::unique_ptr<hub::BrokerReply> reply) override;
   void RequestShutdown();
+  // Live upgrade (worker_upgrade.cc). Before Init: listeners inherited from the old process (-1:
+  // bind a new one). Any thread: start / abort handing connections over, an ack for one, a
+  // connection to adopt (takes `fd`).
+  void InheritListeners(int main_fd, int bcast_fd, int api_fd) {
+    inherited_fds_[0] = main_fd;
+    inherited_fds_[1] = bcast_fd;
+    inherited_fds_[2] = api_fd;
+    accept_held_ = true;
+  }
+  int listen_fd(int i) const { return listen_fds_[i]; }
+  void BeginHandover();
+  void AbortHandover();
+  void OnHandoverAck(uint64_t token);
+  void Adopt(int fd, std::string record);
+  void ResumeAccepts();  // new process: the old one no longer accepts
   // Wakes the worker if it announced it is going to sleep (after a push to something it reads).
   void WakeIfSleeping() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -454,6 +479,28 @@ class Worker : public rpc::CompletionSink,
     }
     return true;
   }
+
+  // Live upgrade (worker_upgrade.cc)
+  void PostItem(InboxItem* item);
+  void OnHandoverBegin();
+  void OnHandoverAbort();
+  void OnHandoverAckItem(uint64_t token);
+  void AdoptConnection(int fd, const std::string& record);
+  void ProgressHandover();  // every loop turn while handing over
+  void HandoverTick();      // every tick: broadcast intake, deadline
+  bool Quiescent(const Conn& c) const;
+  void SendHandover(Conn& c, uint32_t slot);
+  void SendHttpHandover(Conn& c, uint32_t slot);  // an idle HTTP keep-alive connection
+  void FallbackClose(Conn& c, uint32_t slot, const char* why);
+  void OnAcceptResume();
+  // New process: no accepting until the old process stopped (one sequencer at a time).
+  bool accept_held_ = false;
+  enum class Handover : uint8_t { kNone, kActive };
+  Handover handover_ = Handover::kNone;
+  bool intake_reported_ = false;
+  int64_t handover_deadline_ms_ = 0;
+  uint32_t handover_cursor_ = 0;
+  int inherited_fds_[kListenerCount] = {-1, -1, -1};
   std::string NewSid();
 
   Shared& shared_;

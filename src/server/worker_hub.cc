@@ -14,6 +14,7 @@
 namespace cable::server {
 
 void Worker::PublishLocal(hub::Message* msg) {
+  if (HoldForUpgrade(shared_, msg)) return;  // new process during a live upgrade
   if (shared_.broker) {
     // The broker gives it its offset and keeps it in order until the log has room.
     shared_.broker->Publish(msg);
@@ -201,6 +202,8 @@ void Worker::ProcessTicks() {
   while (now_ms_ >= next_tick_ms_) {
     next_tick_ms_ += kTickMs;
     ++tick_;
+    if (handover_ != Handover::kNone) HandoverTick();
+
     uint32_t bucket = tick_ % kWheelSize;
     uint32_t slot = wheel_[bucket];
     wheel_[bucket] = kNil;

@@ -207,6 +207,16 @@ void Worker::ProcessInbox() {
       OnPollRequest(item->from_worker, item->token, item->poll_id, item->bytes);
     } else if (item->kind == InboxItem::Kind::kPollReply) {
       OnPollReply(item->token, item->status, item->poll_id, std::move(item->bytes));
+    } else if (item->kind == InboxItem::Kind::kHandoverBegin) {
+      OnHandoverBegin();
+    } else if (item->kind == InboxItem::Kind::kHandoverAbort) {
+      OnHandoverAbort();
+    } else if (item->kind == InboxItem::Kind::kHandoverAck) {
+      OnHandoverAckItem(item->token);
+    } else if (item->kind == InboxItem::Kind::kAcceptResume) {
+      OnAcceptResume();
+    } else if (item->kind == InboxItem::Kind::kAdopt) {
+      AdoptConnection(item->fd, item->bytes);
     } else {
       rpc::Call& call = *item->call;
       if (call.kind == rpc::CallKind::kDisconnect) {

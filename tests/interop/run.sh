@@ -7,7 +7,7 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SCENARIOS=(actioncable.test.mjs anycable.test.mjs anycable_ext.test.mjs turbo.test.mjs tls.test.mjs presence.test.mjs
-           sse.test.mjs)
+           sse.test.mjs upgrade.test.mjs)
 # Bounds (seconds); together they stay within the ctest TIMEOUT of 300.
 NPM_TIMEOUT=90          # npm ci
 STARTUP_TIMEOUT=15      # each server process becoming ready
@@ -162,6 +162,7 @@ cd "$HERE" || die "cannot cd to $HERE"
 NODE_EXTRA_CA_CERTS="$TLS_DIR/cert.pem" RINGCABLE_INTEROP_TLS_PORT="$TLS_PORT" \
   RINGCABLE_INTEROP_TLS_BROADCAST_KEY="$TLS_KEY_SECRET" \
   RINGCABLE_INTEROP_PORT="$CABLE_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$BROADCAST_PORT" \
+  RINGCABLE_INTEROP_BIN="$RINGCABLE_BIN" RINGCABLE_INTEROP_RPC_PORT="$RPC_PORT" \
   RINGCABLE_INTEROP_TURBO_SECRET="$TURBO_SECRET" RINGCABLE_INTEROP_STREAMS_SECRET="$STREAMS_SECRET" \
   timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test "${SCENARIOS[@]}" &
 NODE_PID=$!

@@ -367,6 +367,20 @@ int ServerProcess::Stop(std::chrono::milliseconds timeout) {
   return -1;
 }
 
+int ServerProcess::WaitExit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  auto deadline = Clock::now() + timeout;
+  int status = 0;
+  while (Clock::now() < deadline) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return -1;
+}
+
 void ServerProcess::Kill() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);

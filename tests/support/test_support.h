@@ -44,6 +44,9 @@ class ServerProcess {
   // SIGTERM; waits up to `timeout`; returns the exit status (or -1 if it had to be killed).
   int Stop(std::chrono::milliseconds timeout = 10s);
   void Kill();
+  // Waits (bounded) for the process to exit on its own, e.g. after a live upgrade handed
+  // everything to its successor; returns the exit status like Stop(), -1 if it is still running.
+  int WaitExit(std::chrono::milliseconds timeout);
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string Log() const;  // stderr so far

@@ -1,0 +1,376 @@
+// Live upgrade, the main thread's part: spawning the new binary and relaying the control channel
+// (see upgrade_ctl.h; protocol in src/upgrade/upgrade.h).
+#include "server/upgrade_ctl.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+#include "metrics/sd_notify.h"
+#include "server/worker.h"
+#include "upgrade/upgrade.h"
+
+extern char** environ;
+
+namespace cable::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// fork + exec of argv with `child_fd` inherited and named in the environment. Everything is
+// prepared before fork(): the child only calls fcntl and execve (this process has threads).
+pid_t Spawn(const std::vector<std::string>& argv, int child_fd) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::vector<std::string> env;
+  std::string prefix = std::string(upgrade::kFdEnv) + "=";
+  for (char** e = environ; e && *e; ++e) {
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) env.emplace_back(*e);
+  }
+  env.push_back(prefix + std::to_string(child_fd));
+  std::vector<char*> cenv;
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    fcntl(child_fd, F_SETFD, 0);  // the one descriptor the new process inherits
+    execve(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string ExitStatus(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+// Reaps the new process if it has exited (bounded wait); "" when it is still running.
+std::string Reap(pid_t pid, std::chrono::milliseconds wait) {
+  auto deadline = Clock::now() + wait;
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return ExitStatus(status);
+    if (Clock::now() >= deadline) return "";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv) {
+  auto started = Clock::now();
+  UpgradeState& u = *shared.upgrade;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    LOG_ERROR("upgrade: socketpair: %s; keeping every connection", strerror(errno));
+    return false;
+  }
+  int sndbuf = 4 << 20;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  if (u.outbox_event < 0) u.outbox_event = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  pid_t pid = Spawn(argv, sv[1]);
+  close(sv[1]);
+  int ctl = sv[0];
+  if (pid < 0) {
+    LOG_ERROR("upgrade: cannot start %s: %s; keeping every connection", argv[0].c_str(),
+              strerror(errno));
+    close(ctl);
+    return false;
+  }
+  LOG_INFO("upgrade: started %s (pid %d)", argv[0].c_str(), static_cast<int>(pid));
+  auto fail = [&](const std::string& why) {
+    close(ctl);
+    std::string status = Reap(pid, std::chrono::milliseconds(2000));
+    LOG_ERROR("upgrade: %s (new process %d: %s); the old process keeps serving", why.c_str(),
+              static_cast<int>(pid), status.empty() ? "still running" : status.c_str());
+    return false;
+  };
+
+  // The listeners: every worker's main one, then the broadcast ones, then the REST API ones.
+  upgrade::Packet listeners;
+  listeners.type = upgrade::Type::kListeners;
+  int counts[kListenerCount] = {};
+  for (int l = 0; l < kListenerCount; ++l) {
+    for (auto& w : shared.workers) {
+      if (w->listen_fd(l) < 0) continue;
+      listeners.fds.push_back(w->listen_fd(l));
+      ++counts[l];
+    }
+  }
+  listeners.bytes =
+      std::to_string(counts[0]) + " " + std::to_string(counts[1]) + " " + std::to_string(counts[2]);
+  if (!upgrade::SendPacket(ctl, listeners)) return fail("cannot send the listeners");
+
+  upgrade::Packet p;
+  int r = upgrade::RecvPacket(ctl, &p, shared.cfg.shutdown_timeout_s * 1000);
+  if (r <= 0 || p.type != upgrade::Type::kReady) {
+    if (r == 0) kill(pid, SIGTERM);
+    return fail(r == 0 ? "the new process was not ready within --shutdown_timeout"
+                       : "the new process exited before it was ready");
+  }
+  LOG_INFO("upgrade: new process %d is ready (%lld ms); handing over connections",
+           static_cast<int>(pid), static_cast<long long>(MsSince(started)));
+  u.intake_closed.store(0);
+  for (auto& w : shared.workers) w->BeginHandover();
+  // Workers close what they could not hand over at --shutdown_timeout; a new process that still
+  // has not acknowledged what it was sent some seconds later is taken for hung and killed (its
+  // unacknowledged connections stay here).
+  const auto give_up =
+      Clock::now() + std::chrono::seconds(shared.cfg.shutdown_timeout_s) + std::chrono::seconds(10);
+
+  uint64_t sent = 0;
+  uint64_t acked = 0;
+  bool ok = true;
+  bool accept_sent = false;
+  for (;;) {
+    if (!accept_sent && u.intake_closed.load() >= static_cast<int>(shared.workers.size())) {
+      // Every old worker stopped accepting and answered its last broadcast: the new one starts.
+      upgrade::Packet accept;
+      accept.type = upgrade::Type::kAccept;
+      if (!upgrade::SendPacket(ctl, accept)) {
+        ok = false;
+        break;
+      }
+      accept_sent = true;
+    }
+    bool all_done = true;
+    for (auto& w : shared.workers) all_done &= w->finished();
+    if (all_done) break;
+    if (Clock::now() >= give_up) {
+      LOG_ERROR("upgrade: the new process %d did not finish the handover in time; killing it",
+                static_cast<int>(pid));
+      kill(pid, SIGKILL);
+      ok = false;
+      break;
+    }
+    pollfd pfd[2] = {{ctl, POLLIN, 0}, {u.outbox_event, POLLIN, 0}};
+    poll(pfd, 2, 20);
+    if (pfd[1].revents & POLLIN) {
+      eventfd_t v;
+      eventfd_read(u.outbox_event, &v);
+      std::deque<std::pair<int, std::string>> batch;
+      {
+        std::lock_guard<std::mutex> lock(u.outbox_mu);
+        batch.swap(u.outbox);
+      }
+      for (auto& [fd, bytes] : batch) {
+        upgrade::Packet conn;
+        conn.type = upgrade::Type::kConn;
+        conn.fds = {fd};
+        conn.bytes = std::move(bytes);
+        if (!upgrade::SendPacket(ctl, conn)) {
+          ok = false;
+          break;
+        }
+        ++sent;
+      }
+    }
+    if (!ok) break;
+    if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      int rr = upgrade::RecvPacket(ctl, &p, 0);
+      if (rr < 0) {
+        ok = false;
+        break;
+      }
+      if (rr > 0 && p.type == upgrade::Type::kAck && p.bytes.size() == 16) {
+        uint64_t worker = upgrade::DecodeU64(p.bytes.substr(0, 8));
+        uint64_t token = upgrade::DecodeU64(p.bytes.substr(8));
+        if (worker < shared.workers.size()) shared.workers[worker]->OnHandoverAck(token);
+        ++acked;
+      }
+    }
+  }
+  if (!ok) {
+    for (auto& w : shared.workers) w->AbortHandover();
+    std::lock_guard<std::mutex> lock(u.outbox_mu);
+    u.outbox.clear();  // their connections are un-parked by AbortHandover
+    return fail("the new process went away during the handover (" + std::to_string(acked) +
+                " connections were handed over, " + std::to_string(sent - acked) +
+                " in flight are kept)");
+  }
+  uint64_t fallbacks = 0;
+  for (auto& w : shared.workers) fallbacks += w->counters().upgrade_fallbacks_total.Get();
+  upgrade::Packet done;
+  done.type = upgrade::Type::kDone;
+  done.bytes =
+      upgrade::EncodeU64(static_cast<uint64_t>(MsSince(started))) + upgrade::EncodeU64(fallbacks);
+  upgrade::SendPacket(ctl, done);
+  // The new process becomes systemd's main PID (NotifyAccess=all) before this one exits.
+  metrics::SdNotify("MAINPID=" + std::to_string(pid) + "\nSTATUS=Upgraded to pid " +
+                    std::to_string(pid));
+  // Wait for its kDone: it has released the held publications and told systemd itself.
+  upgrade::RecvPacket(ctl, &p, 5000);
+  close(ctl);
+  LOG_INFO(
+      "upgrade: complete in %lld ms: %llu connections handed over, %llu fell back to a "
+      "reconnect; exiting",
+      static_cast<long long>(MsSince(started)), static_cast<unsigned long long>(acked),
+      static_cast<unsigned long long>(fallbacks));
+  return true;
+}
+
+int TakeUpgradeSocket() {
+  const char* v = std::getenv(upgrade::kFdEnv);
+  if (!v) return -1;
+  int fd = std::atoi(v);
+  unsetenv(upgrade::kFdEnv);
+  if (fd < 3 || fcntl(fd, F_GETFD) < 0) return -1;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+cable::Result<InheritedListeners, std::string> ReceiveListeners(int ctl) {
+  upgrade::Packet p;
+  if (upgrade::RecvPacket(ctl, &p, 10000) <= 0 || p.type != upgrade::Type::kListeners) {
+    return MakeError(std::string("upgrade: no listeners from the old process"));
+  }
+  size_t workers = 0;
+  size_t bcast = 0;
+  size_t api = 0;
+  if (std::sscanf(p.bytes.c_str(), "%zu %zu %zu", &workers, &bcast, &api) != 3 ||
+      workers + bcast + api != p.fds.size()) {
+    for (int fd : p.fds) close(fd);
+    return MakeError(std::string("upgrade: malformed listener message"));
+  }
+  InheritedListeners l;
+  const auto first = p.fds.begin();
+  l.main_fds.assign(first, first + static_cast<long>(workers));
+  l.bcast_fds.assign(first + static_cast<long>(workers),
+                     first + static_cast<long>(workers + bcast));
+  l.api_fds.assign(first + static_cast<long>(workers + bcast), p.fds.end());
+  return l;
+}
+
+void AdoptFromOldProcess(Shared& shared, int ctl) {
+  UpgradeState& u = *shared.upgrade;
+  upgrade::Packet p;
+  p.type = upgrade::Type::kReady;
+  bool ok = upgrade::SendPacket(ctl, p);
+  uint64_t adopted = 0;
+  std::vector<uint64_t> per_worker(shared.workers.size(), 0);
+  // Tests only: stop acknowledging after this many connections (the new process then looks hung
+  // mid-handover, and a test kills it).
+  const char* limit_env = std::getenv("RINGCABLE_UPGRADE_TEST_ACK_LIMIT");
+  const uint64_t ack_limit = limit_env ? std::strtoull(limit_env, nullptr, 10) : UINT64_MAX;
+  std::vector<int> held_back;
+  // Bounded: an old process that hangs must not keep this one holding publications for ever.
+  const auto deadline_all =
+      Clock::now() + std::chrono::seconds(shared.cfg.shutdown_timeout_s) + std::chrono::seconds(20);
+  while (ok) {
+    int64_t left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_all - Clock::now()).count();
+    int r = left > 0 ? upgrade::RecvPacket(ctl, &p, static_cast<int>(left)) : 0;
+    if (r == 0) {
+      LOG_ERROR("upgrade: the old process did not finish the handover in time; going on alone");
+      break;
+    }
+    if (r < 0) {
+      LOG_WARN("upgrade: the old process went away before it said done");
+      break;
+    }
+    if (p.type == upgrade::Type::kDone) {
+      if (p.bytes.size() == 16) {
+        // The old process's measure of the upgrade and its fallbacks, for this one's metrics.
+        Counters& c0 = const_cast<Counters&>(shared.workers[0]->counters());
+        c0.upgrade_duration_seconds.Set(  // whole seconds, rounded up (Prometheus base unit)
+            static_cast<int64_t>((upgrade::DecodeU64(p.bytes.substr(0, 8)) + 999) / 1000));
+        c0.upgrade_fallbacks_total.Add(upgrade::DecodeU64(p.bytes.substr(8)));
+      }
+      break;
+    }
+    if (p.type == upgrade::Type::kAccept) {
+      for (auto& w : shared.workers) w->ResumeAccepts();
+      continue;
+    }
+    if (p.type != upgrade::Type::kConn || p.fds.size() != 1) {
+      for (int fd : p.fds) close(fd);
+      continue;
+    }
+    upgrade::ConnRecord rec;
+    if (!upgrade::Decode(p.bytes, &rec)) {
+      LOG_ERROR("upgrade: malformed connection record; closing it");
+      close(p.fds[0]);
+      continue;
+    }
+    if (adopted >= ack_limit) {
+      if (held_back.empty())
+        LOG_WARN("upgrade: test hook: holding back acks after %llu",
+                 static_cast<unsigned long long>(adopted));
+      held_back.push_back(p.fds[0]);
+      continue;
+    }
+    upgrade::Packet ack;
+    ack.type = upgrade::Type::kAck;
+    ack.bytes = upgrade::EncodeU64(rec.worker) + upgrade::EncodeU64(rec.token);
+    upgrade::SendPacket(ctl, ack);
+    size_t w = rec.worker % shared.workers.size();
+    shared.workers[w]->Adopt(p.fds[0], std::move(p.bytes));
+    ++per_worker[w];
+    ++adopted;
+  }
+  // Each worker must have adopted its connections before the held publications enter the log
+  // (a worker could otherwise read one in the turn that precedes its adoption). Bounded wait.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (size_t w = 0; w < shared.workers.size(); ++w) {
+    const auto& adopted_w = shared.workers[w]->counters().upgrade_adopted_total;
+    while (adopted_w.Get() < per_worker[w] && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  for (int fd : held_back) close(fd);
+  for (auto& w : shared.workers) w->ResumeAccepts();  // after an early end of the old process
+  // Every handed-over subscriber is in an index (adoption items are ahead of anything published
+  // from now on in each worker's order of work): release what was held, in arrival order.
+  size_t held = 0;
+  {
+    std::lock_guard<std::mutex> lock(u.hold_mu);
+    held = u.held.size();
+  }
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(u.hold_mu);
+      while (!u.held.empty()) {
+        hub::Message* msg = u.held.front();
+        if (shared.broker) {
+          shared.broker->Publish(msg);
+        } else if (!shared.log->TryPublish(msg)) {
+          break;
+        }
+        u.held.pop_front();
+      }
+      if (u.held.empty()) u.holding.store(false, std::memory_order_release);
+    }
+    for (auto& w : shared.workers) w->WakeIfSleeping();
+    if (!u.holding.load(std::memory_order_acquire)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  metrics::SdNotify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\nSTATUS=Upgraded");
+  p.type = upgrade::Type::kDone;
+  p.bytes.clear();
+  p.fds.clear();
+  upgrade::SendPacket(ctl, p);
+  close(ctl);
+  LOG_INFO(
+      "upgrade: adopted %llu connections from the old process; released %zu publications "
+      "held during the handover",
+      static_cast<unsigned long long>(adopted), held);
+}
+
+}  // namespace cable::server

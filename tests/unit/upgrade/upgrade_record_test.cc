@@ -1,0 +1,119 @@
+// upgrade: the connection record round-trips every field, a truncated or padded record is refused,
+// and the control channel carries bytes and descriptors over a real SEQPACKET socketpair.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "upgrade/upgrade.h"
+
+namespace cable::upgrade {
+namespace {
+
+ConnRecord Sample() {
+  ConnRecord r;
+  r.token = (uint64_t{7} << 32) | 42;
+  r.worker = 3;
+  r.sid = "sid-1";
+  r.identifiers = R"({"current_user":"alice"})";
+  r.url = "ws://example.com/cable?user=alice";
+  r.headers = {{"cookie", "a=b"}, {"REMOTE_ADDR", "127.0.0.1"}};
+  r.cstate = {{"last", "v"}, {"empty", ""}};
+  SubRecord s1;
+  s1.identifier = R"({"channel":"ChatChannel"})";
+  s1.streams = {"room1", "room2"};
+  s1.has_istate = true;
+  s1.istate = {{"k", "v"}};
+  SubRecord s2;
+  s2.identifier = R"({"channel":"$pubsub","stream_name":"x"})";
+  s2.streams = {"x"};
+  s2.builtin = true;
+  r.subs = {s1, s2};
+  r.ext = true;
+  r.deflate = true;
+  r.needs_disconnect_rpc = true;
+  r.used_rpc = true;
+  r.restorable = true;
+  r.ping_precision = 1;
+  r.ping_period = 30;
+  return r;
+}
+
+TEST(UpgradeRecord, RoundTrip) {
+  ConnRecord in = Sample();
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_EQ(out.token, in.token);
+  EXPECT_EQ(out.worker, in.worker);
+  EXPECT_EQ(out.sid, in.sid);
+  EXPECT_EQ(out.identifiers, in.identifiers);
+  EXPECT_EQ(out.url, in.url);
+  EXPECT_EQ(out.headers, in.headers);
+  EXPECT_EQ(out.cstate, in.cstate);
+  ASSERT_EQ(out.subs.size(), 2u);
+  EXPECT_EQ(out.subs[0].identifier, in.subs[0].identifier);
+  EXPECT_EQ(out.subs[0].streams, in.subs[0].streams);
+  EXPECT_TRUE(out.subs[0].has_istate);
+  EXPECT_EQ(out.subs[0].istate, in.subs[0].istate);
+  EXPECT_FALSE(out.subs[0].builtin);
+  EXPECT_TRUE(out.subs[1].builtin);
+  EXPECT_FALSE(out.subs[1].has_istate);
+  EXPECT_TRUE(out.ext && out.deflate && out.authenticated && out.needs_disconnect_rpc);
+  EXPECT_FALSE(out.rpc_free_auth);
+  EXPECT_TRUE(out.used_rpc && out.restorable);
+  EXPECT_EQ(out.ping_precision, 1);
+  EXPECT_EQ(out.ping_period, 30u);
+  EXPECT_FALSE(out.http);
+
+  ConnRecord http;
+  http.http = true;
+  http.on_broadcast_port = true;
+  ConnRecord back;
+  ASSERT_TRUE(Decode(Encode(http), &back));
+  EXPECT_TRUE(back.http && back.on_broadcast_port);
+}
+
+TEST(UpgradeRecord, RefusesTruncatedOrPadded) {
+  std::string bytes = Encode(Sample());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    ConnRecord r;
+    EXPECT_FALSE(Decode(bytes.substr(0, n), &r)) << n;
+  }
+  ConnRecord r;
+  EXPECT_FALSE(Decode(bytes + "x", &r));
+  // A count far larger than the bytes left is refused before anything is allocated for it.
+  std::string huge = bytes.substr(0, 12) + std::string("\xff\xff\xff\x7f", 4);
+  EXPECT_FALSE(Decode(huge, &r));
+}
+
+TEST(UpgradeControl, PacketsCarryBytesAndDescriptors) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  Packet p;
+  p.type = Type::kConn;
+  p.bytes = Encode(Sample());
+  p.fds = {pipefd[1]};
+  ASSERT_TRUE(SendPacket(sv[0], p));
+  Packet q;
+  ASSERT_EQ(RecvPacket(sv[1], &q, 5000), 1);
+  EXPECT_EQ(q.type, Type::kConn);
+  EXPECT_EQ(q.bytes, p.bytes);
+  ASSERT_EQ(q.fds.size(), 1u);
+  // The received descriptor is the same pipe: a byte written to it arrives at the read end.
+  ASSERT_EQ(write(q.fds[0], "z", 1), 1);
+  char c = 0;
+  ASSERT_EQ(read(pipefd[0], &c, 1), 1);
+  EXPECT_EQ(c, 'z');
+  close(q.fds[0]);
+  // Nothing pending: a timeout; the peer gone: end of stream.
+  EXPECT_EQ(RecvPacket(sv[1], &q, 0), 0);
+  close(sv[0]);
+  EXPECT_EQ(RecvPacket(sv[1], &q, 5000), -1);
+  close(sv[1]);
+  close(pipefd[0]);
+  close(pipefd[1]);
+}
+
+}  // namespace
+}  // namespace cable::upgrade
