@@ -291,7 +291,7 @@ void Worker::SendHttpHandover(Conn& c, uint32_t slot) {
   r.token = ConnToken(c, slot);
   r.worker = static_cast<uint32_t>(index_);
   r.http = true;
-  r.on_broadcast_port = c.on_broadcast_port;
+  r.listener = static_cast<uint8_t>(c.listener);
   r.authenticated = false;
   c.handover = 2;
   UpgradeState& u = *shared_.upgrade;
@@ -334,7 +334,7 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
   if (r.http) {
     // An idle keep-alive connection: its next request is served here.
     c.state = ConnState::kHttp;
-    c.on_broadcast_port = r.on_broadcast_port;
+    c.listener = static_cast<Listener>(r.listener);
     c.http = std::make_unique<HttpState>();
     WatchHandshake(c, slot);
     ArmRecv(c, slot);

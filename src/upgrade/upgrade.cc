@@ -191,7 +191,7 @@ std::string Encode(const ConnRecord& r) {
                             (r.used_rpc ? 32 : 0) | (r.restorable ? 64 : 0)));
   w.U8(r.ping_precision);
   w.U32(r.ping_period);
-  w.U8(static_cast<uint8_t>((r.http ? 1 : 0) | (r.on_broadcast_port ? 2 : 0)));
+  w.U8(static_cast<uint8_t>((r.http ? 1 : 0) | ((r.listener & 3) << 1)));
   return std::move(w.out());
 }
 
@@ -232,7 +232,8 @@ bool Decode(const std::string& bytes, ConnRecord* r) {
   r->ping_period = rd.U32();
   uint8_t kind = rd.U8();
   r->http = kind & 1;
-  r->on_broadcast_port = kind & 2;
+  r->listener = static_cast<uint8_t>((kind >> 1) & 3);
+  if (r->listener > 2) return false;
   return rd.AtEnd();
 }
 

@@ -135,7 +135,7 @@ struct ConnRecord {
   // An idle HTTP keep-alive connection (no session; a broadcaster's, typically) rather than a
   // WebSocket session: only where it was accepted matters.
   bool http = false;
-  bool on_broadcast_port = false;
+  uint8_t listener = 0;  // which listener accepted it (server::Listener: main, broadcast, API)
 };
 
 std::string Encode(const ConnRecord& r);

@@ -66,10 +66,11 @@ TEST(UpgradeRecord, RoundTrip) {
 
   ConnRecord http;
   http.http = true;
-  http.on_broadcast_port = true;
+  http.listener = 2;  // a REST API port
   ConnRecord back;
   ASSERT_TRUE(Decode(Encode(http), &back));
-  EXPECT_TRUE(back.http && back.on_broadcast_port);
+  EXPECT_TRUE(back.http);
+  EXPECT_EQ(back.listener, 2);
 }
 
 TEST(UpgradeRecord, RefusesTruncatedOrPadded) {
