@@ -181,6 +181,13 @@ void Worker::HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req) 
     Respond(c, slot, 422, http::StatusText(422), !c.keep_alive);
     return;
   }
+  if (RemotePresence()) {
+    // The store answers on the broker thread; pipelined requests wait for it (as a broadcast
+    // waits for pub/sub). OnRemotePresenceReply responds.
+    c.http->awaiting_cluster = true;
+    shared_.remote_broker->PresenceInfo(this, ConnToken(c, slot), std::string(), stream);
+    return;
+  }
   if (!shared_.presence) {
     Respond(c, slot, 501, http::StatusText(501), !c.keep_alive);
     return;
