@@ -63,6 +63,7 @@ metrics::Snapshot SampleMetrics(const Shared& shared) {
     snap.broker.stamped_total = b.stamped_total.load(std::memory_order_relaxed);
     snap.broker.unstamped_total = b.unstamped_total.load(std::memory_order_relaxed);
     snap.broker.history_rejected_total = b.history_rejected_total.load(std::memory_order_relaxed);
+    snap.broker.presence_events_total = b.presence_events_total.load(std::memory_order_relaxed);
     snap.broker.store_up = b.store_up.load(std::memory_order_relaxed);
   }
   return snap;

@@ -133,6 +133,10 @@ TEST_F(ClusterPresence, JoinOnOneNodeIsListedOnTheOtherAndTheLastLeaveEmitsOnce)
   // Unsubscribing leaves.
   ASSERT_TRUE(b->SendText(Cmd("unsubscribe", id)));
   EXPECT_EQ(Next(*a), Presence(id, R"({"type":"leave","id":"u3"})"));
+  // Each event was published once, by one of the nodes.
+  EXPECT_EQ(Metric(0, "ringcable_broker_presence_events_total") +
+                Metric(1, "ringcable_broker_presence_events_total"),
+            6);
 }
 
 TEST_F(ClusterPresence, ADroppedConnectionExpiresAfterTheTtlWithOneLeaveEverywhere) {
