@@ -52,7 +52,10 @@ constexpr const char* kPresenceJoin = R"(
 local stream, sid, id, info = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local skey = P .. 's:' .. sid
 local old = redis.call('HGET', skey, stream)
-if old ~= id then
+if old == id then
+  -- Already present as this id (e.g. a restored session re-sending its join): refresh the info.
+  redis.call('HSET', P .. 'r:{' .. stream .. '}', id, info)
+else
   local ckey = P .. 'c:{' .. stream .. '}'
   if not old and redis.call('HLEN', skey) >= tonumber(ARGV[8]) then return {0} end
   local held = redis.call('HEXISTS', ckey, id) == 1
@@ -60,8 +63,8 @@ if old ~= id then
   if old then leave(stream, sid) end
   redis.call('HSET', skey, stream, id)
   redis.call('HINCRBY', ckey, id, 1)
+  redis.call('HSET', P .. 'r:{' .. stream .. '}', id, info)  -- the latest info, as the memory store
   if not held then
-    redis.call('HSET', P .. 'r:{' .. stream .. '}', id, info)
     for _, v in ipairs({stream, 'join', id, info}) do table.insert(ev, v) end
   end
 end
