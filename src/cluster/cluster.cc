@@ -437,6 +437,13 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     const int workers = sink->workers();
     for (auto& item : parsed.value()) {
       if (auto* pub = std::get_if<protocol::Publication>(&item)) {
+        if (remote_broker && pub->broadcast_type == "presence") {
+          // A presence event (--broker redis|nats): published once by the node whose store
+          // operation caused it, delivered as {"type":"presence",...} to the stream's subscribers.
+          pending_delivery.push_back(
+              hub::Message::NewPresence(pub->stream, encoder.MessageJson(pub->data), workers));
+          continue;
+        }
         hub::Message* m =
             hub::Message::NewPublication(pub->stream, encoder.MessageJson(pub->data),
                                          pub->exclude_socket, workers, pub->transient);

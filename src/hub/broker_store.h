@@ -17,6 +17,13 @@
 //     when several nodes publish to one stream. Others ignore it (the caller publishes).
 //   - Reset() drops the connection after an error, so the next call reconnects (and Epoch() is
 //     read again: a store that lost its data gets a new epoch and old positions are refused).
+//   - Presence (cluster-wide, issue #15): records per stream keyed by presence id, held by one or
+//     more sessions (sids) on any node; the same model and bounds as hub::PresenceStore. Each
+//     operation is atomic in the store and returns the join/leave events it caused, so exactly
+//     one node publishes each event. A session's records expire at `expires_at` (unix s) unless
+//     touched again (live sessions are touched every --presence_ttl / 2, a disconnect sets
+//     now + --presence_ttl); PresenceSweep expires them. Stores without presence keep the
+//     defaults (an error: the client gets the presence error reply).
 // Every error is a one-line message (logged once per outage by the broker thread).
 #pragma once
 
@@ -47,6 +54,19 @@ struct AppendEntry {
   std::string payload_tail;
 };
 
+struct PresenceEvent {
+  std::string stream;
+  std::string type;  // "join" | "leave"
+  std::string id;
+  std::string info_json;  // join only; empty = no info
+};
+struct PresenceRecord {
+  std::string id;
+  std::string info_json;
+};
+inline constexpr size_t kPresenceMaxRecordsPerStream = 10000;
+inline constexpr size_t kPresenceMaxStreamsPerSession = 100;
+
 class BrokerStore {
  public:
   virtual ~BrokerStore() = default;
@@ -66,6 +86,41 @@ class BrokerStore {
   virtual Result<bool> PutSession(const std::string& sid, std::string_view blob, int ttl_s) = 0;
   // Removes and returns the blob (single use); nullopt when unknown or expired.
   virtual Result<std::optional<std::string>> TakeSession(const std::string& sid) = 0;
+  // Presence (see above). Join: false = a bound was reached (nothing changed); a different id of
+  // the same session in that stream is left first.
+  virtual Result<bool> PresenceJoin(const std::string& stream, const std::string& sid,
+                                    const std::string& id, const std::string& info_json,
+                                    int64_t expires_at, std::vector<PresenceEvent>* events) {
+    (void)stream, (void)sid, (void)id, (void)info_json, (void)expires_at, (void)events;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  virtual Result<bool> PresenceLeave(const std::string& stream, const std::string& sid,
+                                     std::vector<PresenceEvent>* events) {
+    (void)stream, (void)sid, (void)events;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  // Records of a stream, ordered by id.
+  virtual Result<std::vector<PresenceRecord>> PresenceInfo(const std::string& stream) {
+    (void)stream;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  // Sets the expiry of sessions that hold records (unknown sids are ignored).
+  virtual Result<bool> PresenceTouch(const std::vector<std::string>& sids, int64_t expires_at) {
+    (void)sids, (void)expires_at;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  // The records of `old_sid` (not expired) now belong to `new_sid`, without events.
+  virtual Result<bool> PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                                       int64_t expires_at) {
+    (void)old_sid, (void)new_sid, (void)expires_at;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  // Expires sessions whose expiry is <= now; appends the resulting leave events.
+  virtual Result<bool> PresenceSweep(int64_t now, std::vector<PresenceEvent>* events) {
+    (void)now, (void)events;
+    return MakeError(std::string("presence is not supported by this store"));
+  }
+  virtual bool SupportsPresence() const { return false; }
   // True when Append publishes entries that name a channel (see above).
   virtual bool PublishesOnAppend() const { return false; }
   // Forget the connection (after an error); the next call reconnects.

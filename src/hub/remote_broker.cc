@@ -13,6 +13,12 @@
 namespace cable::hub {
 namespace {
 
+int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t UnixNow() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -122,7 +128,18 @@ BrokerReply::~BrokerReply() {
 }
 
 struct RemoteBroker::Request {
-  enum class Kind : uint8_t { kAppend, kHistory, kTake, kPut, kStop };
+  enum class Kind : uint8_t {
+    kAppend,
+    kHistory,
+    kTake,
+    kPut,
+    kPresenceJoin,
+    kPresenceLeave,
+    kPresenceInfo,
+    kPresenceTouch,
+    kPresenceRestore,
+    kStop
+  };
   Request* next = nullptr;
   Kind kind = Kind::kStop;
   std::vector<AppendEntry> batch;
@@ -133,6 +150,9 @@ struct RemoteBroker::Request {
   uint64_t request_id = 0;
   std::vector<HistoryQuery> queries;
   CachedSession session;
+  // presence: stream, sid (restore: old sid), id (restore: new sid), info; touch: sids
+  std::string stream, sid, id, info;
+  std::vector<std::string> sids;
 };
 
 RemoteBroker::RemoteBroker(std::unique_ptr<BrokerStore> store, std::string name, int sessions_ttl_s)
@@ -205,9 +225,161 @@ void RemoteBroker::PutSession(std::string sid, CachedSession session) {
   Push(r);
 }
 
+void RemoteBroker::EnablePresence(int ttl_s, PresencePublish publish) {
+  if (!store_->SupportsPresence()) return;  // presence commands then answer the error reply
+  presence_publish_ = std::move(publish);
+  presence_ttl_s_.store(ttl_s > 0 ? ttl_s : 1, std::memory_order_release);
+}
+
+void RemoteBroker::PresenceJoin(BrokerReplySink* sink, uint64_t token, std::string identifier,
+                                std::string stream, std::string sid, std::string id,
+                                std::string info_json) {
+  auto* r = new Request();
+  r->kind = Request::Kind::kPresenceJoin;
+  r->sink = sink;
+  r->token = token;
+  r->identifier = std::move(identifier);
+  r->stream = std::move(stream);
+  r->sid = std::move(sid);
+  r->id = std::move(id);
+  r->info = std::move(info_json);
+  Push(r);
+}
+
+void RemoteBroker::PresenceLeave(std::string stream, std::string sid) {
+  auto* r = new Request();
+  r->kind = Request::Kind::kPresenceLeave;
+  r->stream = std::move(stream);
+  r->sid = std::move(sid);
+  Push(r);
+}
+
+void RemoteBroker::PresenceInfo(BrokerReplySink* sink, uint64_t token, std::string identifier,
+                                std::string stream) {
+  auto* r = new Request();
+  r->kind = Request::Kind::kPresenceInfo;
+  r->sink = sink;
+  r->token = token;
+  r->identifier = std::move(identifier);
+  r->stream = std::move(stream);
+  Push(r);
+}
+
+void RemoteBroker::PresenceTouch(std::vector<std::string> sids) {
+  if (sids.empty()) return;
+  auto* r = new Request();
+  r->kind = Request::Kind::kPresenceTouch;
+  r->sids = std::move(sids);
+  Push(r);
+}
+
+void RemoteBroker::PresenceRestore(std::string old_sid, std::string new_sid) {
+  auto* r = new Request();
+  r->kind = Request::Kind::kPresenceRestore;
+  r->sid = std::move(old_sid);
+  r->id = std::move(new_sid);
+  Push(r);
+}
+
+void RemoteBroker::PublishPresence(std::vector<PresenceEvent> events) {
+  if (events.empty() || !presence_publish_) return;
+  counters_.presence_events_total.fetch_add(events.size(), std::memory_order_relaxed);
+  presence_publish_(std::move(events));
+}
+
+void RemoteBroker::SweepPresence() {
+  std::vector<PresenceEvent> events;
+  auto swept = store_->PresenceSweep(UnixNow(), &events);
+  if (!swept.ok()) {
+    Failed("presence sweep", swept.error());
+    return;
+  }
+  Succeeded();
+  PublishPresence(std::move(events));
+}
+
+void RemoteBroker::HandlePresence(Request& r) {
+  const int64_t expires_at = UnixNow() + presence_ttl_s();
+  std::vector<PresenceEvent> events;
+  std::unique_ptr<BrokerReply> reply;
+  if (r.sink) {
+    reply = std::make_unique<BrokerReply>();
+    reply->kind = BrokerReply::Kind::kPresence;
+    reply->token = r.token;
+    reply->identifier = r.identifier;
+  }
+  switch (r.kind) {
+    case Request::Kind::kPresenceJoin: {
+      auto joined = store_->PresenceJoin(r.stream, r.sid, r.id, r.info, expires_at, &events);
+      if (!joined.ok()) {
+        Failed("presence join", joined.error());
+      } else {
+        Succeeded();
+        reply->ok = joined.value();
+      }
+      break;
+    }
+    case Request::Kind::kPresenceLeave: {
+      auto left = store_->PresenceLeave(r.stream, r.sid, &events);
+      if (!left.ok()) {
+        Failed("presence leave", left.error());
+      } else {
+        Succeeded();
+      }
+      break;
+    }
+    case Request::Kind::kPresenceInfo: {
+      reply->presence_info = true;
+      auto info = store_->PresenceInfo(r.stream);
+      if (!info.ok()) {
+        Failed("presence info", info.error());
+      } else {
+        Succeeded();
+        reply->ok = true;
+        reply->records = std::move(info.value());
+      }
+      break;
+    }
+    case Request::Kind::kPresenceTouch: {
+      auto touched = store_->PresenceTouch(r.sids, expires_at);
+      if (!touched.ok()) {
+        Failed("presence touch", touched.error());
+      } else {
+        Succeeded();
+      }
+      break;
+    }
+    case Request::Kind::kPresenceRestore: {
+      auto restored = store_->PresenceRestore(r.sid, r.id, expires_at);
+      if (!restored.ok()) {
+        Failed("presence restore", restored.error());
+      } else {
+        Succeeded();
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  PublishPresence(std::move(events));
+  if (reply) r.sink->OnBrokerReply(std::move(reply));
+}
+
 void RemoteBroker::Run() {
   bool running = true;
   while (running) {
+    if (presence_enabled() && !down_) {
+      // Expired presence sessions are swept once a second (every node; the store's atomic sweep
+      // hands each leave to one of them).
+      const int64_t now = MonoMs();
+      if (now >= next_sweep_ms_) {
+        next_sweep_ms_ = now + 1000;
+        SweepPresence();
+        continue;
+      }
+      pollfd pfd{event_fd_, POLLIN, 0};
+      if (poll(&pfd, 1, static_cast<int>(next_sweep_ms_ - now)) == 0) continue;
+    }
     if (down_) {
       // While the store is failing, probe it every kProbeMs even without traffic, so the outage
       // ends (log line, store_up metric) as soon as it is back.
@@ -360,6 +532,13 @@ void RemoteBroker::Handle(Request& r) {
       }
       break;
     }
+    case Request::Kind::kPresenceJoin:
+    case Request::Kind::kPresenceLeave:
+    case Request::Kind::kPresenceInfo:
+    case Request::Kind::kPresenceTouch:
+    case Request::Kind::kPresenceRestore:
+      HandlePresence(r);
+      break;
     case Request::Kind::kStop:
       break;
   }

@@ -14,6 +14,11 @@
 //     hub::Messages (one reference each, owned by the reply) or a reject.
 //   - TakeSession / PutSession: the session cache (single use); a store error answers "no
 //     session" (the worker then runs the normal Connect) / drops the commit.
+//   - Presence (cluster-wide): join / leave / info / touch / restore go to the store; the events
+//     they cause (and the leaves of the once-a-second sweep of expired sessions) are handed to
+//     the PresencePublish callback ON THE BROKER THREAD, which publishes them through pub/sub, so
+//     each event reaches every node exactly once (the store decides atomically who emits it).
+//     Join and info answer the worker with a kPresence reply (a failed join → the error reply).
 // Store failures are logged once per outage ("... unavailable", then "... is back") and counted.
 //
 // Ownership and threads: main() owns the RemoteBroker (Shared::remote_broker), started before the
@@ -38,7 +43,7 @@
 namespace cable::hub {
 
 struct BrokerReply {
-  enum class Kind : uint8_t { kHistory, kSession };
+  enum class Kind : uint8_t { kHistory, kSession, kPresence };
   Kind kind = Kind::kHistory;
   uint64_t token = 0;  // the requesting connection {generation:32, slot:32}
   // kHistory
@@ -53,6 +58,9 @@ struct BrokerReply {
   // kSession
   std::string old_sid;
   std::optional<CachedSession> session;
+  // kPresence (identifier: the subscription; empty = the REST API on an HTTP connection)
+  bool presence_info = false;  // an info reply (records) rather than a join's outcome
+  std::vector<PresenceRecord> records;
 
   BrokerReply() = default;
   BrokerReply(const BrokerReply&) = delete;
@@ -81,7 +89,8 @@ struct BrokerCounters {
   std::atomic<uint64_t> unstamped_total{0};  // publications delivered without a position
   std::atomic<uint64_t> stamped_total{0};    // publications stored with an offset
   std::atomic<uint64_t> history_rejected_total{0};
-  std::atomic<int64_t> store_up{1};  // 0 while the store is failing
+  std::atomic<uint64_t> presence_events_total{0};  // join/leave events this node published
+  std::atomic<int64_t> store_up{1};                // 0 while the store is failing
 };
 
 class RemoteBroker {
@@ -103,6 +112,19 @@ class RemoteBroker {
                std::vector<HistoryQuery> queries);
   void TakeSession(BrokerReplySink* sink, uint64_t token, std::string old_sid);
   void PutSession(std::string sid, CachedSession session);
+  // Presence. EnablePresence: once, before the workers start; `publish` runs on the broker thread.
+  using PresencePublish = std::function<void(std::vector<PresenceEvent>)>;
+  void EnablePresence(int ttl_s, PresencePublish publish);
+  bool presence_enabled() const { return presence_ttl_s_.load(std::memory_order_acquire) > 0; }
+  int presence_ttl_s() const { return presence_ttl_s_.load(std::memory_order_acquire); }
+  void PresenceJoin(BrokerReplySink* sink, uint64_t token, std::string identifier,
+                    std::string stream, std::string sid, std::string id, std::string info_json);
+  void PresenceLeave(std::string stream, std::string sid);
+  void PresenceInfo(BrokerReplySink* sink, uint64_t token, std::string identifier,
+                    std::string stream);
+  // The sessions' records expire --presence_ttl from now (live: every ttl/2; disconnect: once).
+  void PresenceTouch(std::vector<std::string> sids);
+  void PresenceRestore(std::string old_sid, std::string new_sid);
   // Stops the thread (requests still queued are dropped). Idempotent.
   void Stop();
 
@@ -115,6 +137,9 @@ class RemoteBroker {
   void Handle(Request& r);
   void Failed(const std::string& what, const std::string& error);
   void Succeeded();
+  void HandlePresence(Request& r);
+  void PublishPresence(std::vector<PresenceEvent> events);
+  void SweepPresence();
 
   std::unique_ptr<BrokerStore> store_;
   const std::string name_;
@@ -124,6 +149,9 @@ class RemoteBroker {
   std::thread thread_;
   bool stopped_ = false;
   bool down_ = false;  // broker thread only
+  std::atomic<int> presence_ttl_s_{0};
+  PresencePublish presence_publish_;  // set before presence_ttl_s_
+  int64_t next_sweep_ms_ = 0;         // broker thread only
   BrokerCounters counters_;
 };
 

@@ -77,6 +77,7 @@ struct BrokerSample {
   bool remote = false;  // the rest
   int64_t history_streams = 0, history_entries = 0, sessions = 0;
   uint64_t errors_total = 0, stamped_total = 0, unstamped_total = 0, history_rejected_total = 0;
+  uint64_t presence_events_total = 0;  // remote broker: presence events this node published
   int64_t store_up = 0;
 };
 

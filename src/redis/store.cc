@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -26,6 +27,77 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 if ARGV[6] then redis.call('PUBLISH', ARGV[6], ARGV[7] .. top .. ARGV[8]) end
 return top)";
+
+// Presence scripts. ARGV[1] is the key prefix "<p>p:". leave() drops what `sid` holds in
+// `stream` and records a leave event when it was the record's last session.
+constexpr const char* kPresenceLib = R"(
+local P = ARGV[1]
+local ev = {1}
+local function leave(stream, sid)
+  local skey = P .. 's:' .. sid
+  local id = redis.call('HGET', skey, stream)
+  if not id then return end
+  redis.call('HDEL', skey, stream)
+  local ckey = P .. 'c:{' .. stream .. '}'
+  if redis.call('HINCRBY', ckey, id, -1) <= 0 then
+    redis.call('HDEL', ckey, id)
+    redis.call('HDEL', P .. 'r:{' .. stream .. '}', id)
+    for _, v in ipairs({stream, 'leave', id, ''}) do table.insert(ev, v) end
+  end
+end
+)";
+
+// ARGV: prefix, stream, sid, id, info, expires_at, max records per stream, max streams per sid.
+constexpr const char* kPresenceJoin = R"(
+local stream, sid, id, info = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local skey = P .. 's:' .. sid
+local old = redis.call('HGET', skey, stream)
+if old == id then
+  -- Already present as this id (e.g. a restored session re-sending its join): refresh the info.
+  redis.call('HSET', P .. 'r:{' .. stream .. '}', id, info)
+else
+  local ckey = P .. 'c:{' .. stream .. '}'
+  if not old and redis.call('HLEN', skey) >= tonumber(ARGV[8]) then return {0} end
+  local held = redis.call('HEXISTS', ckey, id) == 1
+  if not held and redis.call('HLEN', ckey) >= tonumber(ARGV[7]) then return {0} end
+  if old then leave(stream, sid) end
+  redis.call('HSET', skey, stream, id)
+  redis.call('HINCRBY', ckey, id, 1)
+  redis.call('HSET', P .. 'r:{' .. stream .. '}', id, info)  -- the latest info, as the memory store
+  if not held then
+    for _, v in ipairs({stream, 'join', id, info}) do table.insert(ev, v) end
+  end
+end
+redis.call('ZADD', P .. 'exp', ARGV[6], sid)
+return ev)";
+
+// ARGV: prefix, stream, sid.
+constexpr const char* kPresenceLeave = R"(
+leave(ARGV[2], ARGV[3])
+if redis.call('EXISTS', P .. 's:' .. ARGV[3]) == 0 then redis.call('ZREM', P .. 'exp', ARGV[3]) end
+return ev)";
+
+// ARGV: prefix, old sid, new sid, expires_at.
+constexpr const char* kPresenceRestore = R"(
+if not redis.call('ZSCORE', P .. 'exp', ARGV[2]) then return {0} end
+redis.call('ZREM', P .. 'exp', ARGV[2])
+if redis.call('EXISTS', P .. 's:' .. ARGV[2]) == 0 then return {0} end
+redis.call('RENAME', P .. 's:' .. ARGV[2], P .. 's:' .. ARGV[3])
+redis.call('ZADD', P .. 'exp', ARGV[4], ARGV[3])
+return ev)";
+
+// ARGV: prefix, now.
+constexpr const char* kPresenceSweep = R"(
+local sids = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, 100)
+for _, sid in ipairs(sids) do
+  redis.call('ZREM', P .. 'exp', sid)
+  local held = redis.call('HGETALL', P .. 's:' .. sid)
+  for i = 1, #held, 2 do leave(held[i], sid) end
+  redis.call('DEL', P .. 's:' .. sid)
+end
+return ev)";
+
+std::string PresencePrefix() { return std::string(kPrefix) + "p:"; }
 
 std::string JsonQuoted(const std::string& s) {
   std::string out = "\"";
@@ -295,6 +367,100 @@ Result<std::optional<std::string>> Store::TakeSession(const std::string& sid) {
   }
   if (r.r->type != REDIS_REPLY_STRING) return std::optional<std::string>();
   return std::optional<std::string>(std::string(r.r->str, r.r->len));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence
+
+Result<bool> Store::EvalPresence(const char* script, std::vector<std::string> argv,
+                                 std::vector<hub::PresenceEvent>* events) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  std::vector<std::string> args = {"EVAL", std::string(kPresenceLib) + script, "0"};
+  for (auto& a : argv) args.push_back(std::move(a));
+  ReplyPtr r;
+  if (auto ok = Run(ctx_, args, &r); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  if (r.r->type != REDIS_REPLY_ARRAY || r.r->elements == 0 ||
+      r.r->element[0]->type != REDIS_REPLY_INTEGER) {
+    return MakeError(std::string("unexpected presence script reply"));
+  }
+  for (size_t i = 1; i + 3 < r.r->elements; i += 4) {
+    hub::PresenceEvent e;
+    redisReply** el = r.r->element + i;
+    auto str = [](redisReply* x) {
+      return x->type == REDIS_REPLY_STRING ? std::string(x->str, x->len) : std::string();
+    };
+    e.stream = str(el[0]);
+    e.type = str(el[1]);
+    e.id = str(el[2]);
+    e.info_json = str(el[3]);
+    if (events) events->push_back(std::move(e));
+  }
+  return r.r->element[0]->integer == 1;
+}
+
+Result<bool> Store::PresenceJoin(const std::string& stream, const std::string& sid,
+                                 const std::string& id, const std::string& info_json,
+                                 int64_t expires_at, std::vector<hub::PresenceEvent>* events) {
+  return EvalPresence(kPresenceJoin,
+                      {PresencePrefix(), stream, sid, id, info_json, std::to_string(expires_at),
+                       std::to_string(hub::kPresenceMaxRecordsPerStream),
+                       std::to_string(hub::kPresenceMaxStreamsPerSession)},
+                      events);
+}
+
+Result<bool> Store::PresenceLeave(const std::string& stream, const std::string& sid,
+                                  std::vector<hub::PresenceEvent>* events) {
+  return EvalPresence(kPresenceLeave, {PresencePrefix(), stream, sid}, events);
+}
+
+Result<std::vector<hub::PresenceRecord>> Store::PresenceInfo(const std::string& stream) {
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  ReplyPtr r;
+  if (auto ok = Run(ctx_, {"HGETALL", PresencePrefix() + "r:{" + stream + "}"}, &r); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  std::vector<hub::PresenceRecord> out;
+  if (r.r->type != REDIS_REPLY_ARRAY) return out;
+  for (size_t i = 0; i + 1 < r.r->elements; i += 2) {
+    redisReply* k = r.r->element[i];
+    redisReply* v = r.r->element[i + 1];
+    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+    out.push_back({std::string(k->str, k->len), std::string(v->str, v->len)});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const hub::PresenceRecord& a, const hub::PresenceRecord& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<bool> Store::PresenceTouch(const std::vector<std::string>& sids, int64_t expires_at) {
+  if (sids.empty()) return true;
+  if (auto ok = Connect(); !ok) return MakeError(ok.error());
+  std::vector<std::string> args = {"ZADD", PresencePrefix() + "exp", "XX"};
+  const std::string score = std::to_string(expires_at);
+  for (const auto& sid : sids) {
+    args.push_back(score);
+    args.push_back(sid);
+  }
+  ReplyPtr r;
+  if (auto ok = Run(ctx_, args, &r); !ok) {
+    Reset();
+    return MakeError(ok.error());
+  }
+  return true;
+}
+
+Result<bool> Store::PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                                    int64_t expires_at) {
+  return EvalPresence(kPresenceRestore,
+                      {PresencePrefix(), old_sid, new_sid, std::to_string(expires_at)}, nullptr);
+}
+
+Result<bool> Store::PresenceSweep(int64_t now, std::vector<hub::PresenceEvent>* events) {
+  return EvalPresence(kPresenceSweep, {PresencePrefix(), std::to_string(now)}, events);
 }
 
 }  // namespace cable::redis

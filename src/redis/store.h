@@ -10,10 +10,17 @@
 //   <p>{stream}:x     stream; entry id "0-<offset>", fields d (message JSON) and t (unix s),
 //                     XADD MAXLEN = --history_limit, EXPIRE --history_ttl
 //   <p>s:<sid>        string, a session blob, SET EX --sessions_ttl, taken with GETDEL
-// with <p> = "_ac_". Append is one Lua script per publication (INCR + XADD + EXPIREs), pipelined:
-// one round trip per publication batch. Redis >= 6.2 (GETDEL, exclusive XRANGE not needed).
-// Supported URLs: redis://[user:pass@]host:port/db (no TLS, Sentinel or Cluster for the broker yet:
-// Make() refuses them with one line).
+//   <p>p:r:{stream}   hash presence id -> info JSON ("" = none): the stream's records
+//   <p>p:c:{stream}   hash presence id -> number of sessions holding it
+//   <p>p:s:<sid>      hash stream -> presence id: what a session holds (<= 100 streams)
+//   <p>p:exp          sorted set of sids holding records, scored by their expiry (unix s)
+// with <p> = "_ac_". Presence runs as Lua scripts (atomic: each event is returned to exactly one
+// caller). anycable-go Pro keeps presence in hashes with per-field TTLs (HEXPIRE, Redis 7.4+);
+// Debian 12 ships Redis 7.0, so expiry here is the sorted set, swept by every node's broker thread
+// once a second (ZRANGEBYSCORE -inf now, 100 sessions per script run). Append is one Lua script per
+// publication (INCR + XADD + EXPIREs), pipelined: one round trip per publication batch. Redis
+// >= 6.2 (GETDEL, exclusive XRANGE not needed). Supported URLs: redis://[user:pass@]host:port/db
+// (no TLS, Sentinel or Cluster for the broker yet: Make() refuses them with one line).
 #pragma once
 
 #include <memory>
@@ -48,12 +55,27 @@ class Store : public hub::BrokerStore {
                                                         int64_t since_unix_ts) override;
   Result<bool> PutSession(const std::string& sid, std::string_view blob, int ttl_s) override;
   Result<std::optional<std::string>> TakeSession(const std::string& sid) override;
+  Result<bool> PresenceJoin(const std::string& stream, const std::string& sid,
+                            const std::string& id, const std::string& info_json, int64_t expires_at,
+                            std::vector<hub::PresenceEvent>* events) override;
+  Result<bool> PresenceLeave(const std::string& stream, const std::string& sid,
+                             std::vector<hub::PresenceEvent>* events) override;
+  Result<std::vector<hub::PresenceRecord>> PresenceInfo(const std::string& stream) override;
+  Result<bool> PresenceTouch(const std::vector<std::string>& sids, int64_t expires_at) override;
+  Result<bool> PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                               int64_t expires_at) override;
+  Result<bool> PresenceSweep(int64_t now, std::vector<hub::PresenceEvent>* events) override;
+  bool SupportsPresence() const override { return true; }
   void Reset() override;
   bool PublishesOnAppend() const override { return limits_.publish; }
 
  private:
   Store(Options options, Limits limits) : options_(std::move(options)), limits_(limits) {}
   Result<bool> Connect();
+  // EVAL of a presence script; its reply is {status, stream, type, id, info, ...}. Returns the
+  // status (1 ok, 0 refused by a bound) and appends the events.
+  Result<bool> EvalPresence(const char* script, std::vector<std::string> argv,
+                            std::vector<hub::PresenceEvent>* events);
   Result<std::vector<hub::StoredPublication>> Range(const std::string& stream,
                                                     const std::string& start);
 

@@ -333,6 +333,24 @@ int Main(int argc, char** argv) {
   if (!cluster.ok()) return Fail(cluster.error());
   shared.cluster = std::move(cluster.value());
   ClusterStopper cluster_stopper{shared};
+  if (shared.remote_broker) {
+    // Cluster-wide presence: the broker thread publishes the store's join/leave events through
+    // pub/sub (transient, broadcast_type "presence"); every node delivers each once.
+    cluster::Cluster* pubsub = shared.cluster.get();
+    shared.remote_broker->EnablePresence(
+        cfg.presence_ttl_s, [pubsub](std::vector<hub::PresenceEvent> events) {
+          std::vector<cluster::Outgoing> batch;
+          for (const auto& e : events) {
+            protocol::Publication pub;
+            pub.stream = e.stream;
+            pub.data = protocol::EncodePresenceEvent(e.type, e.id, e.info_json);
+            pub.transient = true;
+            pub.broadcast_type = "presence";
+            batch.push_back({e.stream, cluster::EncodePublication(pub)});
+          }
+          pubsub->Publish(std::move(batch), nullptr, 0);
+        });
+  }
   std::unique_ptr<metrics::HttpServer> metrics_server;
   if (!cfg.metrics_http.empty() && cfg.metrics_port != 0 && cfg.metrics_port != cfg.port) {
     auto ms = metrics::HttpServer::Start(cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host,

@@ -647,6 +647,10 @@ void Worker::BeginClosing(Conn& c, uint32_t slot) {
       // Marked before the session is committed, so a restore that takes it finds them marked.
       shared_.presence->Disconnect(s.sid, static_cast<int64_t>(std::time(nullptr)));
       s.presence_joined = false;
+    } else if (s.presence_joined && RemotePresence()) {
+      // The store keeps its records for --presence_ttl from now (any node may restore them).
+      shared_.remote_broker->PresenceTouch({s.sid});
+      s.presence_joined = false;
     }
     if (was_ws && s.authenticated) CommitSessionForRestore(c);
     for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);

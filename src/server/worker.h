@@ -444,6 +444,14 @@ class Worker : public rpc::CompletionSink,
   void PresenceLeaveSub(Session& s, const SubState* sub);  // unsubscribe: leave its stream
   void PublishPresenceEvents(const std::vector<hub::PresenceStore::Event>& events);
   void SweepPresence();  // worker 0, about once a second
+  // --broker redis|nats: presence lives in the remote store (the broker thread;
+  // worker_presence.cc).
+  bool RemotePresence() const {
+    return shared_.remote_broker && shared_.remote_broker->presence_enabled();
+  }
+  bool HasPresence() const { return shared_.presence || RemotePresence(); }
+  void OnRemotePresenceReply(hub::BrokerReply& reply);
+  void TouchRemotePresence();  // every --presence_ttl / 2: this worker's live sessions
 
   // RPC-less auth and channels (worker_auth.cc)
   static std::optional<std::string> ExtractJwt(const config::Config& cfg, const http::Request& req,
@@ -554,7 +562,8 @@ class Worker : public rpc::CompletionSink,
   // --pong_timeout: {deadline, slot, gen} min-heap; an entry whose deadline no longer matches the
   // connection's pong_deadline_ms (answered, or a newer ping) is dropped when popped.
   std::vector<HttpDeadline> pong_deadlines_;
-  int64_t next_sweep_ms_ = 0;  // worker 0: next MemoryBroker::Sweep
+  int64_t next_sweep_ms_ = 0;           // worker 0: next MemoryBroker::Sweep
+  int64_t next_presence_touch_ms_ = 0;  // next TouchRemotePresence
   // --broker redis: subscriptions waiting for a history reply, with the live publications of
   // their streams that arrived meanwhile (one reference each), sent after the reply in order.
   struct PendingHistory {

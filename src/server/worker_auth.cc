@@ -116,7 +116,7 @@ bool Worker::HandleBuiltinSubscribe(Conn& c, uint32_t slot, const protocol::Clie
   sub->sub.conn_generation = c.gen;
   sub->builtin = true;
   if (d.whisper) sub->istate = std::make_unique<StateMap>(StateMap{{"$w", d.stream}});
-  if (d.kind == auth::BuiltinKind::kPubSub && cfg_.streams_presence && shared_.presence) {
+  if (d.kind == auth::BuiltinKind::kPubSub && cfg_.streams_presence && HasPresence()) {
     if (!sub->istate) sub->istate = std::make_unique<StateMap>();
     (*sub->istate)["$p"] = d.stream;
   }

@@ -48,6 +48,8 @@ void Worker::OnBrokerReplyItem(std::unique_ptr<hub::BrokerReply> reply) {
   if (!reply) return;
   if (reply->kind == hub::BrokerReply::Kind::kHistory) {
     OnRemoteHistoryReply(*reply);
+  } else if (reply->kind == hub::BrokerReply::Kind::kPresence) {
+    OnRemotePresenceReply(*reply);
   } else {
     OnRemoteSessionReply(*reply);
   }

@@ -50,6 +50,7 @@ metrics::Snapshot SampleMetrics(const Shared& shared) {
     snap.broker.stamped_total = b.stamped_total.load(std::memory_order_relaxed);
     snap.broker.unstamped_total = b.unstamped_total.load(std::memory_order_relaxed);
     snap.broker.history_rejected_total = b.history_rejected_total.load(std::memory_order_relaxed);
+    snap.broker.presence_events_total = b.presence_events_total.load(std::memory_order_relaxed);
     snap.broker.store_up = b.store_up.load(std::memory_order_relaxed);
   }
   return snap;
@@ -180,6 +181,13 @@ void Worker::HandleApiRequest(Conn& c, uint32_t slot, const http::Request& req) 
   }
   if (req.method != "GET") {
     Respond(c, slot, 422, http::StatusText(422), !c.keep_alive);
+    return;
+  }
+  if (RemotePresence()) {
+    // The store answers on the broker thread; pipelined requests wait for it (as a broadcast
+    // waits for pub/sub). OnRemotePresenceReply responds.
+    c.http->awaiting_cluster = true;
+    shared_.remote_broker->PresenceInfo(this, ConnToken(c, slot), std::string(), stream);
     return;
   }
   if (!shared_.presence) {

@@ -259,6 +259,10 @@ void Worker::ProcessTicks() {
     shared_.broker->Sweep();
     SweepPresence();
   }
+  if (RemotePresence() && now_ms_ >= next_presence_touch_ms_) {
+    next_presence_touch_ms_ = now_ms_ + shared_.remote_broker->presence_ttl_s() * 500LL;
+    TouchRemotePresence();
+  }
   if (accept_retry_ms_ != 0 && now_ms_ >= accept_retry_ms_ && !stopping_) {
     accept_retry_ms_ = 0;
     for (int l = 0; l < kListenerCount; ++l) ArmAccept(l);

@@ -137,6 +137,10 @@ void Worker::ApplyRestoredSession(Conn& c, uint32_t slot, const std::string& old
     // Presence records of the old sid (kept for --presence_ttl) move over without leave/join.
     shared_.presence->Restore(old_sid, s.sid);
     s.presence_joined = shared_.presence->HasSession(s.sid);
+  } else if (RemotePresence()) {
+    // Same in the cluster-wide store (a no-op when the old sid held nothing or expired).
+    shared_.remote_broker->PresenceRestore(old_sid, s.sid);
+    s.presence_joined = true;
   }
   c.state = ConnState::kOpen;
   counters_.clients_num.Add(1);

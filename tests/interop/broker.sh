@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest interop_js_redis_broker / interop_js_nats_broker: @anycable/core (actioncable-v1-ext-json)
 # moving between two ringcable nodes that share a real redis-server (--broker redis) or a real
-# `nats-server -js` (--broker nats) (broker.test.mjs).
+# `nats-server -js` (--broker nats) (broker.test.mjs); with redis also cluster-wide presence through
+# channel.presence (presence_broker.test.mjs; the nodes run with --public_streams).
 #   broker.sh redis|nats
 # Starts rpc_stub, the broker server and both nodes on free loopback ports; stops them by PID on
 # exit. Exit 77 (ctest SKIP) when that server is not installed.
@@ -105,10 +106,12 @@ if [[ "$BROKER" == redis ]]; then
   "$BROKER_SERVER" --port "$BROKER_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$WORK" >"$WORK/broker.log" 2>&1 &
   BROKER_FLAGS=(--broker redis --redis_url "redis://127.0.0.1:$BROKER_PORT" --pubsub redis)
+  TEST_FILES=(broker.test.mjs presence_broker.test.mjs)
 else
   "$BROKER_SERVER" -js -sd "$WORK/jetstream" -a 127.0.0.1 -p "$BROKER_PORT" \
     >"$WORK/broker.log" 2>&1 &
   BROKER_FLAGS=(--broker nats --nats_servers "nats://127.0.0.1:$BROKER_PORT")
+  TEST_FILES=(broker.test.mjs)
 fi
 BROKER_PID=$!
 PIDS=("$BROKER_PID" "${PIDS[@]}")
@@ -116,7 +119,7 @@ wait_port "$BROKER_PID" "$BROKER_PORT" "$SERVER_NAME"
 
 start_node() {  # start_node <port> <broadcast port> <log>
   "$RINGCABLE_BIN" --host 127.0.0.1 --port "$1" --http_broadcast_port "$2" \
-    --rpc_host "127.0.0.1:$RPC_PORT" "${BROKER_FLAGS[@]}" --broadcast_adapter http \
+    --rpc_host "127.0.0.1:$RPC_PORT" "${BROKER_FLAGS[@]}" --broadcast_adapter http --public_streams \
     >"$WORK/$3" 2>&1 &
   NODE_PIDS+=($!)
 }
@@ -130,7 +133,7 @@ wait_port "${NODE_PIDS[1]}" "$B_PORT" "ringcable B"
 cd "$HERE" || die "cannot cd to $HERE"
 RINGCABLE_INTEROP_PORT="$A_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$A_BCAST" \
   RINGCABLE_INTEROP_PORT_B="$B_PORT" RINGCABLE_INTEROP_BROADCAST_PORT_B="$B_BCAST" \
-  timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test broker.test.mjs &
+  timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test "${TEST_FILES[@]}" &
 NODE_PID=$!
 wait "$NODE_PID"
 rc=$?
