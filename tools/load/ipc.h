@@ -52,8 +52,8 @@ struct Counters {
   uint64_t lost = 0;
   uint64_t restored = 0;      // restore mode: welcomed with "restored":true, history confirmed
   uint64_t not_restored = 0;  // restore mode: welcomed as a new session (counted as failed)
-  uint64_t wire_bytes = 0;  // received from the server's sockets (TLS records, compressed frames)
-                            // by measured connections during the broadcast phase
+  uint64_t wire_bytes = 0;    // received from the server's sockets (TLS records, compressed frames)
+                              // by measured connections during the broadcast phase
   uint64_t failures[static_cast<int>(Failure::kCount)] = {};
   int64_t first_start_ns = 0;    // CLOCK_MONOTONIC, first connect()
   int64_t last_ready_ns = 0;     // CLOCK_MONOTONIC, last confirm_subscription
