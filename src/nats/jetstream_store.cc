@@ -1041,9 +1041,9 @@ Result<bool> JetStreamStore::PresenceJoin(const std::string& stream, const std::
   // 1. The session lists the stream (at most presence_max_streams).
   bool added_stream = false;
   auto listed = ops->UpdateSession(sid, [&](PresenceSession* s, bool) -> Result<bool> {
-    if (s->state != kSessionLive) {
-      return MakeError(std::string("nats: presence session is being swept or restored"));
-    }
+    // Being swept (it expired: its touches failed) or moved by a restore: refused like a bound
+    // (the error reply), not a store failure; the next join after the sweep starts afresh.
+    if (s->state != kSessionLive) return false;
     added_stream = false;
     if (std::find(s->streams.begin(), s->streams.end(), stream) == s->streams.end()) {
       if (s->streams.size() >= o.presence_max_streams) return false;
