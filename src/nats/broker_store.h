@@ -2,6 +2,8 @@
 // (hub::BrokerStore) over nats::JetStreamStore (history in JetStream streams, the epoch and the
 // sessions in KV buckets; see jetstream_store.h for the layout).
 //
+// Presence (issue #15) is JetStreamStore's (two KV buckets, compare-and-set; see its header).
+//
 // Threads: like every BrokerStore, called only on the broker thread (hub::RemoteBroker). It owns
 // its JetStreamStore; libnats reconnects by itself, so Reset() has nothing to drop.
 //
@@ -31,6 +33,29 @@ class JetStreamBrokerStore final : public hub::BrokerStore {
                                                         int64_t since_unix_ts) override;
   Result<bool> PutSession(const std::string& sid, std::string_view blob, int ttl_s) override;
   Result<std::optional<std::string>> TakeSession(const std::string& sid) override;
+  Result<bool> PresenceJoin(const std::string& stream, const std::string& sid,
+                            const std::string& id, const std::string& info_json, int64_t expires_at,
+                            std::vector<hub::PresenceEvent>* events) override {
+    return store_->PresenceJoin(stream, sid, id, info_json, expires_at, events);
+  }
+  Result<bool> PresenceLeave(const std::string& stream, const std::string& sid,
+                             std::vector<hub::PresenceEvent>* events) override {
+    return store_->PresenceLeave(stream, sid, events);
+  }
+  Result<std::vector<hub::PresenceRecord>> PresenceInfo(const std::string& stream) override {
+    return store_->PresenceInfo(stream);
+  }
+  Result<bool> PresenceTouch(const std::vector<std::string>& sids, int64_t expires_at) override {
+    return store_->PresenceTouch(sids, expires_at);
+  }
+  Result<bool> PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                               int64_t expires_at) override {
+    return store_->PresenceRestore(old_sid, new_sid, expires_at);
+  }
+  Result<bool> PresenceSweep(int64_t now, std::vector<hub::PresenceEvent>* events) override {
+    return store_->PresenceSweep(now, events);
+  }
+  bool SupportsPresence() const override { return true; }
 
  private:
   void MaybeSweep();

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #include "nats/nats_link.h"
@@ -109,6 +110,8 @@ struct JetStreamStore::Impl {
   jsCtx* js = nullptr;
   kvStore* epoch_kv = nullptr;
   kvStore* sessions_kv = nullptr;
+  kvStore* presence_sessions_kv = nullptr;
+  kvStore* presence_streams_kv = nullptr;
   std::unordered_set<std::string> known_streams;  // JetStream streams created/updated by us
 
   ~Impl() { Close(); }
@@ -116,7 +119,9 @@ struct JetStreamStore::Impl {
   void Close() {
     if (epoch_kv) kvStore_Destroy(epoch_kv);
     if (sessions_kv) kvStore_Destroy(sessions_kv);
-    epoch_kv = sessions_kv = nullptr;
+    if (presence_sessions_kv) kvStore_Destroy(presence_sessions_kv);
+    if (presence_streams_kv) kvStore_Destroy(presence_streams_kv);
+    epoch_kv = sessions_kv = presence_sessions_kv = presence_streams_kv = nullptr;
     if (js) jsCtx_Destroy(js);
     js = nullptr;
     if (conn) {
@@ -205,6 +210,20 @@ struct JetStreamStore::Impl {
     if (sessions_kv) return sessions_kv;
     auto kv = Bucket(kSessionsBucket, options.sessions_ttl_s);
     if (kv) sessions_kv = *kv;
+    return kv;
+  }
+
+  Result<kvStore*> PresenceSessionsKv() {
+    if (presence_sessions_kv) return presence_sessions_kv;
+    auto kv = Bucket(kPresenceSessionsBucket, 0);
+    if (kv) presence_sessions_kv = *kv;
+    return kv;
+  }
+
+  Result<kvStore*> PresenceStreamsKv() {
+    if (presence_streams_kv) return presence_streams_kv;
+    auto kv = Bucket(kPresenceStreamsBucket, 0);
+    if (kv) presence_streams_kv = *kv;
     return kv;
   }
 
@@ -673,8 +692,576 @@ Result<size_t> JetStreamStore::Sweep() {
     }
   }
   jsStreamInfoList_Destroy(list);
+  // Delete markers of ended presence sessions/streams (older than 30 minutes, libnats' default).
+  for (kvStore* kv : {im.presence_sessions_kv, im.presence_streams_kv}) {
+    if (!kv) continue;
+    kvPurgeOptions po;
+    kvPurgeOptions_Init(&po);
+    po.Timeout = im.options.timeout_ms;
+    if (natsStatus ps = kvStore_PurgeDeletes(kv, &po); ps != NATS_OK && error.empty()) {
+      error = "nats: cannot purge presence delete markers: " + StatusText(ps);
+    }
+  }
   if (!error.empty()) return MakeError(std::move(error));
   return deleted;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence (see the layout in the header)
+
+namespace {
+
+// Values are sequences of length-prefixed fields ("<decimal length>:<bytes>"): binary-safe for
+// any stream name, id or info.
+void PutField(std::string* out, std::string_view field) {
+  *out += std::to_string(field.size());
+  *out += ':';
+  out->append(field);
+}
+void PutInt(std::string* out, int64_t v) { PutField(out, std::to_string(v)); }
+
+struct FieldReader {
+  std::string_view in;
+  bool Next(std::string_view* field) {
+    const size_t colon = in.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 10) return false;
+    uint64_t n = 0;
+    for (size_t i = 0; i < colon; ++i) {
+      if (in[i] < '0' || in[i] > '9') return false;
+      n = n * 10 + static_cast<uint64_t>(in[i] - '0');
+    }
+    if (in.size() - colon - 1 < n) return false;
+    *field = in.substr(colon + 1, n);
+    in.remove_prefix(colon + 1 + n);
+    return true;
+  }
+  bool NextInt(int64_t* v) {
+    std::string_view f;
+    if (!Next(&f) || f.empty() || f.size() > 19) return false;
+    int64_t out = 0;
+    bool negative = f[0] == '-';
+    for (size_t i = negative ? 1 : 0; i < f.size(); ++i) {
+      if (f[i] < '0' || f[i] > '9') return false;
+      out = out * 10 + (f[i] - '0');
+    }
+    *v = negative ? -out : out;
+    return true;
+  }
+  bool NextString(std::string* s) {
+    std::string_view f;
+    if (!Next(&f)) return false;
+    s->assign(f);
+    return true;
+  }
+};
+
+constexpr char kSessionLive = 'L';
+constexpr char kSessionClaimed = 'C';  // by a sweeping node
+constexpr char kSessionMoving = 'M';   // by a restore
+
+struct PresenceSession {
+  char state = kSessionLive;
+  std::string sid;
+  int64_t expires_at = 0;
+  std::vector<std::string> streams;
+
+  std::string Encode() const {
+    std::string out;
+    PutField(&out, std::string_view(&state, 1));
+    PutField(&out, sid);
+    PutInt(&out, expires_at);
+    PutInt(&out, static_cast<int64_t>(streams.size()));
+    for (const auto& stream : streams) PutField(&out, stream);
+    return out;
+  }
+  bool Decode(std::string_view value) {
+    FieldReader r{value};
+    std::string_view st;
+    int64_t n = 0;
+    if (!r.Next(&st) || st.size() != 1 || !r.NextString(&sid) || !r.NextInt(&expires_at) ||
+        !r.NextInt(&n) || n < 0) {
+      return false;
+    }
+    state = st[0];
+    streams.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      std::string stream;
+      if (!r.NextString(&stream)) return false;
+      streams.push_back(std::move(stream));
+    }
+    return true;
+  }
+};
+
+struct PresenceHolders {
+  std::string info;
+  std::vector<std::string> sids;
+};
+// A stream's records by id (ordered, as PresenceInfo lists them).
+using PresenceRecords = std::map<std::string, PresenceHolders>;
+
+std::string EncodeRecords(const PresenceRecords& records) {
+  std::string out;
+  PutInt(&out, static_cast<int64_t>(records.size()));
+  for (const auto& [id, holders] : records) {
+    PutField(&out, id);
+    PutField(&out, holders.info);
+    PutInt(&out, static_cast<int64_t>(holders.sids.size()));
+    for (const auto& sid : holders.sids) PutField(&out, sid);
+  }
+  return out;
+}
+
+bool DecodeRecords(std::string_view value, PresenceRecords* records) {
+  records->clear();
+  FieldReader r{value};
+  int64_t n = 0;
+  if (!r.NextInt(&n) || n < 0) return false;
+  for (int64_t i = 0; i < n; ++i) {
+    std::string id;
+    PresenceHolders holders;
+    int64_t k = 0;
+    if (!r.NextString(&id) || !r.NextString(&holders.info) || !r.NextInt(&k) || k < 0) {
+      return false;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      std::string sid;
+      if (!r.NextString(&sid)) return false;
+      holders.sids.push_back(std::move(sid));
+    }
+    (*records)[std::move(id)] = std::move(holders);
+  }
+  return true;
+}
+
+// The id `sid` holds in `records`, or nullptr.
+const std::string* HeldBy(const PresenceRecords& records, const std::string& sid) {
+  for (const auto& [id, holders] : records) {
+    if (std::find(holders.sids.begin(), holders.sids.end(), sid) != holders.sids.end()) return &id;
+  }
+  return nullptr;
+}
+
+// Removes `sid` from `records`; a leave event when it was its id's last holder.
+bool DropHolder(PresenceRecords* records, const std::string& stream, const std::string& sid,
+                std::vector<hub::PresenceEvent>* events) {
+  for (auto it = records->begin(); it != records->end(); ++it) {
+    auto& sids = it->second.sids;
+    auto at = std::find(sids.begin(), sids.end(), sid);
+    if (at == sids.end()) continue;
+    sids.erase(at);
+    if (sids.empty()) {
+      events->push_back({stream, "leave", it->first, ""});
+      records->erase(it);
+    }
+    return true;
+  }
+  return false;
+}
+
+// Backs off a little after a lost compare-and-set, more with every attempt (bounded: at most a
+// few ms), so contending nodes do not retry in lockstep.
+void BackOff(int attempt) {
+  if (attempt < 2) return;
+  unsigned char jitter = 0;
+  (void)getrandom(&jitter, 1, GRND_NONBLOCK);
+  timespec ts{0, static_cast<long>((std::min(attempt, 8) * 200 + jitter * 4) * 1000)};
+  nanosleep(&ts, nullptr);
+}
+
+}  // namespace
+
+// One KV value with the revision it was read at (0 = absent).
+struct Versioned {
+  std::string value;
+  uint64_t revision = 0;
+};
+
+namespace {
+
+bool TransportError(natsStatus s, bool connected) {
+  return !connected || s == NATS_TIMEOUT || s == NATS_CONNECTION_CLOSED ||
+         s == NATS_CONNECTION_DISCONNECTED || s == NATS_NO_RESPONDERS;
+}
+
+Result<Versioned> ReadKey(kvStore* kv, const std::string& key) {
+  EntryGuard entry;
+  natsStatus s = kvStore_Get(&entry.e, kv, key.c_str());
+  Versioned out;
+  if (s == NATS_NOT_FOUND) return out;
+  if (s != NATS_OK) {
+    return MakeError("nats: cannot read presence key " + key + ": " + StatusText(s));
+  }
+  out.value.assign(static_cast<const char*>(kvEntry_Value(entry.e)),
+                   static_cast<size_t>(kvEntry_ValueLen(entry.e)));
+  out.revision = kvEntry_Revision(entry.e);
+  return out;
+}
+
+}  // namespace
+
+// Presence steps over the store's connection and buckets (a friend of JetStreamStore).
+struct PresenceOps {
+  JetStreamStore::Impl& im;
+  const JetStreamStore::Options& options;
+  kvStore* sessions;
+  kvStore* streams;
+
+  Result<Versioned> Read(kvStore* kv, const std::string& key) { return ReadKey(kv, key); }
+
+  // Writes `value` if the key is still at `revision` (0: absent). The new revision, or 0 when
+  // another writer came first.
+  Result<uint64_t> Write(kvStore* kv, const std::string& key, const std::string& value,
+                         uint64_t revision) {
+    uint64_t rev = 0;
+    natsStatus s = revision == 0 ? kvStore_Create(&rev, kv, key.c_str(), value.data(),
+                                                  static_cast<int>(value.size()))
+                                 : kvStore_Update(&rev, kv, key.c_str(), value.data(),
+                                                  static_cast<int>(value.size()), revision);
+    if (s == NATS_OK) return rev;
+    if (TransportError(s, im.Connected())) {
+      return MakeError("nats: cannot write presence key " + key + ": " + StatusText(s));
+    }
+    return uint64_t{0};
+  }
+
+  // Deletes the key if it is still at `revision` (a KV delete marker published with
+  // Nats-Expected-Last-Subject-Sequence). False when another writer came first.
+  Result<bool> Delete(const char* bucket, const std::string& key, uint64_t revision) {
+    const std::string subject = std::string("$KV.") + bucket + "." + key;
+    MsgGuard msg;
+    natsStatus s = natsMsg_Create(&msg.m, subject.c_str(), nullptr, nullptr, 0);
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg.m, "KV-Operation", "DEL");
+    if (s != NATS_OK) return MakeError("nats: cannot build a message: " + StatusText(s));
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = options.timeout_ms;
+    po.ExpectLastSubjectSeq = revision;
+    jsPubAck* ack = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    s = js_PublishMsg(&ack, im.js, msg.m, &po, &code);
+    jsPubAck_Destroy(ack);
+    if (s == NATS_OK) return true;
+    if (TransportError(s, im.Connected())) {
+      return MakeError("nats: cannot delete presence key " + key + ": " + StatusText(s, code));
+    }
+    return false;
+  }
+
+  size_t MaxValue() const {
+    const int64_t max_payload = natsConnection_GetMaxPayload(im.conn);
+    // Room for the KV subject and headers.
+    return max_payload > 4096 ? static_cast<size_t>(max_payload - 1024) : 1024;
+  }
+
+  // Read-modify-write of a stream's records: `change` edits them (returns false to write
+  // nothing); written (or deleted when empty) by compare-and-set, retried on conflicts. The
+  // events `change` produced are kept only from the attempt that was written.
+  template <typename Change>
+  Result<bool> UpdateRecords(const std::string& stream, Change&& change,
+                             std::vector<hub::PresenceEvent>* events) {
+    const std::string key = JetStreamStore::SessionKey(stream);
+    for (int attempt = 0; attempt < JetStreamStore::kPresenceCasAttempts; ++attempt) {
+      BackOff(attempt);
+      auto current = Read(streams, key);
+      if (!current) return MakeError(current.error());
+      PresenceRecords records;
+      if (current->revision != 0 && !current->value.empty() &&
+          !DecodeRecords(current->value, &records)) {
+        return MakeError("nats: presence records of " + key + " are corrupt");
+      }
+      std::vector<hub::PresenceEvent> produced;
+      auto changed = change(&records, &produced);
+      if (!changed) return MakeError(changed.error());
+      if (!*changed) return false;
+      if (records.empty()) {
+        if (current->revision == 0) return true;
+        auto deleted = Delete(JetStreamStore::kPresenceStreamsBucket, key, current->revision);
+        if (!deleted) return MakeError(deleted.error());
+        if (!*deleted) continue;
+      } else {
+        auto written = Write(streams, key, EncodeRecords(records), current->revision);
+        if (!written) return MakeError(written.error());
+        if (*written == 0) continue;
+      }
+      for (auto& e : produced) events->push_back(std::move(e));
+      return true;
+    }
+    return MakeError("nats: presence records of " + key + " keep changing");
+  }
+
+  // Read-modify-write of a session: `change` edits it (`exists` false for a new one) and returns
+  // false to write nothing; a session left with no stream is deleted.
+  template <typename Change>
+  Result<bool> UpdateSession(const std::string& sid, Change&& change) {
+    const std::string key = JetStreamStore::SessionKey(sid);
+    for (int attempt = 0; attempt < JetStreamStore::kPresenceCasAttempts; ++attempt) {
+      BackOff(attempt);
+      auto current = Read(sessions, key);
+      if (!current) return MakeError(current.error());
+      PresenceSession session;
+      session.sid = sid;
+      const bool exists = current->revision != 0 && session.Decode(current->value);
+      if (!exists) session = PresenceSession{kSessionLive, sid, 0, {}};
+      auto changed = change(&session, exists);
+      if (!changed) return MakeError(changed.error());
+      if (!*changed) return false;
+      if (session.streams.empty()) {
+        if (current->revision == 0) return true;
+        auto deleted = Delete(JetStreamStore::kPresenceSessionsBucket, key, current->revision);
+        if (!deleted) return MakeError(deleted.error());
+        if (*deleted) return true;
+        continue;
+      }
+      auto written = Write(sessions, key, session.Encode(), current->revision);
+      if (!written) return MakeError(written.error());
+      if (*written != 0) return true;
+    }
+    return MakeError("nats: presence session " + key + " keeps changing");
+  }
+};
+
+Result<PresenceOps> JetStreamStore::Presence() {
+  Impl& im = *impl_;
+  if (auto up = im.CheckUp(); !up) return MakeError(up.error());
+  auto sessions = im.PresenceSessionsKv();
+  if (!sessions) return MakeError(sessions.error());
+  auto streams = im.PresenceStreamsKv();
+  if (!streams) return MakeError(streams.error());
+  return PresenceOps{im, im.options, *sessions, *streams};
+}
+
+Result<bool> JetStreamStore::PresenceJoin(const std::string& stream, const std::string& sid,
+                                          const std::string& id, const std::string& info_json,
+                                          int64_t expires_at,
+                                          std::vector<hub::PresenceEvent>* events) {
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  const Options& o = impl_->options;
+  // 1. The session lists the stream (at most presence_max_streams).
+  bool added_stream = false;
+  auto listed = ops->UpdateSession(sid, [&](PresenceSession* s, bool) -> Result<bool> {
+    // Being swept (it expired: its touches failed) or moved by a restore: refused like a bound
+    // (the error reply), not a store failure; the next join after the sweep starts afresh.
+    if (s->state != kSessionLive) return false;
+    added_stream = false;
+    if (std::find(s->streams.begin(), s->streams.end(), stream) == s->streams.end()) {
+      if (s->streams.size() >= o.presence_max_streams) return false;
+      s->streams.push_back(stream);
+      added_stream = true;
+    }
+    s->expires_at = expires_at;
+    return true;
+  });
+  if (!listed) return MakeError(listed.error());
+  if (!*listed) return false;
+  // 2. The stream's records (a different id of this session leaves first).
+  const size_t max_value = ops->MaxValue();
+  auto joined = ops->UpdateRecords(
+      stream,
+      [&](PresenceRecords* records, std::vector<hub::PresenceEvent>* produced) -> Result<bool> {
+        const std::string* old = HeldBy(*records, sid);
+        if (old && *old == id) {
+          (*records)[id].info = info_json;  // a restored session re-sending its join: refresh
+        } else {
+          const bool held = records->count(id) != 0;
+          if (!held && records->size() >= o.presence_max_records) return false;
+          if (old) DropHolder(records, stream, sid, produced);
+          auto& holders = (*records)[id];
+          holders.sids.push_back(sid);
+          holders.info = info_json;  // the latest info, as the memory store
+          if (!held) produced->push_back({stream, "join", id, info_json});
+        }
+        return EncodeRecords(*records).size() <= max_value;
+      },
+      events);
+  if (!joined) return MakeError(joined.error());
+  if (!*joined && added_stream) {
+    // Refused by a bound: the session no longer lists the stream (best effort).
+    (void)ops->UpdateSession(sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+      auto at = std::find(s->streams.begin(), s->streams.end(), stream);
+      if (!exists || at == s->streams.end()) return false;
+      s->streams.erase(at);
+      return true;
+    });
+  }
+  return *joined;
+}
+
+Result<bool> JetStreamStore::PresenceLeave(const std::string& stream, const std::string& sid,
+                                           std::vector<hub::PresenceEvent>* events) {
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  auto left = ops->UpdateRecords(
+      stream,
+      [&](PresenceRecords* records, std::vector<hub::PresenceEvent>* produced) -> Result<bool> {
+        return DropHolder(records, stream, sid, produced);
+      },
+      events);
+  if (!left) return MakeError(left.error());
+  auto unlisted = ops->UpdateSession(sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+    auto at = std::find(s->streams.begin(), s->streams.end(), stream);
+    if (!exists || at == s->streams.end()) return false;
+    s->streams.erase(at);
+    return true;
+  });
+  if (!unlisted) return MakeError(unlisted.error());
+  return true;
+}
+
+Result<std::vector<hub::PresenceRecord>> JetStreamStore::PresenceInfo(const std::string& stream) {
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  auto current = ops->Read(ops->streams, SessionKey(stream));
+  if (!current) return MakeError(current.error());
+  PresenceRecords records;
+  if (current->revision != 0 && !current->value.empty() &&
+      !DecodeRecords(current->value, &records)) {
+    return MakeError(std::string("nats: presence records are corrupt"));
+  }
+  std::vector<hub::PresenceRecord> out;
+  out.reserve(records.size());
+  for (auto& [id, holders] : records) out.push_back({id, std::move(holders.info)});
+  return out;
+}
+
+Result<bool> JetStreamStore::PresenceTouch(const std::vector<std::string>& sids,
+                                           int64_t expires_at) {
+  if (sids.empty()) return true;
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  for (const auto& sid : sids) {
+    auto touched = ops->UpdateSession(sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+      if (!exists || s->state != kSessionLive) return false;  // unknown sids are ignored
+      s->expires_at = expires_at;
+      return true;
+    });
+    if (!touched) return MakeError(touched.error());
+  }
+  return true;
+}
+
+Result<bool> JetStreamStore::PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                                             int64_t expires_at) {
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  // 1. Claim the old session (one restorer wins; not once a sweep claimed it or it expired).
+  PresenceSession moving;
+  const int64_t now = UnixNow();
+  auto claimed = ops->UpdateSession(old_sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+    if (!exists || s->state != kSessionLive || s->expires_at < now) return false;
+    s->state = kSessionMoving;
+    s->expires_at = now + kPresenceClaimLeaseS;
+    moving = *s;
+    return true;
+  });
+  if (!claimed) return MakeError(claimed.error());
+  if (!*claimed) return false;
+  // 2. The new session lists the same streams.
+  auto created = ops->UpdateSession(new_sid, [&](PresenceSession* s, bool) -> Result<bool> {
+    *s = PresenceSession{kSessionLive, new_sid, expires_at, moving.streams};
+    return true;
+  });
+  if (!created) return MakeError(created.error());
+  // 3. Its records now name the new sid (no events).
+  for (const auto& stream : moving.streams) {
+    std::vector<hub::PresenceEvent> none;
+    auto moved = ops->UpdateRecords(
+        stream,
+        [&](PresenceRecords* records, std::vector<hub::PresenceEvent>*) -> Result<bool> {
+          bool changed = false;
+          for (auto& [id, holders] : *records) {
+            for (auto& sid : holders.sids) {
+              if (sid != old_sid) continue;
+              sid = new_sid;
+              changed = true;
+            }
+          }
+          return changed;
+        },
+        &none);
+    if (!moved) return MakeError(moved.error());
+  }
+  // 4. The old session is gone.
+  auto dropped = ops->UpdateSession(old_sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+    if (!exists) return false;
+    s->streams.clear();
+    return true;
+  });
+  if (!dropped) return MakeError(dropped.error());
+  return true;
+}
+
+Result<bool> JetStreamStore::PresenceSweep(int64_t now, std::vector<hub::PresenceEvent>* events) {
+  auto ops = Presence();
+  if (!ops) return MakeError(ops.error());
+  Impl& im = *impl_;
+  // Every session's current value, through one watcher (a NULL entry ends the initial values).
+  kvWatchOptions wo;
+  kvWatchOptions_Init(&wo);
+  wo.IgnoreDeletes = true;
+  kvWatcher* watcher = nullptr;
+  natsStatus s = kvStore_WatchAll(&watcher, ops->sessions, &wo);
+  if (s != NATS_OK) return MakeError("nats: cannot list presence sessions: " + StatusText(s));
+  std::vector<std::string> expired;  // sids
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  const int64_t deadline_ms = start.tv_sec * 1000 + start.tv_nsec / 1000000 + im.options.timeout_ms;
+  std::string error;
+  while (true) {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    const int64_t left = deadline_ms - (t.tv_sec * 1000 + t.tv_nsec / 1000000);
+    if (left <= 0) {
+      error = "nats: timed out listing presence sessions";
+      break;
+    }
+    EntryGuard entry;
+    s = kvWatcher_Next(&entry.e, watcher, left);
+    if (s != NATS_OK) {
+      error = "nats: cannot list presence sessions: " + StatusText(s);
+      break;
+    }
+    if (!entry.e) break;  // all current values seen
+    if (expired.size() >= kPresenceSweepBatch) continue;
+    PresenceSession session;
+    if (!session.Decode(std::string_view(static_cast<const char*>(kvEntry_Value(entry.e)),
+                                         static_cast<size_t>(kvEntry_ValueLen(entry.e))))) {
+      continue;
+    }
+    if (session.expires_at <= now) expired.push_back(session.sid);
+  }
+  kvWatcher_Destroy(watcher);
+  if (!error.empty()) return MakeError(std::move(error));
+  for (const auto& sid : expired) {
+    // Claim by compare-and-set: of the nodes sweeping at once, one goes on.
+    PresenceSession claimed;
+    auto won = ops->UpdateSession(sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+      if (!exists || s->expires_at > now) return false;  // touched, restored or swept meanwhile
+      s->state = kSessionClaimed;
+      s->expires_at = now + kPresenceClaimLeaseS;
+      claimed = *s;
+      return true;
+    });
+    if (!won) return MakeError(won.error());
+    if (!*won) continue;
+    for (const auto& stream : claimed.streams) {
+      auto left = ops->UpdateRecords(
+          stream,
+          [&](PresenceRecords* records, std::vector<hub::PresenceEvent>* produced) -> Result<bool> {
+            return DropHolder(records, stream, sid, produced);
+          },
+          events);
+      if (!left) return MakeError(left.error());
+    }
+    auto dropped = ops->UpdateSession(sid, [&](PresenceSession* s, bool exists) -> Result<bool> {
+      if (!exists || s->state != kSessionClaimed) return false;  // joined again meanwhile
+      s->streams.clear();
+      return true;
+    });
+    if (!dropped) return MakeError(dropped.error());
+  }
+  return true;
 }
 
 }  // namespace cable::nats

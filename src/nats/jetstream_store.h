@@ -35,6 +35,21 @@
 //     revision it read, so of two concurrent takers only one gets the blob. Keys that are not
 //     valid KV keys are hashed ("h_<sha256 hex>").
 //
+//   - Presence (issue #15): two KV buckets without TTL, compare-and-set on the key's revision
+//     for every read-modify-write (retried up to kPresenceCasAttempts on conflicts):
+//       "_ringcable_presence_streams_", key = the stream (hashed as sessions are): the stream's
+//       records, id -> {latest info, the sids holding it}. A join/leave event is produced only by
+//       the write that adds the first / removes the last sid of an id, so exactly one caller
+//       (node) gets it. The value is bounded by presence_max_records ids and the server's max
+//       payload (a join past either is refused like the bound).
+//       "_ringcable_presence_sessions_", key = the sid: {state, sid, expires_at, streams}; the
+//       index for touch, restore and sweep. State 'L' live; 'C' claimed by a sweeping node and
+//       'M' being moved by a restore, both with expires_at = now + kPresenceClaimLeaseS (a node
+//       that dies mid-way leaves it to the next sweep). Sweep reads the bucket's values through
+//       one watcher, claims each expired session by compare-and-set (one node wins), removes its
+//       sid from its streams (leave events as above) and deletes it (a delete marker published
+//       with Nats-Expected-Last-Subject-Sequence). Delete markers are purged by Sweep().
+//
 // Bounds: per stream MaxMsgs/MaxAge; ReadFrom/ReadSince return at most history_limit messages;
 // sessions expire with the bucket TTL; Sweep() deletes the JetStream streams of ringcable streams
 // idle for 10 x --history_ttl (their offsets restart, as the memory broker's do; clients holding
@@ -64,6 +79,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "hub/broker_store.h"
 
 namespace cable::nats {
 
@@ -80,6 +96,8 @@ struct AppendEntry {
   std::string data;
 };
 
+struct PresenceOps;
+
 class JetStreamStore {
  public:
   struct Options {
@@ -91,6 +109,9 @@ class JetStreamStore {
     int replicas = 1;                       // JetStream replicas of every stream and bucket
     int timeout_ms = 2000;                  // bound of every request (and of Open's first connect)
     std::string name = "ringcable-broker";  // connection name shown by the server
+    // Presence bounds (hub::BrokerStore's; lowered only by tests).
+    size_t presence_max_records = hub::kPresenceMaxRecordsPerStream;
+    size_t presence_max_streams = hub::kPresenceMaxStreamsPerSession;
   };
 
   // Checks the options and starts connecting. Succeeds even when no server is reachable yet
@@ -125,8 +146,21 @@ class JetStreamStore {
   // already taken.
   cable::Result<std::optional<std::string>> TakeSession(const std::string& sid);
 
+  // Presence (hub::BrokerStore's contract; see "Presence" in the layout above).
+  cable::Result<bool> PresenceJoin(const std::string& stream, const std::string& sid,
+                                   const std::string& id, const std::string& info_json,
+                                   int64_t expires_at, std::vector<hub::PresenceEvent>* events);
+  cable::Result<bool> PresenceLeave(const std::string& stream, const std::string& sid,
+                                    std::vector<hub::PresenceEvent>* events);
+  cable::Result<std::vector<hub::PresenceRecord>> PresenceInfo(const std::string& stream);
+  cable::Result<bool> PresenceTouch(const std::vector<std::string>& sids, int64_t expires_at);
+  cable::Result<bool> PresenceRestore(const std::string& old_sid, const std::string& new_sid,
+                                      int64_t expires_at);
+  cable::Result<bool> PresenceSweep(int64_t now, std::vector<hub::PresenceEvent>* events);
+
   // Deletes the JetStream streams of ringcable streams with no message left and no publication
-  // for 10 x --history_ttl. Returns how many were deleted. Call now and then (every minute).
+  // for 10 x --history_ttl, and the presence buckets' delete markers older than 30 minutes.
+  // Returns how many streams were deleted. Call now and then (every minute).
   cable::Result<size_t> Sweep();
 
   // True once connected right now (for logs/metrics; calls check it themselves).
@@ -142,12 +176,23 @@ class JetStreamStore {
   static constexpr const char* kEpochBucket = "_anycable_epoch_";
   static constexpr const char* kEpochKey = "_epoch_";
   static constexpr const char* kSessionsBucket = "_ringcable_sessions_";
+  static constexpr const char* kPresenceSessionsBucket = "_ringcable_presence_sessions_";
+  static constexpr const char* kPresenceStreamsBucket = "_ringcable_presence_streams_";
   static constexpr const char* kTsHeader = "Ringcable-Ts";
+  // Compare-and-set attempts of one presence step before it fails (conflicts = other writers).
+  static constexpr int kPresenceCasAttempts = 32;
+  // A sweeping (or restoring) node owns a claimed session this long; after it another may retry.
+  static constexpr int64_t kPresenceClaimLeaseS = 30;
+  // Expired sessions swept per call (the next call goes on).
+  static constexpr size_t kPresenceSweepBatch = 100;
   static constexpr size_t kMaxKnownStreams = 4096;
 
  private:
+  friend struct PresenceOps;
   struct Impl;
   explicit JetStreamStore(std::unique_ptr<Impl> impl);
+  // The presence buckets (opened on first use); fails while NATS is down.
+  cable::Result<PresenceOps> Presence();
   std::unique_ptr<Impl> impl_;
 };
 

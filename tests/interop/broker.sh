@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ctest interop_js_redis_broker / interop_js_nats_broker: @anycable/core (actioncable-v1-ext-json)
 # moving between two ringcable nodes that share a real redis-server (--broker redis) or a real
-# `nats-server -js` (--broker nats) (broker.test.mjs); with redis also cluster-wide presence through
+# `nats-server -js` (--broker nats) (broker.test.mjs), and cluster-wide presence through
 # channel.presence (presence_broker.test.mjs; the nodes run with --public_streams).
 #   broker.sh redis|nats
 # Starts rpc_stub, the broker server and both nodes on free loopback ports; stops them by PID on
@@ -111,7 +111,7 @@ else
   "$BROKER_SERVER" -js -sd "$WORK/jetstream" -a 127.0.0.1 -p "$BROKER_PORT" \
     >"$WORK/broker.log" 2>&1 &
   BROKER_FLAGS=(--broker nats --nats_servers "nats://127.0.0.1:$BROKER_PORT")
-  TEST_FILES=(broker.test.mjs)
+  TEST_FILES=(broker.test.mjs presence_broker.test.mjs)
 fi
 BROKER_PID=$!
 PIDS=("$BROKER_PID" "${PIDS[@]}")
@@ -133,6 +133,7 @@ wait_port "${NODE_PIDS[1]}" "$B_PORT" "ringcable B"
 cd "$HERE" || die "cannot cd to $HERE"
 RINGCABLE_INTEROP_PORT="$A_PORT" RINGCABLE_INTEROP_BROADCAST_PORT="$A_BCAST" \
   RINGCABLE_INTEROP_PORT_B="$B_PORT" RINGCABLE_INTEROP_BROADCAST_PORT_B="$B_BCAST" \
+  RINGCABLE_INTEROP_BROKER="$BROKER" \
   timeout --kill-after=10 "$NODE_TEST_TIMEOUT" node --test "${TEST_FILES[@]}" &
 NODE_PID=$!
 wait "$NODE_PID"

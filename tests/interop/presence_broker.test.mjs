@@ -1,6 +1,6 @@
 // Cluster-wide presence (issue #15) with the official client: channel.presence of @anycable/core
-// over actioncable-v1-ext-json, alice on node A and bob on node B (broker.sh redis: --broker redis,
-// --public_streams), on a public $pubsub stream. bob sees alice's join and leave events, and both
+// over actioncable-v1-ext-json, alice on node A and bob on node B (broker.sh redis|nats: --broker
+// redis or nats, --public_streams), on a public $pubsub stream. bob sees alice's join and leave events, and both
 // list the same records through either node.
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -19,7 +19,7 @@ function extCable(port, user) {
   })
 }
 
-describe('@anycable/core presence across two ringcable nodes (--broker redis)', { timeout: 60000 }, () => {
+describe(`@anycable/core presence across two ringcable nodes (--broker ${process.env.RINGCABLE_INTEROP_BROKER || 'redis'})`, { timeout: 60000 }, () => {
   const cables = []
 
   after(() => {

@@ -2,7 +2,10 @@
 // of the extended protocol and an ext client on a node of the two-node ClusterTest.
 #pragma once
 
+#include <stdlib.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -47,6 +50,35 @@ inline std::string Reply(const std::string& type, const std::string& identifier)
 
 class ExtClusterTest : public ClusterTest {
  protected:
+  void TearDown() override {
+    ClusterTest::TearDown();
+    if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_);
+  }
+
+  // nats-server with JetStream (its store in a private directory, kept across nats_.Restart())
+  // and a monitoring port; false when nats-server is not installed.
+  bool StartJetStream() {
+    if (BrokerProcess::FindBinary(BrokerProcess::Kind::kNats).empty()) return false;
+    char tmpl[] = "/tmp/ringcable-js-XXXXXX";
+    if (!mkdtemp(tmpl)) return false;
+    store_dir_ = tmpl;
+    nats_monitor_port_ = cable::test::FreePort();
+    EXPECT_TRUE(nats_.Start({"-js", "-sd", store_dir_, "-m", std::to_string(nats_monitor_port_)}))
+        << nats_.Log();
+    return nats_.running();
+  }
+
+  // Messages in the JetStream sessions bucket (monitoring /jsz), -1 when unknown.
+  int64_t StoredSessions() {
+    auto r = cable::test::HttpRequest(nats_monitor_port_, "GET", "/jsz?streams=true");
+    if (r.status != 200) return -1;
+    size_t at = r.body.find("\"KV__ringcable_sessions_\"");  // the monitor pretty-prints
+    if (at == std::string::npos) return 0;
+    at = r.body.find("\"messages\":", at);
+    if (at == std::string::npos) return -1;
+    return std::strtoll(r.body.c_str() + at + 11, nullptr, 10);  // skips the blank
+  }
+
   // An ext client on `node`; the welcome text in *welcome.
   std::unique_ptr<WsClient> ConnectExt(int node, std::string* welcome,
                                        const std::map<std::string, std::string>& headers = {}) {
@@ -71,6 +103,8 @@ class ExtClusterTest : public ClusterTest {
     WsFrame f = ws.NextMessage(10s);
     return f.opcode == 1 ? f.payload : "";
   }
+
+  std::string store_dir_;  // StartJetStream's
 };
 
 }  // namespace cable::itcluster

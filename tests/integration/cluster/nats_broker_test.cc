@@ -8,10 +8,6 @@
 // pub/sub runs over Redis → live publications still delivered (unstamped), history rejected,
 // restore falls back to Connect, one log line, and it heals with the same epoch (JetStream keeps
 // its files) and the next offset.
-#include <stdlib.h>
-
-#include <filesystem>
-
 #include "broker_test_util.h"
 
 namespace cable::itcluster {
@@ -19,42 +15,12 @@ namespace {
 
 class NatsBroker : public ExtClusterTest {
  protected:
-  void TearDown() override {
-    ExtClusterTest::TearDown();
-    if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_);
-  }
-
-  // nats-server with JetStream (its store in a private directory) and a monitoring port.
-  bool StartJetStream() {
-    if (BrokerProcess::FindBinary(BrokerProcess::Kind::kNats).empty()) return false;
-    char tmpl[] = "/tmp/ringcable-js-XXXXXX";
-    if (!mkdtemp(tmpl)) return false;
-    store_dir_ = tmpl;
-    nats_monitor_port_ = cable::test::FreePort();
-    EXPECT_TRUE(nats_.Start({"-js", "-sd", store_dir_, "-m", std::to_string(nats_monitor_port_)}))
-        << nats_.Log();
-    return nats_.running();
-  }
-
   void StartBrokerNodes(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {
         "--broker", "nats", "--nats_servers", nats_.url(), "--broadcast_adapter", "http"};
     args.insert(args.end(), extra.begin(), extra.end());
     StartNodes(args);
   }
-
-  // Messages in the JetStream sessions bucket (monitoring /jsz), -1 when unknown.
-  int64_t StoredSessions() {
-    auto r = cable::test::HttpRequest(nats_monitor_port_, "GET", "/jsz?streams=true");
-    if (r.status != 200) return -1;
-    size_t at = r.body.find("\"KV__ringcable_sessions_\"");  // the monitor pretty-prints
-    if (at == std::string::npos) return 0;
-    at = r.body.find("\"messages\":", at);
-    if (at == std::string::npos) return -1;
-    return std::strtoll(r.body.c_str() + at + 11, nullptr, 10);  // skips the blank
-  }
-
-  std::string store_dir_;
 };
 
 #define START_JETSTREAM_OR_SKIP()                                          \

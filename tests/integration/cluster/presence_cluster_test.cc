@@ -1,5 +1,7 @@
 // Cluster-wide presence (issue #15) through the real binary: two ringcable nodes (--workers 2)
-// sharing a real redis-server (`--broker redis`: records in Redis, pub/sub on the same Redis).
+// sharing a real redis-server (`--broker redis`: records in Redis, pub/sub on the same Redis) or
+// a real `nats-server -js` (`--broker nats`: records in JetStream KV buckets, pub/sub on NATS);
+// every test runs against both (parameterized by the broker).
 // Clients speak actioncable-v1-ext-json and subscribe to public $pubsub streams, whose presence
 // stream is the stream itself (--streams_presence). Spec row "Presence" and "REST API".
 //
@@ -8,7 +10,7 @@
 // emits nothing, leaving the last emits one leave on both nodes; a dropped connection's presence
 // expires after --presence_ttl (one leave on both nodes); a session restored on the other node
 // within the TTL keeps its presence without leave/join; the REST API on B lists a user present on
-// A; bad inputs get the memory store's replies; Redis down → the error reply, and back.
+// A; bad inputs get the memory store's replies; the broker down → the error reply, and back.
 #include "broker_test_util.h"
 
 namespace cable::itcluster {
@@ -16,22 +18,35 @@ namespace {
 
 constexpr const char* kApiSecret = "api-s3cret";
 
-class ClusterPresence : public ExtClusterTest {
+class ClusterPresence : public ExtClusterTest, public ::testing::WithParamInterface<std::string> {
  protected:
+  bool nats() const { return GetParam() == "nats"; }
+
+  // The broker's server: false when it is not installed (the test skips).
+  bool StartBroker() {
+    if (nats()) return StartJetStream();
+    if (!StartRedis()) return false;
+    EXPECT_TRUE(redis_.running());
+    return true;
+  }
+  BrokerProcess& broker() { return nats() ? nats_ : redis_; }
+
   void StartPresenceNodes(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"--broker",
-                                     "redis",
-                                     "--redis_url",
-                                     redis_.url(),
-                                     "--pubsub",
-                                     "redis",
-                                     "--broadcast_adapter",
-                                     "http",
-                                     "--public_streams",
-                                     "--api_secret",
-                                     kApiSecret};
+    std::vector<std::string> args = {
+        "--broker", GetParam(),         "--pubsub",     GetParam(), "--broadcast_adapter",
+        "http",     "--public_streams", "--api_secret", kApiSecret};
+    if (nats()) {
+      args.insert(args.end(), {"--nats_servers", nats_.url()});
+    } else {
+      args.insert(args.end(), {"--redis_url", redis_.url()});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     StartNodes(args);
+  }
+
+  // Waits (bounded) until `count` connections subscribed to each stream's channel/subject.
+  bool WaitSubscribed(const std::vector<std::string>& streams, int count) {
+    return nats() ? WaitNatsSubscribed(streams, count) : WaitRedisSubscribed(streams, count);
   }
 
   static std::string Ident(const std::string& stream) {
@@ -78,19 +93,18 @@ class ClusterPresence : public ExtClusterTest {
   }
 };
 
-#define START_REDIS_OR_SKIP()                                           \
-  do {                                                                  \
-    if (!StartRedis()) GTEST_SKIP() << "redis-server is not installed"; \
-    ASSERT_TRUE(redis_.running());                                      \
+#define START_BROKER_OR_SKIP()                                                    \
+  do {                                                                            \
+    if (!StartBroker()) GTEST_SKIP() << GetParam() << " server is not installed"; \
   } while (0)
 
-TEST_F(ClusterPresence, JoinOnOneNodeIsListedOnTheOtherAndTheLastLeaveEmitsOnce) {
-  START_REDIS_OR_SKIP();
+TEST_P(ClusterPresence, JoinOnOneNodeIsListedOnTheOtherAndTheLastLeaveEmitsOnce) {
+  START_BROKER_OR_SKIP();
   StartPresenceNodes();
   const std::string id = Ident("room");
   auto a = Member(0, "room");
   auto b = Member(1, "room");
-  ASSERT_TRUE(WaitRedisSubscribed({"room"}, 2));
+  ASSERT_TRUE(WaitSubscribed({"room"}, 2));
 
   ASSERT_TRUE(a->SendText(Join(id, "u1", R"({"name":"Jo"})")));
   const std::string join_u1 = Presence(id, R"({"type":"join","info":{"name":"Jo"},"id":"u1"})");
@@ -139,15 +153,15 @@ TEST_F(ClusterPresence, JoinOnOneNodeIsListedOnTheOtherAndTheLastLeaveEmitsOnce)
             6);
 }
 
-TEST_F(ClusterPresence, ADroppedConnectionExpiresAfterTheTtlWithOneLeaveEverywhere) {
-  START_REDIS_OR_SKIP();
+TEST_P(ClusterPresence, ADroppedConnectionExpiresAfterTheTtlWithOneLeaveEverywhere) {
+  START_BROKER_OR_SKIP();
   StartPresenceNodes({"--presence_ttl", "2"});
   const std::string id = Ident("room");
   std::string sid_a;
   auto a = Member(0, "room", &sid_a);
   auto b = Member(1, "room");
   auto gone = Member(0, "room");
-  ASSERT_TRUE(WaitRedisSubscribed({"room"}, 2));
+  ASSERT_TRUE(WaitSubscribed({"room"}, 2));
   ASSERT_TRUE(gone->SendText(Join(id, "u9", "{}")));
   const std::string join_u9 = Presence(id, R"({"type":"join","info":{},"id":"u9"})");
   EXPECT_EQ(Next(*a), join_u9);
@@ -158,6 +172,7 @@ TEST_F(ClusterPresence, ADroppedConnectionExpiresAfterTheTtlWithOneLeaveEverywhe
   ASSERT_TRUE(a->SendText(Join(id, "u1", "{}")));
   EXPECT_EQ(Next(*a), Presence(id, R"({"type":"join","info":{},"id":"u1"})"));
   EXPECT_EQ(Next(*b), Presence(id, R"({"type":"join","info":{},"id":"u1"})"));
+  const auto joined_at = std::chrono::system_clock::now();
   gone->Close();
   // The leave arrives once the TTL passed (the wait is bounded by Next's 10 s, no threshold).
   EXPECT_EQ(Next(*a), Presence(id, R"({"type":"leave","id":"u9"})"));
@@ -165,28 +180,41 @@ TEST_F(ClusterPresence, ADroppedConnectionExpiresAfterTheTtlWithOneLeaveEverywhe
   EXPECT_EQ(Info(*b, id),
             Presence(id, R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})"));
   // a's session is touched while it lives (every ttl/2): its expiry moves forward.
-  const std::string first = Redis({"ZSCORE", "_ac_p:exp", sid_a});
-  ASSERT_FALSE(first.empty());
-  ASSERT_TRUE(Poll([&] { return Redis({"ZSCORE", "_ac_p:exp", sid_a}) != first; }, 10s));
+  if (!nats()) {
+    const std::string first = Redis({"ZSCORE", "_ac_p:exp", sid_a});
+    ASSERT_FALSE(first.empty());
+    ASSERT_TRUE(Poll([&] { return Redis({"ZSCORE", "_ac_p:exp", sid_a}) != first; }, 10s));
+  }
+  // Still listed well past its join's own expiry (2 s): three TTLs later, no leave came.
+  ASSERT_TRUE(Poll([&] { return std::chrono::system_clock::now() > joined_at + 6s; }, 10s));
   EXPECT_EQ(Info(*a, id),
+            Presence(id, R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})"));
+  EXPECT_EQ(Info(*b, id),
             Presence(id, R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})"));
 }
 
-TEST_F(ClusterPresence, ASessionRestoredOnTheOtherNodeKeepsItsPresenceWithoutEvents) {
-  START_REDIS_OR_SKIP();
+TEST_P(ClusterPresence, ASessionRestoredOnTheOtherNodeKeepsItsPresenceWithoutEvents) {
+  START_BROKER_OR_SKIP();
   StartPresenceNodes({"--presence_ttl", "60"});
   const std::string id = Ident("room");
   auto watcher = Member(1, "room");
   std::string sid;
   auto a = Member(0, "room", &sid);
   ASSERT_FALSE(sid.empty());
-  ASSERT_TRUE(WaitRedisSubscribed({"room"}, 2));
+  ASSERT_TRUE(WaitSubscribed({"room"}, 2));
   ASSERT_TRUE(a->SendText(Join(id, "u1", "{}")));
   const std::string join_u1 = Presence(id, R"({"type":"join","info":{},"id":"u1"})");
   EXPECT_EQ(Next(*watcher), join_u1);
   EXPECT_EQ(Next(*a), join_u1);
+  const int64_t sessions_before = nats() ? StoredSessions() : 0;
   a->Close();
-  ASSERT_TRUE(Poll([&] { return Redis({"EXISTS", "_ac_s:" + sid}).find('1') == 0; }, 10s));
+  // The dropped session is stored (restorable) once node A handled the close.
+  ASSERT_TRUE(Poll(
+      [&] {
+        return nats() ? StoredSessions() > sessions_before
+                      : Redis({"EXISTS", "_ac_s:" + sid}).find('1') == 0;
+      },
+      10s));
   std::string welcome;
   auto back = ConnectExt(1, &welcome, {{"X-AnyCable-Restore-Sid", sid}});
   ASSERT_NE(welcome.find("\"restored\":true"), std::string::npos) << welcome;
@@ -196,20 +224,22 @@ TEST_F(ClusterPresence, ASessionRestoredOnTheOtherNodeKeepsItsPresenceWithoutEve
       Presence(id, R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})");
   EXPECT_EQ(Info(*back, id), info_u1);
   EXPECT_EQ(Info(*watcher, id), info_u1);
-  ASSERT_TRUE(Poll([&] { return Redis({"EXISTS", "_ac_p:s:" + new_sid}).find('1') == 0; }, 10s));
-  EXPECT_EQ(Redis({"EXISTS", "_ac_p:s:" + sid}).find('0'), 0u);
+  if (!nats()) {
+    ASSERT_TRUE(Poll([&] { return Redis({"EXISTS", "_ac_p:s:" + new_sid}).find('1') == 0; }, 10s));
+    EXPECT_EQ(Redis({"EXISTS", "_ac_p:s:" + sid}).find('0'), 0u);
+  }
   // The restored session leaves: one leave event (it held u1 alone).
   ASSERT_TRUE(back->SendText(Cmd("leave", id)));
   EXPECT_EQ(Next(*watcher), Presence(id, R"({"type":"leave","id":"u1"})"));
   EXPECT_EQ(Next(*back), Presence(id, R"({"type":"leave","id":"u1"})"));
 }
 
-TEST_F(ClusterPresence, BadInputsAndRedisDownGetTheErrorReply) {
-  START_REDIS_OR_SKIP();
+TEST_P(ClusterPresence, BadInputsAndTheBrokerDownGetTheErrorReply) {
+  START_BROKER_OR_SKIP();
   StartPresenceNodes();
   const std::string id = Ident("room");
   auto a = Member(0, "room");
-  ASSERT_TRUE(WaitRedisSubscribed({"room"}, 1));
+  ASSERT_TRUE(WaitSubscribed({"room"}, 1));
   for (const std::string& bad :
        {std::string(), std::string(R"(,"presence":null)"), std::string(R"(,"presence":{})"),
         std::string(R"(,"presence":{"id":""})"), std::string(R"(,"presence":{"id":42})")}) {
@@ -227,22 +257,25 @@ TEST_F(ClusterPresence, BadInputsAndRedisDownGetTheErrorReply) {
   EXPECT_EQ(cable::test::HttpRequest(nodes_[1].port(), "GET", "/api/presence/room/users").status,
             401);
 
-  // Redis goes away: join and presence answer the error reply; the REST API 503.
-  redis_.Stop();
+  // The broker goes away: join and presence answer the error reply; the REST API 503.
+  broker().Stop();
   ASSERT_TRUE(a->SendText(Join(id, "u1", "{}")));
   EXPECT_EQ(Next(*a), Error(id));
   EXPECT_EQ(Info(*a, id), Error(id));
   EXPECT_EQ(ApiUsers(1, "room").status, 503);
   EXPECT_GE(Metric(0, "ringcable_broker_errors_total"), 1);
-  // Redis is back: presence heals (the broker thread probes it while it is down).
-  ASSERT_TRUE(redis_.Restart());
+  // The broker is back: presence heals (the broker thread probes it while it is down).
+  ASSERT_TRUE(broker().Restart()) << broker().Log();
   ASSERT_TRUE(Poll([&] { return Metric(0, "ringcable_broker_store_up") == 1; }, 10s));
-  ASSERT_TRUE(WaitRedisSubscribed({"room"}, 1));
+  ASSERT_TRUE(WaitSubscribed({"room"}, 1));
   ASSERT_TRUE(a->SendText(Join(id, "u1", "{}")));
   EXPECT_EQ(Next(*a), Presence(id, R"({"type":"join","info":{},"id":"u1"})"));
   EXPECT_EQ(ApiUsers(1, "room").body,
             R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})");
 }
+
+INSTANTIATE_TEST_SUITE_P(Brokers, ClusterPresence, ::testing::Values("redis", "nats"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace cable::itcluster

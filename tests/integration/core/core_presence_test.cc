@@ -485,5 +485,202 @@ TEST_F(PresenceTest, PresenceAndApiRequestsAreMetrics) {
   }
 }
 
+// ---- Bad input and bounds (issue #15 hardening) ----
+
+// Reads frames until the `presence` info reply for `identifier` (bounded in count); the frames
+// before it in *before.
+std::string InfoAfter(WsClient& ws, const std::string& identifier, std::vector<std::string>* before,
+                      size_t max_frames) {
+  const std::string info_prefix =
+      "{\"type\":\"presence\",\"identifier\":" + JsonString(identifier) +
+      ",\"message\":{\"type\":\"info\"";
+  for (size_t i = 0; i < max_frames; ++i) {
+    WsFrame f = ws.NextMessage();
+    if (f.opcode != 1) return "";
+    if (f.payload.rfind(info_prefix, 0) == 0) return f.payload;
+    before->push_back(std::move(f.payload));
+  }
+  return "";
+}
+
+int64_t MetricValue(const std::string& body, const std::string& name) {
+  const size_t at = body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(body.c_str() + at + name.size() + 2, nullptr, 10);
+}
+
+TEST_F(PresenceTest, AJoinFloodFromOneConnectionKeepsOneRecordAndStopsAtTheStreamBound) {
+  StartServer({"--broker", "memory", "--metrics_http", "/metrics", "--workers", "1"});
+  const std::string room = PresenceChannel("flood");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, room);
+  // Leave without a join: silent.
+  ASSERT_TRUE(a.SendText(Cmd("leave", room)));
+  Barrier(a);
+  // 2,000 distinct ids sent back to back by one session: each switches ids (one record at most).
+  constexpr int kJoins = 2000;
+  for (int i = 0; i < kJoins; ++i) {
+    ASSERT_TRUE(a.SendText(Join(room, "id-" + std::to_string(i), "{}")));
+  }
+  // Events travel through the hub, the info reply does not: read (bounded) until both the last
+  // event and the info reply of a `presence` sent after the flood are in.
+  ASSERT_TRUE(a.SendText(Cmd("presence", room)));
+  const std::string last_join = Presence(room, R"({"type":"join","info":{},"id":"id-1999"})");
+  std::vector<std::string> events;
+  std::string info;
+  for (int i = 0; i < 3 * kJoins && (info.empty() || events.empty() || events.back() != last_join);
+       ++i) {
+    const std::string f = Next(a);
+    ASSERT_FALSE(f.empty()) << "after " << events.size() << " events";
+    if (f.find(R"("message":{"type":"info")") != std::string::npos) {
+      info = f;
+    } else {
+      events.push_back(f);
+    }
+  }
+  // Whenever the info was taken, the session held exactly one record.
+  EXPECT_NE(info.find(R"({"type":"info","total":1,"records":[{"info":{},"id":"id-)"),
+            std::string::npos)
+      << info;
+  // A join per id and a leave for every id but the last, in order.
+  ASSERT_EQ(events.size(), 2u * kJoins - 1);
+  EXPECT_EQ(events[0], Presence(room, R"({"type":"join","info":{},"id":"id-0"})"));
+  EXPECT_EQ(events[1], Presence(room, R"({"type":"leave","id":"id-0"})"));
+  EXPECT_EQ(events.back(), last_join);
+  ASSERT_TRUE(a.SendText(Cmd("presence", room)));
+  EXPECT_EQ(Next(a),
+            Presence(room, R"({"type":"info","total":1,"records":[{"info":{},"id":"id-1999"}]})"));
+  auto m = cable::test::HttpRequest(server_.port(), "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(MetricValue(m.body, "ringcable_presence_records_num"), 1) << m.body;
+  EXPECT_EQ(MetricValue(m.body, "ringcable_presence_sessions_num"), 1) << m.body;
+
+  // 100 presence streams per session: the 101st join gets the error reply and records nothing.
+  constexpr int kStreams = 100;
+  for (int i = 0; i < kStreams; ++i) {
+    SubscribeConfirmed(a, PresenceChannel("s" + std::to_string(i)));
+  }
+  const std::string over = PresenceChannel("s-over");
+  SubscribeConfirmed(a, over);
+  for (int i = 1; i < kStreams; ++i) {  // "flood" is the first of the 100
+    const std::string id = PresenceChannel("s" + std::to_string(i));
+    ASSERT_TRUE(a.SendText(Join(id, "u", "1")));
+    ASSERT_EQ(Next(a), Presence(id, R"({"type":"join","info":1,"id":"u"})")) << i;
+  }
+  ASSERT_TRUE(a.SendText(Join(over, "u", "1")));
+  EXPECT_EQ(Next(a), Error(over));
+  ASSERT_TRUE(a.SendText(Join(over, "u", "1")));  // again: still refused, nothing grew
+  EXPECT_EQ(Next(a), Error(over));
+  ASSERT_TRUE(a.SendText(Cmd("presence", over)));
+  EXPECT_EQ(Next(a), Presence(over, R"({"type":"info","total":0})"));
+  m = cable::test::HttpRequest(server_.port(), "GET", "/metrics");
+  EXPECT_EQ(MetricValue(m.body, "ringcable_presence_records_num"), kStreams) << m.body;
+  EXPECT_EQ(MetricValue(m.body, "ringcable_presence_streams_num"), kStreams) << m.body;
+  // Leaving one frees a slot.
+  ASSERT_TRUE(a.SendText(Cmd("leave", PresenceChannel("s1"))));
+  EXPECT_EQ(Next(a), Presence(PresenceChannel("s1"), R"({"type":"leave","id":"u"})"));
+  ASSERT_TRUE(a.SendText(Join(over, "u", "1")));
+  EXPECT_EQ(Next(a), Presence(over, R"({"type":"join","info":1,"id":"u"})"));
+}
+
+TEST_F(PresenceTest, MalformedAndOversizedPresencePayloadsAreRefusedAndLoseNothing) {
+  StartServer({"--broker", "memory", "--max_message_size", "65536"});
+  const std::string room = PresenceChannel("odd");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, room);
+  ASSERT_TRUE(a.SendText(Join(room, "keep", "{}")));
+  EXPECT_EQ(Next(a), Presence(room, R"({"type":"join","info":{},"id":"keep"})"));
+  // Ids that are not non-empty strings; presence members that are not objects.
+  for (const std::string& extra :
+       {std::string(R"(,"presence":{"id":{"a":1}})"), std::string(R"(,"presence":{"id":[]})"),
+        std::string(R"(,"presence":{"id":true})"), std::string(R"(,"presence":{"id":null})"),
+        std::string(R"(,"presence":7)"), std::string(R"(,"presence":true)")}) {
+    ASSERT_TRUE(a.SendText(Cmd("join", room, extra)));
+    EXPECT_EQ(Next(a), Error(room)) << extra;
+  }
+  // The refused joins changed nothing: "keep" is still this session's record.
+  ASSERT_TRUE(a.SendText(Cmd("presence", room)));
+  EXPECT_EQ(Next(a),
+            Presence(room, R"({"type":"info","total":1,"records":[{"info":{},"id":"keep"}]})"));
+  // A large info within --max_message_size is kept verbatim.
+  const std::string big_info = "\"" + std::string(60000, 'i') + "\"";
+  ASSERT_TRUE(a.SendText(Join(room, "big", big_info)));
+  EXPECT_EQ(Next(a), Presence(room, R"({"type":"leave","id":"keep"})"));
+  EXPECT_EQ(Next(a), Presence(room, R"({"type":"join","info":)" + big_info + R"(,"id":"big"})"));
+  // Over --max_message_size: the connection is closed (1009), the server goes on and the
+  // session's record expires like any closed session's.
+  WsClient b;
+  ConnectExt(b);
+  SubscribeConfirmed(b, room);
+  ASSERT_TRUE(b.SendText(Join(room, "huge", "\"" + std::string(70000, 'h') + "\"")));
+  WsFrame closed = b.WaitClose();
+  EXPECT_EQ(closed.opcode, 8);
+  EXPECT_EQ(closed.close_code(), 1009);
+  ASSERT_TRUE(a.SendText(Cmd("presence", room)));
+  std::vector<std::string> before;
+  EXPECT_EQ(InfoAfter(a, room, &before, 10),
+            Presence(room, R"({"type":"info","total":1,"records":[{"info":)" + big_info +
+                               R"(,"id":"big"}]})"));
+  EXPECT_TRUE(before.empty());
+}
+
+TEST_F(PresenceTest, RestApiOddPathsAreAnsweredWithoutNormalizing) {
+  StartServer({"--broker", "memory", "--api_secret", "s"});
+  const int port = server_.port();
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer s"}};
+  const std::string odd = PresenceChannel("room/1 \xc3\xa9");
+  const std::string dots = PresenceChannel("..");
+  WsClient a;
+  ConnectExt(a);
+  SubscribeConfirmed(a, odd);
+  SubscribeConfirmed(a, dots);
+  ASSERT_TRUE(a.SendText(Join(odd, "u1", "{}")));
+  EXPECT_EQ(Next(a), Presence(odd, R"({"type":"join","info":{},"id":"u1"})"));
+  ASSERT_TRUE(a.SendText(Join(dots, "u2", "{}")));
+  EXPECT_EQ(Next(a), Presence(dots, R"({"type":"join","info":{},"id":"u2"})"));
+  const std::string u1 = R"({"type":"info","total":1,"records":[{"info":{},"id":"u1"}]})";
+  const std::string u2 = R"({"type":"info","total":1,"records":[{"info":{},"id":"u2"}]})";
+  const std::string none = R"({"type":"info","total":0})";
+  struct Case {
+    std::string path;
+    int status;
+    std::string body;  // checked when the status is 200
+  };
+  const std::vector<Case> cases = {
+      // The stream segment is percent-decoded (upper or lower case hex), nothing else is done.
+      {"/api/presence/room%2F1%20%C3%A9/users", 200, u1},
+      {"/api/presence/room%2f1%20%c3%a9/users", 200, u1},
+      {"/api/presence/room/1%20%C3%A9/users", 200, u1},  // a raw '/' inside the stream
+      {"/api/presence/../users", 200, u2},               // ".." is a stream name, not a step up
+      {"/api/presence/%2E%2E/users", 200, u2},
+      {"/api/presence/a%00b/users", 200, none},  // NUL decoded into the name: nobody there
+      {"/api/presence/%zz%/users", 200, none},   // bad escapes are kept as they are
+      {"/api/presence/" + std::string(8000, 'x') + "/users", 200, none},
+      // Not the presence path: 404.
+      {"/api/presence/room/users/", 404, ""},
+      {"/api/presence//users", 404, ""},
+      {"/api/presence/users", 404, ""},
+      {"/api/presence/room/usersx", 404, ""},
+      {"/api/presence/", 404, ""},
+      {"/api/presence", 404, ""},
+      {"/api/Presence/room/users", 404, ""},
+      // A request head over 16 KiB: 431, the connection is closed.
+      {"/api/presence/" + std::string(17000, 'y') + "/users", 431, ""},
+  };
+  for (const auto& c : cases) {
+    auto r = cable::test::HttpRequest(port, "GET", c.path, auth);
+    EXPECT_EQ(r.status, c.status) << c.path.substr(0, 80);
+    if (c.status == 200) {
+      EXPECT_EQ(r.body, c.body) << c.path.substr(0, 80);
+    }
+  }
+  // Still serving: the WebSocket session and the API.
+  ASSERT_TRUE(a.SendText(Cmd("presence", odd)));
+  EXPECT_EQ(Next(a), Presence(odd, u1));
+  EXPECT_EQ(cable::test::HttpRequest(port, "GET", "/api/presence/%2E%2E/users", auth).body, u2);
+}
+
 }  // namespace
 }  // namespace cable::itcore

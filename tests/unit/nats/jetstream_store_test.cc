@@ -68,6 +68,22 @@ bool Refused(const Result<std::vector<StoredPublication>>& r) {
   return !r.ok() && r.error().rfind("refused:", 0) == 0;
 }
 
+std::string Events(const std::vector<hub::PresenceEvent>& events) {
+  std::string out;
+  for (const auto& e : events) {
+    out += e.type + ":" + e.stream + ":" + e.id + (e.info_json.empty() ? "" : "=" + e.info_json);
+    out += ";";
+  }
+  return out;
+}
+
+std::string Records(const Result<std::vector<hub::PresenceRecord>>& records) {
+  if (!records.ok()) return "error: " + records.error();
+  std::string out;
+  for (const auto& r : records.value()) out += r.id + "=" + r.info_json + ";";
+  return out;
+}
+
 class JetStreamStoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -112,6 +128,25 @@ class JetStreamStoreTest : public ::testing::Test {
       auto e = s->Epoch();
       if (!e.ok()) last = e.error();
       return e.ok();
+    })) << last;
+    return s;
+  }
+  // A store with lowered presence bounds (0 keeps hub::BrokerStore's).
+  std::unique_ptr<JetStreamStore> OpenPresenceStore(size_t max_records = 0,
+                                                    size_t max_streams = 0) {
+    JetStreamStore::Options o;
+    o.servers = server_->url();
+    if (max_records) o.presence_max_records = max_records;
+    if (max_streams) o.presence_max_streams = max_streams;
+    auto store = JetStreamStore::Open(o);
+    EXPECT_TRUE(store.ok()) << store.error();
+    if (!store.ok()) return nullptr;
+    auto s = std::move(store.value());
+    std::string last;
+    EXPECT_TRUE(WaitFor([&] {
+      auto info = s->PresenceInfo("warm-up");
+      if (!info.ok()) last = info.error();
+      return info.ok();
     })) << last;
     return s;
   }
@@ -509,6 +544,12 @@ TEST_F(JetStreamStoreTest, ServerRestartFailsCallsCleanlyThenHeals) {
   EXPECT_FALSE(store->Epoch().ok());
   EXPECT_FALSE(store->TakeSession("restart-sid").ok());
   EXPECT_FALSE(store->PutSession("x", "y", 60).ok());
+  std::vector<hub::PresenceEvent> ev;
+  auto join = store->PresenceJoin(s, "restart-sid", "u1", "", UnixNow() + 60, &ev);
+  ASSERT_FALSE(join.ok());
+  EXPECT_EQ(join.error().rfind("nats:", 0), 0u) << join.error();
+  EXPECT_FALSE(store->PresenceInfo(s).ok());
+  EXPECT_FALSE(store->PresenceSweep(UnixNow(), &ev).ok());
 
   ASSERT_TRUE(server_->Restart()) << server_->Log();
   // Heals by itself: the same store appends again, with the next offset (file storage kept it).
@@ -524,6 +565,228 @@ TEST_F(JetStreamStoreTest, ServerRestartFailsCallsCleanlyThenHeals) {
   auto taken = store->TakeSession("restart-sid");
   ASSERT_TRUE(taken.ok() && taken->has_value());
   EXPECT_EQ(**taken, "blob");
+  // Presence heals too.
+  std::vector<hub::PresenceEvent> joined;
+  ASSERT_TRUE(store->PresenceJoin(s, "restart-sid", "u1", "", UnixNow() + 60, &joined).value());
+  EXPECT_EQ(Events(joined), "join:" + s + ":u1;");
+  ASSERT_TRUE(store->PresenceLeave(s, "restart-sid", &joined).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence (issue #15): the same contract as redis::Store's (hub::BrokerStore).
+
+TEST_F(JetStreamStoreTest, PresenceCountsSessionsOfAnIdAcrossStores) {
+  auto a = OpenPresenceStore();
+  auto b = OpenPresenceStore();
+  ASSERT_TRUE(a && b);
+  const std::string s = Stream();
+  const int64_t later = UnixNow() + 600;
+  std::vector<hub::PresenceEvent> ev;
+  // The first session of u1 anywhere joins; a second one (other store) does not.
+  auto joined = a->PresenceJoin(s, "pc-a", "u1", R"({"n":1})", later, &ev);
+  ASSERT_TRUE(joined.ok()) << joined.error();
+  EXPECT_TRUE(*joined);
+  EXPECT_EQ(Events(ev), "join:" + s + ":u1={\"n\":1};");
+  ev.clear();
+  ASSERT_TRUE(b->PresenceJoin(s, "pc-b", "u1", R"({"n":2})", later, &ev).value());
+  EXPECT_EQ(Events(ev), "");
+  EXPECT_EQ(Records(a->PresenceInfo(s)), R"(u1={"n":2};)");  // the latest info
+  // Re-sending the same join: no event, info refreshed.
+  ASSERT_TRUE(a->PresenceJoin(s, "pc-a", "u1", R"({"n":3})", later, &ev).value());
+  EXPECT_EQ(Events(ev), "");
+  EXPECT_EQ(Records(b->PresenceInfo(s)), R"(u1={"n":3};)");
+  // One session leaves: nothing; the last one: one leave.
+  ASSERT_TRUE(a->PresenceLeave(s, "pc-a", &ev).ok());
+  EXPECT_EQ(Events(ev), "");
+  ASSERT_TRUE(b->PresenceLeave(s, "pc-b", &ev).ok());
+  EXPECT_EQ(Events(ev), "leave:" + s + ":u1;");
+  EXPECT_EQ(Records(a->PresenceInfo(s)), "");
+  ev.clear();
+  // Leave without join, a second leave, an unknown stream: nothing, no error.
+  ASSERT_TRUE(a->PresenceLeave(s, "pc-a", &ev).ok());
+  ASSERT_TRUE(a->PresenceLeave(s + "-none", "pc-z", &ev).ok());
+  EXPECT_EQ(Events(ev), "");
+  EXPECT_EQ(Records(b->PresenceInfo(s + "-none")), "");
+  // Switching ids within a session: the old one leaves, the new one joins.
+  ASSERT_TRUE(a->PresenceJoin(s, "pc-a", "u2", "", later, &ev).value());
+  ASSERT_TRUE(b->PresenceJoin(s, "pc-a", "u3", "7", later, &ev).value());
+  EXPECT_EQ(Events(ev), "join:" + s + ":u2;leave:" + s + ":u2;join:" + s + ":u3=7;");
+  // Records are listed by id; odd stream names and ids are stored as they are.
+  const std::string odd = "room.*> :/\xc3\xa9" + std::string(200, 'x');
+  ASSERT_TRUE(a->PresenceJoin(odd, "pc-a", "z \"id\"", "{}", later, &ev).value());
+  ASSERT_TRUE(a->PresenceJoin(odd, "pc-b", "a.b", "[1]", later, &ev).value());
+  EXPECT_EQ(Records(b->PresenceInfo(odd)), "a.b=[1];z \"id\"={};");
+  ev.clear();
+  ASSERT_TRUE(b->PresenceLeave(odd, "pc-a", &ev).ok());
+  ASSERT_TRUE(b->PresenceLeave(odd, "pc-b", &ev).ok());
+  ASSERT_TRUE(b->PresenceLeave(s, "pc-a", &ev).ok());
+  EXPECT_EQ(Events(ev), "leave:" + odd + ":z \"id\";leave:" + odd + ":a.b;leave:" + s + ":u3;");
+}
+
+// Two stores join and leave the same ids concurrently: compare-and-set conflicts are retried and
+// each id joins once and leaves once in all.
+TEST_F(JetStreamStoreTest, ConcurrentJoinsAndLeavesEmitEachEventOnce) {
+  auto a = OpenPresenceStore();
+  auto b = OpenPresenceStore();
+  ASSERT_TRUE(a && b);
+  const std::string s = Stream();
+  constexpr int kSessionsPerStore = 16;
+  constexpr int kIds = 6;
+  const int64_t later = UnixNow() + 600;
+  std::vector<hub::PresenceEvent> ev_a, ev_b;
+  std::string error_a, error_b;
+  auto run = [&](JetStreamStore* store, const std::string& prefix, bool join,
+                 std::vector<hub::PresenceEvent>* ev, std::string* error) {
+    for (int i = 0; i < kSessionsPerStore; ++i) {
+      const std::string sid = prefix + std::to_string(i);
+      auto r = join ? store->PresenceJoin(s, sid, "u" + std::to_string(i % kIds), "", later, ev)
+                    : store->PresenceLeave(s, sid, ev);
+      if (!r.ok() && error->empty()) *error = r.error();
+    }
+  };
+  for (bool join : {true, false}) {
+    ev_a.clear();
+    ev_b.clear();
+    std::thread ta(run, a.get(), "cc-a", join, &ev_a, &error_a);
+    std::thread tb(run, b.get(), "cc-b", join, &ev_b, &error_b);
+    ta.join();
+    tb.join();
+    EXPECT_EQ(error_a, "");
+    EXPECT_EQ(error_b, "");
+    std::multiset<std::string> seen;
+    for (const auto* ev : {&ev_a, &ev_b}) {
+      for (const auto& e : *ev) {
+        EXPECT_EQ(e.type, join ? "join" : "leave");
+        seen.insert(e.id);
+      }
+    }
+    std::multiset<std::string> want;
+    for (int i = 0; i < kIds; ++i) want.insert("u" + std::to_string(i));
+    EXPECT_EQ(seen, want) << (join ? "joins" : "leaves");
+    EXPECT_EQ(Records(a->PresenceInfo(s)), join ? "u0=;u1=;u2=;u3=;u4=;u5=;" : "");
+  }
+}
+
+// Expired sessions (not touched) are swept: two stores sweeping at once hand each leave to one.
+TEST_F(JetStreamStoreTest, ExpiredSessionsAreSweptOnceAndTouchedOnesStay) {
+  auto a = OpenPresenceStore();
+  auto b = OpenPresenceStore();
+  ASSERT_TRUE(a && b);
+  const std::string s1 = Stream() + "-1";
+  const std::string s2 = Stream() + "-2";
+  const int64_t now = UnixNow();
+  std::vector<hub::PresenceEvent> ev;
+  // "gone" closed: expires now (in the past for the sweep below), in two streams.
+  ASSERT_TRUE(a->PresenceJoin(s1, "sw-gone", "g", "", now + 600, &ev).value());
+  ASSERT_TRUE(a->PresenceJoin(s2, "sw-gone", "g", "", now + 600, &ev).value());
+  ASSERT_TRUE(a->PresenceTouch({"sw-gone", "sw-unknown"}, now - 1).ok());
+  // "live" is touched forward; "shared" holds g in s1 too, so g stays there.
+  ASSERT_TRUE(b->PresenceJoin(s1, "sw-live", "l", "", now - 1, &ev).value());
+  ASSERT_TRUE(b->PresenceTouch({"sw-live"}, now + 600).ok());
+  ASSERT_TRUE(b->PresenceJoin(s1, "sw-shared", "g", "", now + 600, &ev).value());
+  ev.clear();
+  std::vector<hub::PresenceEvent> ev_a, ev_b;
+  std::string error;
+  std::thread ta([&] {
+    auto r = a->PresenceSweep(now, &ev_a);
+    if (!r.ok()) error = r.error();
+  });
+  auto rb = b->PresenceSweep(now, &ev_b);
+  ta.join();
+  ASSERT_TRUE(rb.ok()) << rb.error();
+  ASSERT_EQ(error, "");
+  // One leave in all: g left s2 (its only session there); in s1 "sw-shared" still holds g.
+  std::vector<hub::PresenceEvent> all = ev_a;
+  all.insert(all.end(), ev_b.begin(), ev_b.end());
+  EXPECT_EQ(Events(all), "leave:" + s2 + ":g;");
+  EXPECT_EQ(Records(a->PresenceInfo(s1)), "g=;l=;");
+  EXPECT_EQ(Records(a->PresenceInfo(s2)), "");
+  // Swept sessions are gone: sweeping again gives nothing; the swept sid restores nothing.
+  ASSERT_TRUE(a->PresenceSweep(now, &ev).ok());
+  EXPECT_EQ(Events(ev), "");
+  auto restored = b->PresenceRestore("sw-gone", "sw-new", now + 600);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_FALSE(*restored);
+  // The rest expire later: their own leaves.
+  ASSERT_TRUE(b->PresenceSweep(now + 601, &ev).ok());
+  EXPECT_EQ(Events(ev), "leave:" + s1 + ":l;leave:" + s1 + ":g;");
+  EXPECT_EQ(Records(a->PresenceInfo(s1)), "");
+}
+
+TEST_F(JetStreamStoreTest, RestoreMovesRecordsToTheNewSessionWithoutEvents) {
+  auto a = OpenPresenceStore();
+  auto b = OpenPresenceStore();
+  ASSERT_TRUE(a && b);
+  const std::string s = Stream();
+  const int64_t now = UnixNow();
+  std::vector<hub::PresenceEvent> ev;
+  ASSERT_TRUE(a->PresenceJoin(s, "rs-old", "u1", "{}", now + 600, &ev).value());
+  ev.clear();
+  auto restored = b->PresenceRestore("rs-old", "rs-new", now + 600);
+  ASSERT_TRUE(restored.ok()) << restored.error();
+  EXPECT_TRUE(*restored);
+  EXPECT_EQ(Records(a->PresenceInfo(s)), "u1={};");
+  // Single use; an unknown sid restores nothing.
+  EXPECT_FALSE(a->PresenceRestore("rs-old", "rs-other", now + 600).value());
+  EXPECT_FALSE(a->PresenceRestore("rs-unknown", "rs-other", now + 600).value());
+  // The old sid no longer holds anything; the new one does (its leave is the last one).
+  ASSERT_TRUE(a->PresenceLeave(s, "rs-old", &ev).ok());
+  EXPECT_EQ(Events(ev), "");
+  // The new session is touched and swept like any other.
+  ASSERT_TRUE(a->PresenceSweep(now + 300, &ev).ok());
+  EXPECT_EQ(Events(ev), "");
+  ASSERT_TRUE(b->PresenceLeave(s, "rs-new", &ev).ok());
+  EXPECT_EQ(Events(ev), "leave:" + s + ":u1;");
+  // A session past its expiry (closed longer than the TTL) is not restored.
+  ASSERT_TRUE(a->PresenceJoin(s, "rs-late", "u2", "", now - 1, &ev).value());
+  EXPECT_FALSE(b->PresenceRestore("rs-late", "rs-late2", now + 600).value());
+  ASSERT_TRUE(a->PresenceLeave(s, "rs-late", &ev).ok());
+}
+
+TEST_F(JetStreamStoreTest, PresenceBoundsRefuseWithoutChangingAnything) {
+  auto store = OpenPresenceStore(/*max_records=*/3, /*max_streams=*/2);
+  ASSERT_TRUE(store);
+  const std::string s = Stream();
+  const int64_t later = UnixNow() + 600;
+  std::vector<hub::PresenceEvent> ev;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        store->PresenceJoin(s, "bd-" + std::to_string(i), "u" + std::to_string(i), "", later, &ev)
+            .value());
+  }
+  ev.clear();
+  // A 4th id: refused; a held id by another session is not a new record.
+  EXPECT_FALSE(store->PresenceJoin(s, "bd-3", "u3", "", later, &ev).value());
+  EXPECT_TRUE(store->PresenceJoin(s, "bd-3", "u0", "", later, &ev).value());
+  EXPECT_EQ(Events(ev), "");
+  EXPECT_EQ(Records(store->PresenceInfo(s)), "u0=;u1=;u2=;");
+  // Per session: 2 streams, the 3rd refused (then a leave frees one).
+  ASSERT_TRUE(store->PresenceJoin(s + "-b", "bd-0", "x", "", later, &ev).value());
+  EXPECT_FALSE(store->PresenceJoin(s + "-c", "bd-0", "x", "", later, &ev).value());
+  EXPECT_EQ(Records(store->PresenceInfo(s + "-c")), "");
+  ASSERT_TRUE(store->PresenceLeave(s + "-b", "bd-0", &ev).ok());
+  EXPECT_TRUE(store->PresenceJoin(s + "-c", "bd-0", "x", "", later, &ev).value());
+  // A record set past the server's max payload is refused like a bound.
+  const std::string huge = "\"" + std::string(2 << 20, 'i') + "\"";
+  ev.clear();
+  EXPECT_FALSE(store->PresenceJoin(s + "-d", "bd-1", "big", huge, later, &ev).value());
+  EXPECT_EQ(Events(ev), "");
+  EXPECT_EQ(Records(store->PresenceInfo(s + "-d")), "");
+
+  // The default bound of streams per session (hub::kPresenceMaxStreamsPerSession).
+  auto defaults = OpenPresenceStore();
+  ASSERT_TRUE(defaults);
+  for (size_t i = 0; i < hub::kPresenceMaxStreamsPerSession; ++i) {
+    ASSERT_TRUE(defaults->PresenceJoin(s + "-m" + std::to_string(i), "bd-many", "u", "", later, &ev)
+                    .value())
+        << i;
+  }
+  EXPECT_FALSE(defaults->PresenceJoin(s + "-over", "bd-many", "u", "", later, &ev).value());
+  // Expired: every stream's leave at once (sweeps go on in batches).
+  ASSERT_TRUE(defaults->PresenceTouch({"bd-many"}, UnixNow() - 1).ok());
+  ev.clear();
+  ASSERT_TRUE(defaults->PresenceSweep(UnixNow(), &ev).ok());
+  EXPECT_EQ(ev.size(), hub::kPresenceMaxStreamsPerSession);
 }
 
 TEST(JetStreamStoreOpenTest, OpensWhileNoServerAndRefusesBadOptions) {
