@@ -92,7 +92,19 @@ inline constexpr const char* kFdEnv = "RINGCABLE_UPGRADE_FD";
 // Largest encoded connection record (SEQPACKET message); bigger sessions fall back to a reconnect.
 inline constexpr size_t kMaxRecord = 192 * 1024;
 
-enum class Type : uint8_t { kListeners = 1, kReady, kAccept, kConn, kAck, kDone };
+enum class Type : uint8_t {
+  kListeners = 1,
+  kReady,
+  kAccept,
+  kConn,
+  kAck,
+  kDone,
+  // 32–39: process state beside the connections (see the DESIGN notes above).
+  kMetricsListener = 32,   // old → new, right after kListeners when it announced one: its fd
+  kPubSubStreams = 33,     // old → new, after kReady: EncodeStrings({fence, stream...})
+  kPubSubSubscribed = 34,  // new → old: subscribed to the fence and every stream, confirmed
+  kPubSubCut = 35,         // old → new: "1" the fence is set (cut), "0" it is not (deliver all)
+};
 
 struct Packet {
   Type type = Type::kDone;
@@ -140,6 +152,10 @@ struct ConnRecord {
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);
+
+// A list of strings (length-prefixed), for the pub/sub fence messages.
+std::string EncodeStrings(const std::vector<std::string>& v);
+bool DecodeStrings(const std::string& bytes, std::vector<std::string>* v);
 
 std::string EncodeU64(uint64_t v);
 uint64_t DecodeU64(const std::string& bytes);
