@@ -144,6 +144,24 @@ int FencePubSub(Shared& shared, int ctl) {
   return cut(ok);
 }
 
+// Old process, --broker memory, once nothing is stamped here any more: the broker's state, in
+// chunks (upgrade.h). False when the control socket failed.
+bool SendBrokerState(Shared& shared, int ctl) {
+  const std::string state = shared.broker->ExportState();
+  for (size_t at = 0; at < state.size(); at += upgrade::kBrokerStateChunk) {
+    upgrade::Packet chunk;
+    chunk.type = upgrade::Type::kBrokerState;
+    chunk.bytes = state.substr(at, upgrade::kBrokerStateChunk);
+    if (!upgrade::SendPacket(ctl, chunk)) return false;
+  }
+  upgrade::Packet end;
+  end.type = upgrade::Type::kBrokerStateEnd;
+  end.bytes = upgrade::EncodeU64(state.size());
+  LOG_INFO("upgrade: sent the memory broker's state (epoch %s, %zu bytes)",
+           shared.broker->epoch().c_str(), state.size());
+  return upgrade::SendPacket(ctl, end);
+}
+
 }  // namespace
 
 bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv, int metrics_fd) {
@@ -230,6 +248,10 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv, int metric
   for (;;) {
     if (!accept_sent && u.intake_closed.load() >= static_cast<int>(shared.workers.size())) {
       // Every old worker stopped accepting and answered its last broadcast: the new one starts.
+      if (shared.broker && !SendBrokerState(shared, ctl)) {
+        ok = false;
+        break;
+      }
       upgrade::Packet accept;
       accept.type = upgrade::Type::kAccept;
       if (!upgrade::SendPacket(ctl, accept)) {
@@ -248,8 +270,9 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv, int metric
       ok = false;
       break;
     }
+    // Connections go after kAccept (and the broker state before it): the outbox waits till then.
     pollfd pfd[2] = {{ctl, POLLIN, 0}, {u.outbox_event, POLLIN, 0}};
-    poll(pfd, 2, 20);
+    poll(pfd, accept_sent ? 2 : 1, accept_sent ? 20 : 1);
     if (pfd[1].revents & POLLIN) {
       eventfd_t v;
       eventfd_read(u.outbox_event, &v);
@@ -382,6 +405,7 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
   // Pub/sub fence: set by the cluster thread once the old process's streams are subscribed.
   auto subscribed = std::make_shared<std::atomic<bool>>(false);
   bool awaiting_subscribed = false;
+  std::string broker_state;  // kBrokerState chunks until kBrokerStateEnd
   // Bounded: an old process that hangs must not keep this one holding publications for ever.
   const auto deadline_all =
       Clock::now() + std::chrono::seconds(shared.cfg.shutdown_timeout_s) + std::chrono::seconds(20);
@@ -429,6 +453,29 @@ void AdoptFromOldProcess(Shared& shared, int ctl) {
                                             [subscribed] { subscribed->store(true); });
         awaiting_subscribed = true;
       }
+      continue;
+    }
+    if (p.type == upgrade::Type::kBrokerState) {
+      broker_state += p.bytes;
+      continue;
+    }
+    if (p.type == upgrade::Type::kBrokerStateEnd) {
+      // Before any connection is adopted and before anything is stamped here (held until kDone).
+      if (!shared.broker) {
+        LOG_WARN("upgrade: the old process sent a memory broker state; no --broker memory here");
+      } else if (upgrade::DecodeU64(p.bytes) != broker_state.size() ||
+                 !shared.broker->ImportState(broker_state)) {
+        LOG_ERROR("upgrade: malformed memory broker state (%zu bytes); starting a new epoch (%s)",
+                  broker_state.size(), shared.broker->epoch().c_str());
+      } else {
+        LOG_INFO(
+            "upgrade: took the memory broker's state: epoch %s, %lld streams, %lld history "
+            "entries, %zu sessions",
+            shared.broker->epoch().c_str(),
+            static_cast<long long>(shared.broker->history_streams()),
+            static_cast<long long>(shared.broker->history_entries()), shared.broker->sessions());
+      }
+      broker_state.clear();
       continue;
     }
     if (p.type == upgrade::Type::kPubSubCut) {

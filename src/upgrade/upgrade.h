@@ -14,6 +14,7 @@
 //   old → new  kPubSubStreams     (pub/sub links only) the fence's name + this node's streams
 //   new → old  kPubSubSubscribed  the new process is subscribed to them and to the fence
 //   old → new  kPubSubCut  the fence was published and seen on every link ("1"), or not ("0")
+//   old → new  kBrokerState(End)  (--broker memory) its state, in chunks, just before kAccept
 //   old → new  kAccept     the old process stopped accepting and closed its broadcast intake:
 //                          the new one accepts from now on (connections queue meanwhile)
 //   old → new  kConn       one connection: its socket (SCM_RIGHTS) + a ConnRecord
@@ -67,9 +68,14 @@
 //    connection leaves it, and none after.
 //  - Redis/NATS pub/sub (stream channels, the internal channel, the legacy broadcast channel):
 //    the pub/sub fence below.
-//  - --broker memory: offsets, history and cached sessions stay in the old process (not moved
-//    yet); the new process starts a new epoch, so ext clients that ask for history after the
-//    upgrade get it from the new epoch only.
+//  - --broker memory: once every old worker's intake is closed (nothing is stamped here any
+//    more), and before kAccept (the new process stamps nothing before kDone anyway: it holds), the
+//    old process sends MemoryBroker::ExportState() — epoch, stamp counter, each stream's offsets
+//    and retained history, the cached sessions with their expiry — in kBrokerState chunks and a
+//    kBrokerStateEnd; the new process imports it (same epoch) before it adopts any connection. So
+//    history, resume (offsets + epoch) and session restore keep working across the upgrade.
+//    Sessions cached in the old process after that (connections closed with server_restart when
+//    they did not quiesce) stay behind; presence records too (such sessions fall back anyway).
 //
 // --embed_nats: SIGUSR2 is refused ("live upgrade refused: --embed_nats runs a nats-server that
 // cannot be handed over; ...") and the process keeps serving: the new process's nats-server could
@@ -146,7 +152,11 @@ enum class Type : uint8_t {
   kPubSubStreams = 33,     // old → new, after kReady: EncodeStrings({fence, stream...})
   kPubSubSubscribed = 34,  // new → old: subscribed to the fence and every stream, confirmed
   kPubSubCut = 35,         // old → new: "1" the fence is set (cut), "0" it is not (deliver all)
+  kBrokerState = 36,       // old → new, before kAccept: a chunk of MemoryBroker::ExportState()
+  kBrokerStateEnd = 37,    // old → new: the state is complete (EncodeU64 of its size)
 };
+// Largest chunk of the broker state in one kBrokerState message.
+inline constexpr size_t kBrokerStateChunk = 128 * 1024;
 
 struct Packet {
   Type type = Type::kDone;
