@@ -200,14 +200,14 @@ class UpgradePubSubTest : public CoreTest {
 };
 
 // --broker redis --pubsub redis: publications of the stream channels by another Redis client
-// while 1000 subscribers move: each arrives once, in order.
+// while 2000 subscribers move: each arrives once, in order.
 TEST_F(UpgradePubSubTest, RedisStreamChannelsExactlyOnceAcrossTheHandover) {
   BrokerProcess redis(BrokerProcess::Kind::kRedis);
   ASSERT_TRUE(redis.Start());
   StartServer({"--workers", "2", "--broker", "redis", "--pubsub", "redis", "--redis_url",
                redis.url(), "--broadcast_adapter", "http"});
   const std::vector<std::string> streams = {"ps0", "ps1", "ps2", "ps3"};
-  ConnectSubscribers(1000, streams);
+  ConnectSubscribers(2000, streams);
   for (const auto& s : streams) ASSERT_TRUE(WaitRedisSubscribers(redis.port(), s, 1));
   int last = PublishThroughRedisDuringUpgrade(redis.port(), "", streams, [&] { UpgradeNow(); });
   ASSERT_GT(last, 0);
@@ -217,7 +217,7 @@ TEST_F(UpgradePubSubTest, RedisStreamChannelsExactlyOnceAcrossTheHandover) {
   ASSERT_TRUE(end.Connect(redis.port()));
   for (const auto& s : streams) ASSERT_GE(end.Publish(s, Pub(s, R"({"n":"end"})")), 1);
   ExpectEachOnceInOrder(streams, last);
-  EXPECT_EQ(rpc_.connects().size(), 1000u);
+  EXPECT_EQ(rpc_.connects().size(), 2000u);
   EXPECT_EQ(rpc_.disconnects().size(), 0u);
 }
 
@@ -247,7 +247,7 @@ TEST_F(UpgradePubSubTest, NatsExactlyOnceAcrossTheHandover) {
   StartServer({"--workers", "2", "--broker", "nats", "--pubsub", "nats", "--nats_servers",
                nats.url(), "--broadcast_adapter", "http"});
   const std::vector<std::string> streams = {"ns0", "ns1"};
-  ConnectSubscribers(1000, streams);
+  ConnectSubscribers(2000, streams);
   std::atomic<bool> upgraded{false};
   std::atomic<int> last{0};
   std::atomic<int> failures{0};
