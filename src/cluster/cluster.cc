@@ -276,6 +276,8 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     }
     if (pubsub == "redis") LOG_INFO("pub/sub: redis (%s)", redis_options.Describe().c_str());
     if (pubsub == "nats") LOG_INFO("pub/sub: nats (%s)", cfg.nats_servers.c_str());
+    has_redis_sub = sub.conn != nullptr;
+    has_nats = nats_link != nullptr;
     thread = std::thread([this] { Run(); });
     return true;
   }
@@ -610,8 +612,12 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   // ---------------------------------------------------------------------------------------------
   // Live upgrade fence (cluster.h; design in upgrade/upgrade.h)
 
-  bool redis_link() const { return sub.conn != nullptr; }
-  bool nats_link_on() const { return nats_link != nullptr; }
+  // Which links exist: set by Init before the thread starts, read-only afterwards (any thread;
+  // SwitchToCluster replaces the clients, not the links).
+  bool has_redis_sub = false;
+  bool has_nats = false;
+  bool redis_link() const { return has_redis_sub; }
+  bool nats_link_on() const { return has_nats; }
 
   // Whether a message that came through a link on `channel` is delivered here. The fence itself
   // never is; it marks the link's cut.
