@@ -320,5 +320,30 @@ TEST_F(UpgradePubSubTest, NewProcessKilledAfterTheCut) {
   EXPECT_EQ(server_.Stop(), 0);
 }
 
+// Redis is down when the upgrade starts: no fence can be set (a warning says so), the handover
+// goes on without waiting, and once Redis is back the new process delivers what it publishes.
+TEST_F(UpgradePubSubTest, LinkDownAtTheStartMeansNoFenceAndNoWait) {
+  BrokerProcess redis(BrokerProcess::Kind::kRedis);
+  ASSERT_TRUE(redis.Start());
+  StartServer({"--workers", "1", "--pubsub", "redis", "--redis_url", redis.url(),
+               "--broadcast_adapter", "http"});
+  ConnectSubscribers(3, {"down"});
+  ASSERT_TRUE(WaitRedisSubscribers(redis.port(), "down", 1));
+  redis.Kill();
+  ASSERT_TRUE(WaitLog("redis: link down"));
+  UpgradeNow();
+  EXPECT_NE(server_.Log().find("upgrade: a pub/sub link is down; no fence"), std::string::npos);
+  EXPECT_EQ(server_.Log().find("(cut: this process delivers"), std::string::npos);
+  ASSERT_TRUE(redis.Restart());
+  ASSERT_TRUE(WaitRedisSubscribers(redis.port(), "down", 1));
+  RedisPublisher pub;
+  ASSERT_TRUE(pub.Connect(redis.port()));
+  ASSERT_EQ(pub.Publish("down", Pub("down", R"({"n":"back"})")), 1);  // the new process only
+  for (auto& c : clients_) {
+    EXPECT_EQ(c->NextMessage().payload, MessageFrame(Room("down"), R"({"n":"back"})"));
+  }
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+}
+
 }  // namespace
 }  // namespace cable::itcore
