@@ -272,7 +272,7 @@ bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv, int metric
     }
     // Connections go after kAccept (and the broker state before it): the outbox waits till then.
     pollfd pfd[2] = {{ctl, POLLIN, 0}, {u.outbox_event, POLLIN, 0}};
-    poll(pfd, accept_sent ? 2 : 1, accept_sent ? 20 : 1);
+    poll(pfd, accept_sent ? 2 : 1, accept_sent ? 20 : 5);
     if (pfd[1].revents & POLLIN) {
       eventfd_t v;
       eventfd_read(u.outbox_event, &v);
