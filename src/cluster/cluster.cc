@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <future>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -22,6 +23,8 @@ namespace cable::cluster {
 namespace {
 
 constexpr const char kInternalChannel[] = "__anycable_internal__";
+// Live upgrade fences (cluster.h): never delivered, whoever publishes on them.
+constexpr std::string_view kFencePrefix = "__ringcable_upgrade__.";
 constexpr size_t kSubscribeBatch = 256;  // channels per SUBSCRIBE on (re)connect, as anycable-go
 constexpr int kRedisxCount = 64;         // entries per XREADGROUP / XAUTOCLAIM
 constexpr int64_t kRedisxRetryMs = 250;  // after a failed XREADGROUP
@@ -90,7 +93,15 @@ namespace {
 
 // Work handed to the cluster thread.
 struct Item {
-  enum class Kind : uint8_t { kPublish, kStreamUp, kStreamDown, kNatsMessage, kNatsState, kStop };
+  enum class Kind : uint8_t {
+    kPublish,
+    kStreamUp,
+    kStreamDown,
+    kNatsMessage,
+    kNatsState,
+    kRun,  // `run` on the cluster thread (live upgrade requests)
+    kStop
+  };
   Item* next = nullptr;
   Kind kind = Kind::kPublish;
   std::vector<Outgoing> batch;
@@ -99,6 +110,7 @@ struct Item {
   std::string a;  // stream / subject
   std::string b;  // payload / detail
   bool flag = false;
+  std::function<void()> run;
 };
 
 // Completion of one batch published through pub/sub: acked once every item has an answer.
@@ -122,8 +134,10 @@ struct RedisSlot {
 }  // namespace
 
 struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
-  Impl(Cluster& owner, const config::Config& cfg, Sink* sink)
-      : owner(owner), cfg(cfg), sink(sink), rng(std::random_device{}()) {}
+  Impl(Cluster& owner, const config::Config& cfg, Sink* sink, bool drop_until_fence)
+      : owner(owner), cfg(cfg), sink(sink), rng(std::random_device{}()) {
+    if (drop_until_fence) fence_mode = FenceMode::kDropUntil;
+  }
 
   Cluster& owner;
   config::Config cfg;
@@ -170,6 +184,21 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   protocol::MessageEncoder encoder;
   std::deque<hub::Message*> pending_delivery;
   std::vector<std::pair<size_t, std::function<void(bool)>>> nats_unflushed;
+
+  // Live upgrade fence (cluster.h). kDropAfter: the old process drops what a link delivers after
+  // the fence; kDropUntil: the new process drops what a link delivers before it.
+  enum class FenceMode : uint8_t { kOff, kDropAfter, kDropUntil };
+  FenceMode fence_mode = FenceMode::kOff;
+  std::string fence;          // its channel / subject ("" until known)
+  bool redis_fenced = false;  // the fence came through the Redis SUBSCRIBE link
+  bool nats_fenced = false;   // ... through the NATS link
+  std::string fence_ping;     // argument of the PING that follows the fence SUBSCRIBEs
+  bool redis_confirmed = false;
+  bool nats_confirmed = false;
+  std::function<void(bool)> fence_done;  // old: PublishFence's callback
+  int64_t fence_deadline_ms = 0;
+  std::function<void()> subscribed_done;     // new: SubscribeForUpgrade's callback
+  std::vector<std::string> upgrade_streams;  // new: subscriptions held for the handover
 
   // ---------------------------------------------------------------------------------------------
   // Start / stop
@@ -219,7 +248,9 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
       sub.conn->SetSubscribeMode();
       slots.push_back(&sub);
     }
-    if (redisx || pubsub == "redis") {
+    // The command connection also serves the legacy broadcast channel: a live upgrade PUBLISHes
+    // its fence on it (a subscribed connection cannot publish).
+    if (redisx || pubsub == "redis" || redis_broadcast) {
       cmd.conn = redis::MakeClient(redis_options, this, "cmd");
       slots.push_back(&cmd);
     }
@@ -245,6 +276,8 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     }
     if (pubsub == "redis") LOG_INFO("pub/sub: redis (%s)", redis_options.Describe().c_str());
     if (pubsub == "nats") LOG_INFO("pub/sub: nats (%s)", cfg.nats_servers.c_str());
+    has_redis_sub = sub.conn != nullptr;
+    has_nats = nats_link != nullptr;
     thread = std::thread([this] { Run(); });
     return true;
   }
@@ -309,6 +342,7 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
       if (switch_to_cluster) SwitchToCluster();
       FlushNats();
       FlushDeliveries();
+      CheckFence();
     }
     for (RedisSlot* s : slots) {
       if (s->conn) s->conn->Close();  // pending callbacks fail: acks go out as failed
@@ -400,7 +434,10 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
         }
         case Item::Kind::kNatsMessage:
           counters().received_total.fetch_add(1, std::memory_order_relaxed);
-          DeliverLocally(it->b);
+          if (AdmitThroughFence(it->a, &nats_fenced)) DeliverLocally(it->b);
+          break;
+        case Item::Kind::kRun:
+          it->run();
           break;
         case Item::Kind::kNatsState:
           if (it->flag != nats_up) {
@@ -408,6 +445,7 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
             counters().nats_connected.store(nats_up ? 1 : 0, std::memory_order_relaxed);
             if (nats_up) {
               LOG_INFO("nats: link up: %s", it->b.c_str());
+              if (subscribed_done) ConfirmUpgradeSubscriptions();
             } else {
               LOG_WARN("nats: link down: %s", it->b.c_str());
             }
@@ -562,12 +600,171 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
       channels.push_back(internal_channel);
       for (const auto& [stream, refs] : stream_refs) channels.push_back(stream);
     }
+    if (fence_mode != FenceMode::kOff && !fence.empty()) channels.push_back(fence);
     for (size_t i = 0; i < channels.size(); i += kSubscribeBatch) {
       std::vector<std::string> args{"SUBSCRIBE"};
       for (size_t j = i; j < channels.size() && j < i + kSubscribeBatch; ++j)
         args.push_back(channels[j]);
       sub.conn->Command(std::move(args));
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Live upgrade fence (cluster.h; design in upgrade/upgrade.h)
+
+  // Which links exist: set by Init before the thread starts, read-only afterwards (any thread;
+  // SwitchToCluster replaces the clients, not the links).
+  bool has_redis_sub = false;
+  bool has_nats = false;
+  bool redis_link() const { return has_redis_sub; }
+  bool nats_link_on() const { return has_nats; }
+
+  // Whether a message that came through a link on `channel` is delivered here. The fence itself
+  // never is; it marks the link's cut.
+  bool AdmitThroughFence(const std::string& channel, bool* link_fenced) {
+    if (channel.size() >= kFencePrefix.size() &&
+        channel.compare(0, kFencePrefix.size(), kFencePrefix) == 0) {
+      if (fence_mode != FenceMode::kOff && channel == fence) *link_fenced = true;
+      return false;
+    }
+    const bool drop = (fence_mode == FenceMode::kDropAfter && *link_fenced) ||
+                      (fence_mode == FenceMode::kDropUntil && !*link_fenced);
+    if (drop) owner.fence_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return !drop;
+  }
+
+  // Old process.
+  void StartFence(const std::string& name, int timeout_ms, std::function<void(bool)> done) {
+    fence_mode = FenceMode::kDropAfter;
+    fence = name;
+    redis_fenced = !redis_link();
+    nats_fenced = !nats_link_on();
+    fence_done = std::move(done);
+    fence_deadline_ms = MonoMs() + timeout_ms;
+    if (redis_link()) {
+      if (!sub.ready || !cmd.ready) return FinishFence(false, "the Redis link is down");
+      // SUBSCRIBE, then a PING on the same connection: its answer says the subscription is in
+      // effect, and only then is the fence PUBLISHed (on the command connection).
+      fence_ping = fence + ".ping";
+      sub.conn->Command({"SUBSCRIBE", fence});
+      sub.conn->Command({"PING", fence_ping});
+    }
+    if (nats_link_on()) {
+      if (!nats_up) return FinishFence(false, "the NATS link is down");
+      // One connection: the server handles our SUB before our PUB.
+      nats_link->Subscribe(fence);
+      if (!nats_link->Publish(fence, "fence") || !nats_link->Flush(2000)) {
+        return FinishFence(false, "cannot publish the fence on NATS");
+      }
+    }
+  }
+
+  void OnFencePong() {
+    if (fence_mode == FenceMode::kDropAfter && fence_done) {
+      if (!cmd.ready) return FinishFence(false, "the Redis link is down");
+      cmd.conn->Command({"PUBLISH", fence, "fence"});
+    } else if (fence_mode == FenceMode::kDropUntil) {
+      redis_confirmed = true;
+      MaybeSubscribed();
+    }
+  }
+
+  // Old process: every link delivered its fence and everything before it reached the sink.
+  void CheckFence() {
+    if (fence_mode != FenceMode::kDropAfter || !fence_done) return;
+    if (redis_fenced && nats_fenced && pending_delivery.empty()) {
+      auto done = std::move(fence_done);
+      fence_done = nullptr;
+      done(true);
+    } else if (MonoMs() >= fence_deadline_ms) {
+      FinishFence(false, "the fence did not come back in time");
+    }
+  }
+
+  void FinishFence(bool ok, const char* why) {
+    if (!ok) {
+      LOG_WARN(
+          "upgrade: pub/sub fence not set (%s): pub/sub messages during the handover may be "
+          "missed or repeated",
+          why);
+      EndFenceHere();
+    }
+    if (fence_done) {
+      auto done = std::move(fence_done);
+      fence_done = nullptr;
+      done(ok);
+    }
+  }
+
+  // New process.
+  void SubscribeUpgrade(const std::string& name, std::vector<std::string> streams,
+                        std::function<void()> done) {
+    fence = name;
+    subscribed_done = std::move(done);
+    upgrade_streams = std::move(streams);
+    for (const auto& stream : upgrade_streams) {
+      if (stream_refs[stream]++ == 0) SubscribeStream(stream);
+    }
+    redis_confirmed = !redis_link();
+    nats_confirmed = !nats_link_on();
+    if (redis_link()) {
+      fence_ping = fence + ".ping";
+      if (sub.ready) {
+        sub.conn->Command({"SUBSCRIBE", fence});
+        sub.conn->Command({"PING", fence_ping});
+      }  // else OnReady subscribes to everything and pings
+    }
+    if (nats_link_on()) {
+      nats_link->Subscribe(fence);
+      if (nats_up) ConfirmUpgradeSubscriptions();  // else when the link comes up
+    }
+    MaybeSubscribed();
+  }
+
+  void ConfirmUpgradeSubscriptions() {
+    if (nats_link && nats_link->Flush(2000)) {
+      nats_confirmed = true;
+      MaybeSubscribed();
+    }
+  }
+
+  void MaybeSubscribed() {
+    if (subscribed_done && redis_confirmed && nats_confirmed) {
+      auto done = std::move(subscribed_done);
+      subscribed_done = nullptr;
+      done();
+    }
+  }
+
+  void EndFenceHere() {
+    if (fence_mode == FenceMode::kOff) return;
+    fence_mode = FenceMode::kOff;
+    subscribed_done = nullptr;
+    fence_ping.clear();
+    if (!fence.empty()) {
+      if (sub.conn && sub.ready) sub.conn->Command({"UNSUBSCRIBE", fence});
+      if (nats_link) nats_link->Unsubscribe(fence);
+    }
+    fence.clear();
+    redis_fenced = nats_fenced = false;
+  }
+
+  void ReleaseUpgradeStreamsHere() {
+    for (const auto& stream : upgrade_streams) {
+      auto found = stream_refs.find(stream);
+      if (found != stream_refs.end() && --found->second <= 0) {
+        stream_refs.erase(found);
+        UnsubscribeStream(stream);
+      }
+    }
+    upgrade_streams.clear();
+  }
+
+  void RunOnThread(std::function<void()> fn) {
+    Item* item = new Item();
+    item->kind = Item::Kind::kRun;
+    item->run = std::move(fn);
+    Push(item);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -768,6 +965,7 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
     }
     if (s == &sub) {
       SubscribeAll();
+      if (!fence_ping.empty()) sub.conn->Command({"PING", fence_ping});  // confirm them again
     } else if (s == &rx && cluster_known) {
       StartRedisx();
     }
@@ -777,10 +975,15 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
   void OnPush(redis::Client& c, redis::Reply&& r) override {
     RedisSlot* s = SlotOf(c);
     if (s) s->last_heard_ms = MonoMs();
+    if (r.type == redis::Reply::Type::kArray && r.elements.size() == 2 &&
+        r.elements[0].str == "pong" && !fence_ping.empty() && r.elements[1].str == fence_ping) {
+      OnFencePong();  // every SUBSCRIBE sent before it is in effect
+      return;
+    }
     if (r.type != redis::Reply::Type::kArray || r.elements.size() < 3) return;
     if (r.elements[0].str != "message") return;  // subscribe confirmations, pong
     counters().received_total.fetch_add(1, std::memory_order_relaxed);
-    DeliverLocally(r.elements[2].str);
+    if (AdmitThroughFence(r.elements[1].str, &redis_fenced)) DeliverLocally(r.elements[2].str);
   }
 
   void OnClosed(redis::Client& c, const std::string& reason) override {
@@ -838,13 +1041,14 @@ struct Cluster::Impl : redis::Client::Handler, nats::Link::Handler {
 };
 
 cable::Result<std::unique_ptr<Cluster>, std::string> Cluster::Start(const config::Config& cfg,
-                                                                    Sink* sink) {
+                                                                    Sink* sink,
+                                                                    bool drop_until_fence) {
   const auto& a = cfg.broadcast_adapters;
   bool needed = Has(a, "redis") || Has(a, "redisx") || Has(a, "nats") || !cfg.pubsub.empty();
   if (!needed) return std::unique_ptr<Cluster>();
   std::unique_ptr<Cluster> cluster(new Cluster());
   cluster->pubsub_ = !cfg.pubsub.empty();
-  cluster->impl_ = std::make_unique<Impl>(*cluster, cfg, sink);
+  cluster->impl_ = std::make_unique<Impl>(*cluster, cfg, sink, drop_until_fence);
   auto r = cluster->impl_->Init();
   if (!r.ok()) return cable::MakeError(r.error());
   return cluster;
@@ -897,6 +1101,60 @@ void Cluster::StreamDown(const std::string& stream) {
   item->kind = Item::Kind::kStreamDown;
   item->a = stream;
   impl_->Push(item);
+}
+
+}  // namespace cable::cluster
+
+namespace cable::cluster {
+
+bool Cluster::has_pubsub_links() const { return impl_->redis_link() || impl_->nats_link_on(); }
+
+bool Cluster::pubsub_links_up() const {
+  return (!impl_->redis_link() || counters_.redis_connected.load() == 1) &&
+         (!impl_->nats_link_on() || counters_.nats_connected.load() == 1);
+}
+
+void Cluster::UpgradeStreams(std::function<void(std::vector<std::string>)> done) {
+  Impl* impl = impl_.get();
+  impl->RunOnThread([impl, done = std::move(done)] {
+    std::vector<std::string> streams;
+    streams.reserve(impl->stream_refs.size());
+    for (const auto& [stream, refs] : impl->stream_refs) streams.push_back(stream);
+    done(std::move(streams));
+  });
+}
+
+void Cluster::PublishFence(const std::string& fence, int timeout_ms,
+                           std::function<void(bool)> done) {
+  Impl* impl = impl_.get();
+  impl->RunOnThread([impl, fence, timeout_ms, done = std::move(done)]() mutable {
+    impl->StartFence(fence, timeout_ms, std::move(done));
+  });
+}
+
+void Cluster::SubscribeForUpgrade(const std::string& fence, std::vector<std::string> streams,
+                                  std::function<void()> done) {
+  Impl* impl = impl_.get();
+  impl->RunOnThread([impl, fence, streams = std::move(streams), done = std::move(done)]() mutable {
+    impl->SubscribeUpgrade(fence, std::move(streams), std::move(done));
+  });
+}
+
+void Cluster::EndFence() {
+  // Waits (bounded) until the cluster thread did it: what the links bring next is delivered.
+  Impl* impl = impl_.get();
+  auto ended = std::make_shared<std::promise<void>>();
+  std::future<void> done = ended->get_future();
+  impl->RunOnThread([impl, ended] {
+    impl->EndFenceHere();
+    ended->set_value();
+  });
+  done.wait_for(std::chrono::seconds(2));
+}
+
+void Cluster::ReleaseUpgradeStreams() {
+  Impl* impl = impl_.get();
+  impl->RunOnThread([impl] { impl->ReleaseUpgradeStreamsHere(); });
 }
 
 }  // namespace cable::cluster

@@ -30,6 +30,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -82,8 +83,10 @@ class Cluster {
  public:
   // Nothing to do (no redis/redisx/nats adapter, no pub/sub) → nullptr value. Errors are bad
   // URLs / server lists, one line. Brokers being down is not an error.
+  // `drop_until_fence`: the new process of a live upgrade whose old process announced a fence.
   static cable::Result<std::unique_ptr<Cluster>, std::string> Start(const config::Config& cfg,
-                                                                    Sink* sink);
+                                                                    Sink* sink,
+                                                                    bool drop_until_fence = false);
   // The same checks as Start (broker URLs, server lists) without starting anything: main runs it
   // before anything else logs, so a bad value is the one line the user sees.
   static cable::Result<bool, std::string> CheckConfig(const config::Config& cfg);
@@ -100,6 +103,40 @@ class Cluster {
   // Stops the thread and closes every connection. Idempotent.
   void Stop();
 
+  // ---- Live upgrade: the pub/sub fence (design: src/upgrade/upgrade.h, "Pub/sub fence") ----
+  // Any thread; callbacks run on the cluster thread. A fence is a channel / subject named
+  // `__ringcable_upgrade__.<pid>.<random>` that both processes subscribe to on each link (Redis
+  // SUBSCRIBE connection, NATS connection); the old one publishes one message on it, and where it
+  // falls in each link's message order is the cut: the old process delivers what came before, the
+  // new one what came after.
+  //
+  // True when this node receives through a pub/sub link (so an upgrade needs a fence).
+  bool has_pubsub_links() const;
+  // True when every pub/sub link is connected (a fence on a link that is down cannot be set).
+  bool pubsub_links_up() const;
+  // Old process: the streams this node is subscribed to.
+  void UpgradeStreams(std::function<void(std::vector<std::string>)> done);
+  // Old process: publishes the fence on every link; from the fence on, a link's messages are
+  // dropped here (the new process delivers them). done(true) once every link delivered the fence
+  // and everything before it went to the sink; done(false) when a link is down or `timeout_ms`
+  // passed (then nothing is dropped: the fence is ended).
+  void PublishFence(const std::string& fence, int timeout_ms, std::function<void(bool)> done);
+  // New process (Start with `drop_until_fence`): subscribes to `fence` and `streams` (held until
+  // ReleaseUpgradeStreams) and calls done() once every link confirmed the subscriptions (a Redis
+  // PING answered after them, a NATS flush). Until its fence arrives, a link's messages are
+  // dropped (the old process delivers them).
+  void SubscribeForUpgrade(const std::string& fence, std::vector<std::string> streams,
+                           std::function<void()> done);
+  // Either process: deliver everything again (old: an aborted upgrade; new: the handover ended or
+  // the old process gave up the fence) and unsubscribe from the fence. Returns once the cluster
+  // thread did it (at most 2 s).
+  void EndFence();
+  // New process, after the handover: drops the subscriptions SubscribeForUpgrade made (adopted
+  // subscribers hold their own by then).
+  void ReleaseUpgradeStreams();
+  // Messages dropped by a fence (old: after it; new: before it), for tests and the log.
+  uint64_t fence_dropped() const { return fence_dropped_.load(std::memory_order_relaxed); }
+
   const Counters& counters() const { return counters_; }
 
   struct Impl;
@@ -108,6 +145,7 @@ class Cluster {
   Cluster() = default;
   bool pubsub_ = false;
   Counters counters_;
+  std::atomic<uint64_t> fence_dropped_{0};
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -13,6 +14,74 @@ int64_t UnixNow() {
   clock_gettime(CLOCK_REALTIME, &ts);
   return ts.tv_sec;
 }
+
+// The live upgrade's state encoding: little-endian integers, length-prefixed strings.
+class StateWriter {
+ public:
+  void U64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  void Str(const std::string& s) {
+    U64(s.size());
+    out_ += s;
+  }
+  void Map(const std::map<std::string, std::string>& m) {
+    U64(m.size());
+    for (const auto& [k, v] : m) {
+      Str(k);
+      Str(v);
+    }
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class StateReader {
+ public:
+  explicit StateReader(const std::string& in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool AtEnd() const { return ok_ && pos_ == in_.size(); }
+  uint64_t U64() {
+    if (!Need(8)) return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i)
+      v |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_++])) << (8 * i);
+    return v;
+  }
+  // A count of entries that take at least `min_bytes` each: bounded by what is left.
+  uint64_t Count(size_t min_bytes) {
+    uint64_t n = U64();
+    if (ok_ && n > (in_.size() - pos_) / min_bytes) ok_ = false;
+    return ok_ ? n : 0;
+  }
+  std::string Str() {
+    uint64_t n = U64();
+    if (!Need(n)) return {};
+    std::string s = in_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  void Map(std::map<std::string, std::string>* m) {
+    uint64_t n = Count(16);
+    for (uint64_t i = 0; i < n && ok_; ++i) {
+      std::string k = Str();
+      (*m)[k] = Str();
+    }
+  }
+
+ private:
+  bool Need(uint64_t n) {
+    if (!ok_ || n > in_.size() - pos_) ok_ = false;
+    return ok_;
+  }
+  const std::string& in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+constexpr uint64_t kStateVersion = 1;
 
 }  // namespace
 
@@ -182,6 +251,130 @@ std::optional<CachedSession> MemoryBroker::TakeSession(const std::string& sid) {
   sessions_.erase(it);
   sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
   return out;
+}
+
+std::string MemoryBroker::ExportState() {
+  StateWriter w;
+  w.U64(kStateVersion);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    w.Str(epoch_);
+    w.U64(seq_);
+    w.U64(streams_.size());
+    for (const auto& [name, st] : streams_) {
+      w.Str(name);
+      w.U64(st.top);
+      w.U64(static_cast<uint64_t>(st.last_add));
+      w.U64(st.entries.size());
+      for (const Message* m : st.entries) {
+        w.U64(m->offset());
+        w.U64(static_cast<uint64_t>(m->unix_ts()));
+        w.U64(m->seq());
+        w.Str(m->message_json());
+        w.Str(m->exclude_socket());
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  w.U64(sessions_.size());
+  for (const auto& [sid, e] : sessions_) {
+    w.Str(sid);
+    w.U64(static_cast<uint64_t>(e.expires));
+    const CachedSession& c = e.session;
+    w.Str(c.identifiers);
+    w.Map(c.cstate);
+    w.U64((c.rpc_free_auth ? 1 : 0) | (c.used_rpc ? 2 : 0));
+    w.U64(c.subs.size());
+    for (const auto& sub : c.subs) {
+      w.Str(sub.identifier);
+      w.U64(sub.streams.size());
+      for (const auto& stream : sub.streams) w.Str(stream);
+      w.Map(sub.istate);
+      w.U64(sub.builtin ? 1 : 0);
+    }
+  }
+  return std::move(w.out());
+}
+
+bool MemoryBroker::ImportState(const std::string& bytes) {
+  StateReader r(bytes);
+  if (r.U64() != kStateVersion) return false;
+  std::string epoch = r.Str();
+  const uint64_t seq = r.U64();
+  std::unordered_map<std::string, Stream> streams;
+  int64_t entries = 0;
+  bool ok = r.ok() && !epoch.empty();
+  auto release_all = [&] {
+    for (auto& [name, st] : streams) {
+      for (Message* m : st.entries) m->Release();
+    }
+  };
+  const uint64_t nstreams = ok ? r.Count(32) : 0;
+  for (uint64_t i = 0; i < nstreams && r.ok(); ++i) {
+    std::string name = r.Str();
+    Stream& st = streams[name];
+    st.top = r.U64();
+    st.last_add = static_cast<int64_t>(r.U64());
+    const uint64_t n = r.Count(40);
+    for (uint64_t j = 0; j < n && r.ok(); ++j) {
+      const uint64_t offset = r.U64();
+      const int64_t ts = static_cast<int64_t>(r.U64());
+      const uint64_t mseq = r.U64();
+      std::string json = r.Str();
+      std::string exclude = r.Str();
+      if (!r.ok()) break;
+      // One reference, the history's; built for every worker (its frames are shared by them).
+      Message* m = Message::NewPublication(name, std::move(json), std::move(exclude),
+                                           log_.consumers(), false);
+      for (int k = 1; k < log_.consumers(); ++k) m->Release();
+      m->SetPosition(epoch, offset, ts, mseq);
+      st.entries.push_back(m);
+      ++entries;
+    }
+  }
+  std::unordered_map<std::string, SessionEntry> sessions;
+  const uint64_t nsessions = r.ok() ? r.Count(48) : 0;
+  for (uint64_t i = 0; i < nsessions && r.ok(); ++i) {
+    std::string sid = r.Str();
+    SessionEntry e;
+    e.expires = static_cast<int64_t>(r.U64());
+    e.session.identifiers = r.Str();
+    r.Map(&e.session.cstate);
+    const uint64_t flags = r.U64();
+    e.session.rpc_free_auth = flags & 1;
+    e.session.used_rpc = flags & 2;
+    const uint64_t nsubs = r.Count(32);
+    for (uint64_t j = 0; j < nsubs && r.ok(); ++j) {
+      CachedSubscription sub;
+      sub.identifier = r.Str();
+      const uint64_t nstr = r.Count(8);
+      for (uint64_t k = 0; k < nstr && r.ok(); ++k) sub.streams.push_back(r.Str());
+      r.Map(&sub.istate);
+      sub.builtin = r.U64() != 0;
+      e.session.subs.push_back(std::move(sub));
+    }
+    sessions[sid] = std::move(e);
+  }
+  if (!ok || !r.AtEnd()) {
+    release_all();
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, st] : streams_) {
+      for (Message* m : st.entries) m->Release();
+    }
+    streams_ = std::move(streams);
+    epoch_ = std::move(epoch);
+    seq_ = std::max(seq_, seq);
+    entries_ = entries;
+    entries_count_.store(entries_, std::memory_order_relaxed);
+    streams_count_.store(static_cast<int64_t>(streams_.size()), std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  for (auto& [sid, e] : sessions) sessions_[sid] = std::move(e);
+  sessions_count_.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace cable::hub

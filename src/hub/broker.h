@@ -93,6 +93,15 @@ class MemoryBroker {
   // Removes and returns the session (single use); nullopt if unknown or expired.
   std::optional<CachedSession> TakeSession(const std::string& sid);
 
+  // Live upgrade (src/upgrade/upgrade.h, kBrokerState): the whole state — epoch, stamp counter,
+  // every stream's numbering and retained history, every cached session with its expiry — as
+  // bytes, and back. Export once nothing publishes any more (the old process's intake is closed);
+  // Import before anything is published or read (the new process holds its publications until the
+  // handover ends, and has no connection yet). Import replaces the epoch: positions clients hold
+  // stay valid. False (state untouched) on malformed bytes.
+  std::string ExportState();
+  bool ImportState(const std::string& bytes);
+
   // For tests/metrics (relaxed reads of counters kept under the locks; never take a lock).
   size_t sessions() const {
     return static_cast<size_t>(sessions_count_.load(std::memory_order_relaxed));

@@ -1,7 +1,10 @@
 #include "metrics/exporter.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +58,32 @@ cable::Result<std::unique_ptr<HttpServer>, std::string> HttpServer::Start(const 
   }
   freeaddrinfo(res);
   if (fd < 0) return cable::MakeError("cannot listen on " + where + " (metrics): " + err);
+  return Serving(fd, std::move(path), std::move(render));
+}
+
+cable::Result<std::unique_ptr<HttpServer>, std::string> HttpServer::Adopt(int fd, std::string path,
+                                                                          RenderFn render) {
+  int listening = 0;
+  socklen_t len = sizeof(listening);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+    close(fd);
+    return cable::MakeError(std::string("the inherited metrics socket is not listening"));
+  }
+  return Serving(fd, std::move(path), std::move(render));
+}
+
+cable::Result<std::unique_ptr<HttpServer>, std::string> HttpServer::Serving(int fd,
+                                                                            std::string path,
+                                                                            RenderFn render) {
+  // Non-blocking accepts behind poll(): Stop() wakes the thread through an eventfd rather than a
+  // shutdown() of the socket, which another process may be serving on too (live upgrade).
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) {
+    std::string err = strerror(errno);
+    close(fd);
+    return cable::MakeError("metrics: eventfd: " + err);
+  }
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
@@ -62,6 +91,7 @@ cable::Result<std::unique_ptr<HttpServer>, std::string> HttpServer::Start(const 
                                           : ntohs(reinterpret_cast<sockaddr_in6&>(bound).sin6_port);
   std::unique_ptr<HttpServer> server(
       new HttpServer(fd, actual, std::move(path), std::move(render)));
+  server->wake_fd_ = wake;
   server->thread_ = std::thread([s = server.get()] { s->Run(); });
   return server;
 }
@@ -73,17 +103,22 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Stop() {
   if (stop_.exchange(true)) return;
-  // shutdown() wakes the blocked accept() with an error.
-  shutdown(fd_, SHUT_RDWR);
+  eventfd_write(wake_fd_, 1);
   if (thread_.joinable()) thread_.join();
+  close(wake_fd_);
   close(fd_);
 }
 
 void HttpServer::Run() {
   while (!stop_.load(std::memory_order_acquire)) {
+    pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (poll(pfd, 2, -1) < 0 && errno != EINTR) break;
+    if (stop_.load(std::memory_order_acquire)) break;
+    if (!(pfd[0].revents & POLLIN)) continue;
     int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      // EAGAIN: another process serving on the same socket (live upgrade) took the connection.
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
       if (stop_.load(std::memory_order_acquire)) break;
       if (errno == EMFILE || errno == ENFILE) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

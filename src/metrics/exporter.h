@@ -31,17 +31,28 @@ class HttpServer {
   static cable::Result<std::unique_ptr<HttpServer>, std::string> Start(const std::string& host,
                                                                        int port, std::string path,
                                                                        RenderFn render);
+  // Serves on a listening socket this process already has (live upgrade: the old process's,
+  // received by SCM_RIGHTS). Takes ownership of `fd`.
+  static cable::Result<std::unique_ptr<HttpServer>, std::string> Adopt(int fd, std::string path,
+                                                                       RenderFn render);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
+  // Stops serving and closes this process's descriptor. The listening socket itself is left
+  // alone (no shutdown()): after a live upgrade another process serves on the same socket.
   void Stop();
   int port() const { return port_; }
+  // The listening socket (live upgrade hands it to the new process; it stays owned here).
+  int listen_fd() const { return fd_; }
 
  private:
   HttpServer(int fd, int port, std::string path, RenderFn render);
+  static cable::Result<std::unique_ptr<HttpServer>, std::string> Serving(int fd, std::string path,
+                                                                         RenderFn render);
   void Run();
   void Serve(int fd);
   int fd_;
+  int wake_fd_ = -1;  // eventfd: Stop() wakes Run() with it
   int port_;
   std::string path_;
   RenderFn render_;

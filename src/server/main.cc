@@ -329,7 +329,8 @@ int Main(int argc, char** argv) {
   }
   // Messages from Redis / NATS enter the same broadcast log as HTTP publications.
   LogSink cluster_sink(shared);
-  auto cluster = cluster::Cluster::Start(cfg, &cluster_sink);
+  // A live upgrade's new process drops pub/sub messages until the old one's fence (upgrade.h).
+  auto cluster = cluster::Cluster::Start(cfg, &cluster_sink, inherited && inherited->pubsub_fence);
   if (!cluster.ok()) return Fail(cluster.error());
   shared.cluster = std::move(cluster.value());
   ClusterStopper cluster_stopper{shared};
@@ -352,12 +353,19 @@ int Main(int argc, char** argv) {
         });
   }
   std::unique_ptr<metrics::HttpServer> metrics_server;
+  const int inherited_metrics_fd = inherited ? inherited->metrics_fd : -1;
   if (!cfg.metrics_http.empty() && cfg.metrics_port != 0 && cfg.metrics_port != cfg.port) {
-    auto ms = metrics::HttpServer::Start(cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host,
-                                         cfg.metrics_port, cfg.metrics_http,
-                                         [&shared] { return RenderMetrics(shared); });
+    // Live upgrade: the old process's listener (it serves on it too until it exits).
+    auto ms = inherited_metrics_fd >= 0
+                  ? metrics::HttpServer::Adopt(inherited_metrics_fd, cfg.metrics_http,
+                                               [&shared] { return RenderMetrics(shared); })
+                  : metrics::HttpServer::Start(
+                        cfg.metrics_host.empty() ? cfg.host : cfg.metrics_host, cfg.metrics_port,
+                        cfg.metrics_http, [&shared] { return RenderMetrics(shared); });
     if (!ms.ok()) return Fail(ms.error());
     metrics_server = std::move(ms.value());
+  } else if (inherited_metrics_fd >= 0) {
+    close(inherited_metrics_fd);  // no separate metrics port here
   }
   std::unique_ptr<metrics::StatsdReporter> statsd;
   if (!cfg.statsd_host.empty()) {
@@ -448,8 +456,17 @@ int Main(int argc, char** argv) {
   bool upgraded = false;
   while (sigwait(&signals, &sig) == 0 && (sig == SIGHUP || sig == SIGUSR2)) {
     if (sig == SIGUSR2) {
+      if (embedded_nats) {
+        // The new process would start its own nats-server on the same ports while this one's
+        // still holds them (and the node's links, JetStream and routes run through it): refuse
+        // rather than half-upgrade. A plain restart is the way to deploy in this mode.
+        LOG_ERROR(
+            "received SIGUSR2: live upgrade refused: --embed_nats runs a nats-server that "
+            "cannot be handed over; keeping every connection (restart to deploy)");
+        continue;
+      }
       LOG_INFO("received SIGUSR2: live upgrade to %s", args_with_binary[0].c_str());
-      if (RunUpgrade(shared, args_with_binary)) {
+      if (RunUpgrade(shared, args_with_binary, metrics_server ? metrics_server->listen_fd() : -1)) {
         upgraded = true;
         break;
       }

@@ -21,7 +21,8 @@
 namespace cable::server {
 
 // Old process. `argv`: the command line this process was started with (argv[0] is re-executed).
-bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv);
+// `metrics_fd`: the separate metrics server's listening socket (-1 without one), handed over too.
+bool RunUpgrade(Shared& shared, const std::vector<std::string>& argv, int metrics_fd);
 
 // New process: the control socket from $RINGCABLE_UPGRADE_FD (unset afterwards), -1 when this is
 // an ordinary start.
@@ -30,6 +31,8 @@ struct InheritedListeners {
   std::vector<int> main_fds;   // one per old worker
   std::vector<int> bcast_fds;  // empty without a separate broadcast port
   std::vector<int> api_fds;    // empty without a separate REST API port
+  int metrics_fd = -1;         // the separate --metrics_port listener, -1 without one
+  bool pubsub_fence = false;   // the old process will fence its pub/sub links (kPubSubStreams)
 };
 cable::Result<InheritedListeners, std::string> ReceiveListeners(int ctl);
 // Workers run: kReady, then adopt connections until kDone (or the old process's end), then

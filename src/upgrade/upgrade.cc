@@ -237,6 +237,21 @@ bool Decode(const std::string& bytes, ConnRecord* r) {
   return rd.AtEnd();
 }
 
+std::string EncodeStrings(const std::vector<std::string>& v) {
+  Writer w;
+  w.U32(static_cast<uint32_t>(v.size()));
+  for (const auto& s : v) w.Str(s);
+  return std::move(w.out());
+}
+
+bool DecodeStrings(const std::string& bytes, std::vector<std::string>* v) {
+  Reader rd(bytes);
+  uint32_t n = rd.Count(4);
+  v->clear();
+  for (uint32_t i = 0; i < n && rd.ok(); ++i) v->push_back(rd.Str());
+  return rd.AtEnd();
+}
+
 std::string EncodeU64(uint64_t v) {
   Writer w;
   w.U64(v);

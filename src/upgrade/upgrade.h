@@ -9,7 +9,12 @@
 // inherited: it is dup2'ed in the child between fork and exec, every other one is CLOEXEC).
 // SEQPACKET keeps message boundaries and carries SCM_RIGHTS. Messages (Packet):
 //   old → new  kListeners  one fd per listener: the main ones, then broadcast, then REST API ones
+//   old → new  kMetricsListener   the separate --metrics_port listener (when kListeners said so)
 //   new → old  kReady      the new process's workers run (not accepting yet)
+//   old → new  kPubSubStreams     (pub/sub links only) the fence's name + this node's streams
+//   new → old  kPubSubSubscribed  the new process is subscribed to them and to the fence
+//   old → new  kPubSubCut  the fence was published and seen on every link ("1"), or not ("0")
+//   old → new  kBrokerState(End)  (--broker memory) its state, in chunks, just before kAccept
 //   old → new  kAccept     the old process stopped accepting and closed its broadcast intake:
 //                          the new one accepts from now on (connections queue meanwhile)
 //   old → new  kConn       one connection: its socket (SCM_RIGHTS) + a ConnRecord
@@ -25,8 +30,9 @@
 // can resume accepting); once all did (and their broadcast intake is closed), kAccept lets the new
 // process arm its accepts. Only one process accepts at a time: connections arriving in between
 // wait in the listen queue (never refused), and publications have one sequencer at a time. The
-// HTTP broadcast port moves with them. A separate metrics or API port
-// is NOT handed over (see README: use the main port for them, or accept a short gap).
+// HTTP broadcast and REST API ports move with them. A separate --metrics_port listener is sent
+// too (kMetricsListener): its thread serves it in both processes until the old one exits (the
+// metrics server never shutdown()s its socket, it only closes its descriptor).
 //
 // Per connection (old worker, worker_upgrade.cc). A WebSocket session is handed over when it is
 // between frames: authenticated (kOpen), no partial inbound frame (FrameReader idle), no command
@@ -60,15 +66,57 @@
 //    closes idle TLS ones, and every worker waits for the others (a barrier) and for its log to
 //    be drained. Every publication the old process accepted is therefore delivered before any
 //    connection leaves it, and none after.
-//  - Redis/NATS pub/sub: both processes stay subscribed during the handover; the old delivers to
-//    the connections it still holds, the new one holds what it gets. A pub/sub message that
-//    arrives at both while a subscriber moves can be delivered twice or (if the new process had
-//    no subscriber for the stream yet) missed: pub/sub carries no position to deduplicate on.
-//    Exactly-once across the switch holds for HTTP broadcasts (and whispers from the new
-//    process); for pub/sub, see docs/architecture.md ("Live upgrade") for the offset-based plan.
-//  - --broker memory: offsets, history and cached sessions stay in the old process (not moved
-//    yet); the new process starts a new epoch, so ext clients that ask for history after the
-//    upgrade get it from the new epoch only.
+//  - Redis/NATS pub/sub (stream channels, the internal channel, the legacy broadcast channel):
+//    the pub/sub fence below.
+//  - --broker memory: once every old worker's intake is closed (nothing is stamped here any
+//    more), and before kAccept (the new process stamps nothing before kDone anyway: it holds), the
+//    old process sends MemoryBroker::ExportState() — epoch, stamp counter, each stream's offsets
+//    and retained history, the cached sessions with their expiry — in kBrokerState chunks and a
+//    kBrokerStateEnd; the new process imports it (same epoch) before it adopts any connection. So
+//    history, resume (offsets + epoch) and session restore keep working across the upgrade.
+//    Sessions cached in the old process after that (connections closed with server_restart when
+//    they did not quiesce) stay behind; presence records too (such sessions fall back anyway).
+//
+// --embed_nats: SIGUSR2 is refused ("live upgrade refused: --embed_nats runs a nats-server that
+// cannot be handed over; ...") and the process keeps serving: the new process's nats-server could
+// not bind the ports the running one holds.
+//
+// Pub/sub fence. A pub/sub message carries no position both processes could agree on, so they
+// agree on a cut in each link's message order instead. kListeners announces it; the new process
+// then starts its cluster dropping everything its links deliver. After kReady the old process
+// names a fence channel (`__ringcable_upgrade__.<pid>.<random>`, a valid NATS subject) and sends
+// it with every stream it is subscribed to (kPubSubStreams); the new process subscribes to all of
+// them and the fence, confirms (Redis: a PING answered after the SUBSCRIBEs; NATS: a flush) and
+// says kPubSubSubscribed. The old process subscribes to the fence and publishes one message on it
+// on each link (Redis: PUBLISH on its command connection once its own SUBSCRIBE is confirmed;
+// NATS: SUB then PUB on its one connection). Each subscriber connection sees the fence at one
+// point of its link's order; from there the old process drops what that link delivers and the
+// new one stops dropping (and holds, like every publication before kDone). The old process moves
+// no connection before every link delivered its fence and everything before it reached its log
+// (then the usual barrier), so: before the cut, the old process delivers to every subscriber
+// before it moves; after the cut, the new one delivers to every adopted subscriber after kDone.
+// The new process's extra subscriptions are dropped after kDone (adopted subscribers hold theirs).
+// Edge cases:
+//  - Redis: one server executes PUBLISH commands in one order and every subscriber connection
+//    gets them in that order, so the cut is the same for both, whoever publishes. A Redis Cluster
+//    propagates pub/sub between nodes over its bus; two subscribers on different nodes can see
+//    publications from different nodes interleaved differently around the fence (a message
+//    published on another node at that instant can be missed or repeated).
+//  - NATS: order is kept per publisher. Everything this process published before the fence (on
+//    the same connection) is before it for both; a message published by another connection at the
+//    same instant can fall on different sides of the fence for the two subscribers (missed or
+//    repeated). The window is the server's fan-out time of one message.
+//  - A link down when the handover starts, or a fence not back within 5 s, or a new process that
+//    does not confirm within 5 s: no cut (kPubSubCut "0"): both deliver what pub/sub brings, as
+//    without a fence (possible loss or repetition during the handover), logged as a warning.
+//  - The new process dies after the cut: the old one un-parks what it has no ack for and ends
+//    the fence (delivers again), but what came through pub/sub between the cut and that moment
+//    was the new process's to deliver: lost for the connections that stay.
+//  - A subscription the old process confirms after kPubSubStreams (a command that was in flight)
+//    is not in the list: the new process subscribes to that stream only when the connection is
+//    adopted, and messages between the cut and that SUBSCRIBE are missed for it.
+//  - redisx: the stream consumer group is not fenced (both processes consume; an entry goes to
+//    one of them and is published through pub/sub, so it is covered when pub/sub is).
 //
 // Failure. If the new process exits (bad flag, crash) before kReady, the old one logs its exit
 // status and keeps serving (it never stopped accepting). If it dies during the handover (EOF on
@@ -92,7 +140,23 @@ inline constexpr const char* kFdEnv = "RINGCABLE_UPGRADE_FD";
 // Largest encoded connection record (SEQPACKET message); bigger sessions fall back to a reconnect.
 inline constexpr size_t kMaxRecord = 192 * 1024;
 
-enum class Type : uint8_t { kListeners = 1, kReady, kAccept, kConn, kAck, kDone };
+enum class Type : uint8_t {
+  kListeners = 1,
+  kReady,
+  kAccept,
+  kConn,
+  kAck,
+  kDone,
+  // 32–39: process state beside the connections (see the DESIGN notes above).
+  kMetricsListener = 32,   // old → new, right after kListeners when it announced one: its fd
+  kPubSubStreams = 33,     // old → new, after kReady: EncodeStrings({fence, stream...})
+  kPubSubSubscribed = 34,  // new → old: subscribed to the fence and every stream, confirmed
+  kPubSubCut = 35,         // old → new: "1" the fence is set (cut), "0" it is not (deliver all)
+  kBrokerState = 36,       // old → new, before kAccept: a chunk of MemoryBroker::ExportState()
+  kBrokerStateEnd = 37,    // old → new: the state is complete (EncodeU64 of its size)
+};
+// Largest chunk of the broker state in one kBrokerState message.
+inline constexpr size_t kBrokerStateChunk = 128 * 1024;
 
 struct Packet {
   Type type = Type::kDone;
@@ -140,6 +204,10 @@ struct ConnRecord {
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);
+
+// A list of strings (length-prefixed), for the pub/sub fence messages.
+std::string EncodeStrings(const std::vector<std::string>& v);
+bool DecodeStrings(const std::string& bytes, std::vector<std::string>* v);
 
 std::string EncodeU64(uint64_t v);
 uint64_t DecodeU64(const std::string& bytes);

@@ -410,5 +410,62 @@ TEST_F(UpgradeTest, BadNewBinaryKeepsTheOldOneServing) {
   rmdir(dir.c_str());
 }
 
+// A separate --metrics_port moves like the other listeners: the new process serves on the same
+// socket (never binds it), and answers after the old one exited, with its own counters.
+TEST_F(UpgradeTest, SeparateMetricsPortIsHandedOver) {
+  const int metrics_port = cable::test::FreePort();
+  StartServer({"--workers", "1", "--metrics_http", "/metrics", "--metrics_port",
+               std::to_string(metrics_port)});
+  auto before = cable::test::HttpRequest(metrics_port, "GET", "/metrics");
+  ASSERT_EQ(before.status, 200);
+  EXPECT_NE(before.body.find("ringcable_worker_upgrade_adopted_total{worker=\"0\"} 0\n"),
+            std::string::npos);
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  WsClient ws;
+  ConnectWelcome(ws, "sid-metrics");
+  SubscribeConfirmed(ws, room);
+  Upgrade();
+  EXPECT_EQ(server_.Log().find("cannot listen"), std::string::npos);
+  // The old process is gone: whoever answers is the new one, which adopted the connection.
+  auto after = cable::test::HttpRequest(metrics_port, "GET", "/metrics");
+  ASSERT_EQ(after.status, 200);
+  EXPECT_NE(after.body.find("ringcable_worker_upgrade_adopted_total{worker=\"0\"} 1\n"),
+            std::string::npos)
+      << after.body;
+  Broadcast(Publication("room1", R"({"n":1})"));
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":1})"));
+  EXPECT_EQ(next_.Stop(), 0);
+}
+
+// --embed_nats: the embedded nats-server cannot be handed over (the new process's own could not
+// bind its ports while the old one's runs), so SIGUSR2 is refused with one logged line, and the
+// process keeps serving its connections, its broadcasts and new clients.
+TEST_F(UpgradeTest, EmbeddedNatsRefusesTheUpgradeAndKeepsServing) {
+  const int nats_port = cable::test::FreePort();
+  StartServer({"--workers", "1", "--embed_nats", "--enats_addr",
+               "nats://127.0.0.1:" + std::to_string(nats_port), "--broadcast_adapter", "http,nats",
+               "--pubsub", "nats"});
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "room1"}});
+  WsClient ws;
+  ConnectWelcome(ws, "sid-enats");
+  SubscribeConfirmed(ws, room);
+  ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
+  ASSERT_TRUE(
+      WaitLog("received SIGUSR2: live upgrade refused: --embed_nats runs a nats-server that "
+              "cannot be handed over; keeping every connection (restart to deploy)"));
+  EXPECT_EQ(server_.Log().find("upgrade: started "), std::string::npos) << "no new process";
+  EXPECT_TRUE(server_.running());
+  Broadcast(Publication("room1", R"({"n":1})"));
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":1})"));
+  WsClient fresh;
+  ConnectWelcome(fresh, "sid-fresh");
+  SubscribeConfirmed(fresh, room);
+  Broadcast(Publication("room1", R"({"n":2})"));
+  EXPECT_EQ(ws.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  EXPECT_EQ(fresh.NextMessage().payload, MessageFrame(room, R"({"n":2})"));
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+  EXPECT_EQ(server_.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace cable::itcore

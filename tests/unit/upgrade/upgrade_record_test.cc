@@ -86,6 +86,20 @@ TEST(UpgradeRecord, RefusesTruncatedOrPadded) {
   EXPECT_FALSE(Decode(huge, &r));
 }
 
+// The pub/sub fence's list (fence name, then the streams): any bytes in a stream name survive;
+// truncated or padded input is refused.
+TEST(UpgradeStrings, RoundTripAndRefusals) {
+  const std::vector<std::string> in = {"__ringcable_upgrade__.1.ab", "", std::string("a\0\nb", 4),
+                                       "chat/1"};
+  const std::string bytes = EncodeStrings(in);
+  std::vector<std::string> out;
+  ASSERT_TRUE(DecodeStrings(bytes, &out));
+  EXPECT_EQ(out, in);
+  for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(DecodeStrings(bytes.substr(0, n), &out));
+  EXPECT_FALSE(DecodeStrings(bytes + "x", &out));
+  EXPECT_FALSE(DecodeStrings(std::string("\xff\xff\xff\x7f", 4), &out));
+}
+
 TEST(UpgradeControl, PacketsCarryBytesAndDescriptors) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
