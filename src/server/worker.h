@@ -47,6 +47,10 @@
 #include "server/shared.h"
 #include "ws/reader.h"
 
+namespace cable::upgrade {
+struct ConnRecord;
+}
+
 namespace cable::server {
 
 constexpr uint32_t kNil = UINT32_MAX;
@@ -499,6 +503,9 @@ class Worker : public rpc::CompletionSink,
   bool Quiescent(const Conn& c) const;
   void SendHandover(Conn& c, uint32_t slot);
   void SendHttpHandover(Conn& c, uint32_t slot);  // an idle HTTP keep-alive connection
+  // Session transports' sections of the record (tags 40–49).
+  void ExportPresence(const Session& s, upgrade::ConnRecord* r) const;
+  void AdoptPresence(Session& s, const upgrade::ConnRecord& r);
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
   void OnAcceptResume();
   // New process: no accepting until the old process stopped (one sequencer at a time).

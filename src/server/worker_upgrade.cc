@@ -203,16 +203,18 @@ void Worker::ProgressHandover() {
       Conn& c = conns_[slot];
       if (c.state != ConnState::kOpen || c.handover == 2) continue;
       if (c.handover == 0) {
-        if (c.transport != Transport::kWs) {
-          FallbackClose(c, slot, "SSE / long polling");
+        if (c.transport == Transport::kPoll) {
+          FallbackClose(c, slot, "long polling");
           continue;
         }
+        // An SSE stream moves once started (its 200 head and held events sent).
+        if (c.transport == Transport::kSse && (c.hold_output || c.http)) continue;
         if (c.tls) {
           FallbackClose(c, slot, "TLS");
           continue;
         }
-        if (!c.session || c.session->presence_joined) {
-          FallbackClose(c, slot, "presence");
+        if (!c.session) {
+          FallbackClose(c, slot, "no session");
           continue;
         }
         if (!Quiescent(c)) continue;
@@ -270,6 +272,12 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
   r.restorable = s.restorable;
   r.ping_precision = c.ping_precision;
   r.ping_period = c.ping_period;
+  ExportPresence(s, &r);
+  if (c.transport == Transport::kSse) {
+    r.sse = c.wire == hub::Wire::kSse ? upgrade::ConnRecord::Sse::kGet
+                                      : upgrade::ConnRecord::Sse::kPost;
+    r.sse_raw = c.sse_raw;
+  }
   std::string bytes = upgrade::Encode(r);
   if (bytes.size() > upgrade::kMaxRecord) {
     FallbackClose(c, slot, "session too large");
@@ -315,7 +323,36 @@ void Worker::OnHandoverAckItem(uint64_t token) {
   Session& s = *c->session;
   for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
   if (s.authenticated) counters_.clients_num.Add(-1);
+  if (c->transport == Transport::kSse) counters_.sse_clients_num.Add(-1);
+  // Its presence records now live in the new process's store (memory broker; a remote store keeps
+  // them as they are): dropped here without a leave event.
+  if (s.presence_joined && shared_.presence) shared_.presence->Forget(s.sid);
   FreeSlot(*c, slot);
+}
+
+void Worker::ExportPresence(const Session& s, upgrade::ConnRecord* r) const {
+  if (!s.presence_joined || !HasPresence()) return;
+  r->presence_joined = true;
+  if (!shared_.presence) return;  // remote store: the membership moves, the records stay put
+  for (auto& h : shared_.presence->HeldBy(s.sid)) {
+    r->presence.push_back({std::move(h.stream), std::move(h.id), std::move(h.info_json)});
+  }
+}
+
+void Worker::AdoptPresence(Session& s, const upgrade::ConnRecord& r) {
+  if (!r.presence_joined || !HasPresence()) return;
+  s.presence_joined = true;
+  if (RemotePresence()) {
+    // Touched now: the old process's last touch may be up to half a TTL old, and this worker's
+    // schedule may be as far from its next one.
+    shared_.remote_broker->PresenceTouch({s.sid});
+    return;
+  }
+  if (!shared_.presence) return;
+  std::vector<hub::PresenceStore::Held> held;
+  held.reserve(r.presence.size());
+  for (const auto& p : r.presence) held.push_back({p.stream, p.id, p.info_json});
+  shared_.presence->Adopt(s.sid, held);
 }
 
 void Worker::AdoptConnection(int fd, const std::string& record) {
@@ -343,6 +380,14 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
   c.state = ConnState::kOpen;
   c.transport = Transport::kWs;
   c.wire = r.ext ? hub::Wire::kWsExt : hub::Wire::kWs;
+  if (r.sse != upgrade::ConnRecord::Sse::kNone) {
+    // A started SSE stream: events go on as HTTP chunks; reads only notice the client leaving.
+    c.transport = Transport::kSse;
+    c.wire = r.sse == upgrade::ConnRecord::Sse::kGet ? hub::Wire::kSse : hub::Wire::kSseFull;
+    c.sse_raw = r.sse_raw;
+    c.keep_alive = false;
+    counters_.sse_clients_num.Add(1);
+  }
   c.deflate = r.deflate;
   if (c.deflate) c.reader.set_deflate(true);
   c.ping_precision = r.ping_precision;
@@ -369,6 +414,7 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
     for (const std::string& stream : rs.streams) index_map_.Add(&sub->sub, stream);
     s->subs.push_back(std::move(sub));
   }
+  AdoptPresence(*s, r);
   c.session = std::move(s);
   if (c.session->authenticated) counters_.clients_num.Add(1);
   StartPings(c, slot);

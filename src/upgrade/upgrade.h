@@ -46,8 +46,7 @@
 // What falls back to a reconnect (server_restart close): TLS connections (OpenSSL session state
 // cannot be serialized portably; a kTLS export would work but is not done), SSE and long-poll
 // sessions (HTTP transports: SSE clients reconnect with Last-Event-ID, poll sessions are ended),
-// sessions with presence records (the presence store stays in the old process), sessions that do
-// not quiesce in time, records larger than kMaxRecord.
+// sessions that do not quiesce in time, records larger than kMaxRecord.
 //
 // Broadcasts during the handover: the new process is the only sequencer from kReady on.
 //  - The new process HOLDS every publication it accepts (HTTP broadcast port, whispers,
@@ -75,6 +74,10 @@
 // the control socket), the old process resumes accepting and un-parks every connection it has not
 // got an ack for (its descriptor never left it); connections already acked were the new
 // process's and are lost with it (their clients reconnect).
+//
+// Optional sections. After its fixed part a ConnRecord may carry tagged sections {tag:u8,
+// length:u32, bytes}; a reader skips a tag it does not know (so a section can be added without a
+// version bump). Tags 40–49 are the session transports' (presence, SSE, TLS, long polling).
 //
 // Ownership: Packet / ConnRecord are plain values; SendPacket/RecvPacket are stateless.
 #pragma once
@@ -136,7 +139,27 @@ struct ConnRecord {
   // WebSocket session: only where it was accepted matters.
   bool http = false;
   uint8_t listener = 0;  // which listener accepted it (server::Listener: main, broadcast, API)
+
+  // Optional sections (tags 40–49; see "Optional sections" above). Each is written only when set.
+  // kTagPresence: the session holds (or may hold) presence records. With --broker memory the
+  // records themselves come along (the new process's store adopts them, no event); with a remote
+  // broker they stay in Redis and only the membership (and its touch schedule) moves.
+  bool presence_joined = false;
+  struct PresenceHeld {
+    std::string stream;
+    std::string id;
+    std::string info_json;
+  };
+  std::vector<PresenceHeld> presence;
+  // kTagSse: a started SSE stream rather than a WebSocket: the new process keeps writing events
+  // (HTTP chunks) on the socket. The 200 head went out long ago; only the encoding matters.
+  enum class Sse : uint8_t { kNone, kGet, kPost };  // GET: data events; POST: whole replies
+  Sse sse = Sse::kNone;
+  bool sse_raw = false;  // GET with raw=1: data events only, no pings
 };
+
+// Tags of the optional sections that follow the fixed part of a ConnRecord.
+enum class ConnTag : uint8_t { kPresence = 40, kSse = 41 };
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);

@@ -1,0 +1,196 @@
+// Live upgrade (#19) of the sessions that used to fall back to a reconnect, through the real
+// binary: sessions holding presence records (--broker memory: the records move with them;
+// --broker redis against a real redis-server: the membership and its touch schedule move), with
+// no join/leave event and the same `presence` info after the upgrade; SSE streams (GET, raw GET,
+// POST with two subscriptions) keep receiving broadcasts and pings on the same socket.
+#include "brokers.h"
+#include "transports_util.h"
+#include "upgrade_fixture.h"
+
+namespace cable::itcore {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using cable::ittransports::MetricValue;
+
+class UpgradeSessionsTest : public UpgradeFixture {
+ protected:
+  void SetUp() override {
+    UpgradeFixture::SetUp();
+    // The demo app; PresenceChannel subscriptions get istate $p = their stream.
+    rpc_.SetCommandHandler([](const anycable::CommandMessage& req, const tools::Metadata& meta,
+                              anycable::CommandResponse* res) {
+      grpc::Status st = tools::ScriptedRpcServer::DemoCommand(req, meta, res);
+      if (req.command() == "subscribe" &&
+          req.identifier().find("\"PresenceChannel\"") != std::string::npos &&
+          res->status() == anycable::SUCCESS) {
+        (*res->mutable_env()->mutable_istate())["$p"] = res->streams(0);
+      }
+      return st;
+    });
+  }
+
+  static std::string Presence(const std::string& identifier, const std::string& message) {
+    return "{\"type\":\"presence\",\"identifier\":" + JsonString(identifier) +
+           ",\"message\":" + message + "}";
+  }
+  static std::string Cmd(const std::string& command, const std::string& identifier,
+                         const std::string& extra = "") {
+    return "{\"command\":\"" + command + "\",\"identifier\":" + JsonString(identifier) + extra +
+           "}";
+  }
+  static std::string Join(const std::string& identifier, const std::string& id) {
+    return Cmd("join", identifier,
+               ",\"presence\":{\"id\":" + JsonString(id) + ",\"info\":{\"name\":\"" + id + "\"}}");
+  }
+  static std::string JoinEvent(const std::string& identifier, const std::string& id) {
+    return Presence(identifier,
+                    R"({"type":"join","info":{"name":")" + id + R"("},"id":")" + id + "\"}");
+  }
+  static std::string Info(const std::string& identifier, const std::vector<std::string>& ids) {
+    std::string records;
+    for (const auto& id : ids) {
+      records += (records.empty() ? "" : ",") + std::string(R"({"info":{"name":")") + id +
+                 R"("},"id":")" + id + "\"}";
+    }
+    return Presence(identifier, R"({"type":"info","total":)" + std::to_string(ids.size()) +
+                                    (ids.empty() ? "" : ",\"records\":[" + records + "]") + "}");
+  }
+
+  // Two ext sessions in one presence stream, u1 and u2 joined (their events seen by both).
+  void JoinTwo(WsClient& a, WsClient& b, const std::string& id) {
+    ConnectExt(a, "/cable?user=a");
+    ConnectExt(b, "/cable?user=b");
+    SubscribeConfirmed(a, id);
+    SubscribeConfirmed(b, id);
+    ASSERT_TRUE(a.SendText(Join(id, "u1")));
+    EXPECT_EQ(Next(a), JoinEvent(id, "u1"));
+    EXPECT_EQ(Next(b), JoinEvent(id, "u1"));
+    ASSERT_TRUE(b.SendText(Join(id, "u2")));
+    EXPECT_EQ(Next(a), JoinEvent(id, "u2"));
+    EXPECT_EQ(Next(b), JoinEvent(id, "u2"));
+  }
+
+  // After the upgrade: no event came (the first message each session gets is the reply to its
+  // own `presence`, listing both), the records still belong to their sessions (a's leave is one
+  // leave event to both), and nothing was reconnected.
+  void ExpectPresenceKept(WsClient& a, WsClient& b, const std::string& id) {
+    ASSERT_TRUE(b.SendText(Cmd("presence", id)));
+    EXPECT_EQ(Next(b), Info(id, {"u1", "u2"}));
+    ASSERT_TRUE(a.SendText(Cmd("presence", id)));
+    EXPECT_EQ(Next(a), Info(id, {"u1", "u2"}));
+    ASSERT_TRUE(a.SendText(Cmd("leave", id)));
+    EXPECT_EQ(Next(a), Presence(id, R"({"type":"leave","id":"u1"})"));
+    EXPECT_EQ(Next(b), Presence(id, R"({"type":"leave","id":"u1"})"));
+    ASSERT_TRUE(b.SendText(Cmd("presence", id)));
+    EXPECT_EQ(Next(b), Info(id, {"u2"}));
+    EXPECT_EQ(rpc_.connects().size(), 2u);
+    EXPECT_EQ(rpc_.disconnects().size(), 0u);
+    EXPECT_EQ(WorkerMetric("ringcable_worker_upgrade_adopted_total"), 2);
+  }
+};
+
+TEST_F(UpgradeSessionsTest, PresenceRecordsMoveWithTheirSessionsOnTheMemoryBroker) {
+  StartServer({"--broker", "memory", "--workers", "2", "--metrics_http", "/metrics"});
+  const std::string id = WsClient::Identifier("PresenceChannel", {{"stream", "room"}});
+  WsClient a, b;
+  JoinTwo(a, b, id);
+  Upgrade();
+  ExpectPresenceKept(a, b, id);
+}
+
+TEST_F(UpgradeSessionsTest, PresenceMembershipMovesAndIsTouchedOnTheRedisBroker) {
+  cable::test::BrokerProcess redis(cable::test::BrokerProcess::Kind::kRedis);
+  if (cable::test::BrokerProcess::FindBinary(cable::test::BrokerProcess::Kind::kRedis).empty()) {
+    GTEST_SKIP() << "redis-server is not installed";
+  }
+  ASSERT_TRUE(redis.Start());
+  // A short TTL: the new process must touch the moved sessions for them to stay.
+  StartServer({"--broker", "redis", "--redis_url", redis.url(), "--presence_ttl", "2", "--workers",
+               "2", "--metrics_http", "/metrics"});
+  const std::string id = WsClient::Identifier("PresenceChannel", {{"stream", "room"}});
+  WsClient a, b;
+  JoinTwo(a, b, id);
+  Upgrade();
+  // The new process touches the moved sessions (their expiry moves forward) ...
+  auto score = [&] {
+    std::string out =
+        cable::test::RedisCli(redis.port(), {"ZRANGE", "_ac_p:exp", "0", "-1", "WITHSCORES"});
+    return out;
+  };
+  const std::string first = score();
+  ASSERT_FALSE(first.empty());
+  auto deadline = Clock::now() + 10s;
+  while (score() == first && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  EXPECT_NE(score(), first) << "the new process does not touch the moved presence sessions";
+  // ... so they outlive the TTL with their records and no event.
+  ExpectPresenceKept(a, b, id);
+}
+
+// The next event that is not a ping (pings come on their own schedule).
+std::optional<cable::ittransports::SseEvent> NextNonPing(cable::ittransports::HttpStream& s) {
+  for (int i = 0; i < 20; ++i) {
+    auto e = s.NextEvent();
+    if (!e || e->event != "ping") return e;
+  }
+  return std::nullopt;
+}
+
+TEST_F(UpgradeSessionsTest, SseStreamsKeepReceivingOnTheSameSocket) {
+  StartServer({"--sse", "--workers", "2", "--ping_interval", "1", "--metrics_http", "/metrics"});
+  using cable::ittransports::HttpStream;
+  const std::string chat = R"({"channel":"ChatChannel"})";
+  const std::string a = R"({"channel":"ChatChannel","stream":"a"})";
+  const std::string b = R"({"channel":"ChatChannel","stream":"b"})";
+  HttpStream get, raw, post;
+  ASSERT_TRUE(
+      get.Get(server_.port(), "/events?channel=ChatChannel&user=g", {{"X-Request-ID", "sse-get"}}));
+  ASSERT_TRUE(get.ReadHead());
+  ASSERT_EQ(get.status, 200);
+  ASSERT_EQ(get.NextOfType("confirm_subscription")->data, ConfirmFrame(chat));
+  ASSERT_TRUE(raw.Get(server_.port(), "/events?channel=ChatChannel&user=r&raw=1"));
+  ASSERT_TRUE(raw.ReadHead());
+  ASSERT_EQ(raw.status, 200);
+  std::string body = "{\"command\":\"subscribe\",\"identifier\":" + JsonString(a) + "}\n" +
+                     "{\"command\":\"subscribe\",\"identifier\":" + JsonString(b) + "}\n";
+  ASSERT_TRUE(
+      post.Open(server_.port(), cable::ittransports::HttpPostRequest("/events?user=p", body)));
+  ASSERT_TRUE(post.ReadHead());
+  ASSERT_EQ(post.status, 200);
+  ASSERT_EQ(post.NextOfType("confirm_subscription")->data, ConfirmFrame(a));
+  ASSERT_EQ(post.NextOfType("confirm_subscription")->data, ConfirmFrame(b));
+  // Every stream is live (the raw one too: it gets data events only).
+  Broadcast(Publication("ChatChannel", R"({"n":0})"));
+  Broadcast(Publication("b", R"({"n":0})"));
+  ASSERT_EQ(NextNonPing(get)->data, R"({"n":0})");
+  ASSERT_EQ(raw.NextData()->data, R"({"n":0})");
+  ASSERT_EQ(NextNonPing(post)->data, MessageFrame(b, R"({"n":0})"));
+
+  Upgrade();
+  EXPECT_EQ(WorkerMetric("ringcable_worker_upgrade_adopted_total"), 3);
+  // The first event after the upgrade is the next broadcast: no disconnect event, no new
+  // welcome, the chunked body goes on (the same socket, read by the same HttpStream).
+  Broadcast(Publication("ChatChannel", R"({"n":1})"));
+  Broadcast(Publication("a", R"({"n":1})"));
+  auto g = NextNonPing(get);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->event, "");
+  EXPECT_EQ(g->data, R"({"n":1})");
+  auto r = raw.NextEvent();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->event, "") << "a raw stream gets data events only";
+  EXPECT_EQ(r->data, R"({"n":1})");
+  auto p = NextNonPing(post);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->data, MessageFrame(a, R"({"n":1})"));
+  // The ping schedule goes on in the new process (GET and POST streams).
+  EXPECT_TRUE(get.NextOfType("ping", 5s).has_value());
+  EXPECT_TRUE(post.NextOfType("ping", 5s).has_value());
+  EXPECT_FALSE(get.body_ended());
+  EXPECT_EQ(rpc_.connects().size(), 3u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+  EXPECT_EQ(MetricValue(server_.port(), "anycable_go_sse_clients_num"), 3);
+}
+
+}  // namespace
+}  // namespace cable::itcore
