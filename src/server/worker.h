@@ -108,6 +108,7 @@ struct HttpState {
 // order just before sending (worker_tls.cc).
 struct ConnTls {
   explicit ConnTls(const tls::ServerContext& ctx) : session(ctx) {}
+  explicit ConnTls(const tls::CompactState& state) : session(state) {}  // live upgrade
   tls::Session session;
   uint32_t cipher_frames = 0;
   bool got_bytes = false;  // anything received (an EOF before the handshake then counts as error)
@@ -506,6 +507,9 @@ class Worker : public rpc::CompletionSink,
   // Session transports' sections of the record (tags 40–49).
   void ExportPresence(const Session& s, upgrade::ConnRecord* r) const;
   void AdoptPresence(Session& s, const upgrade::ConnRecord& r);
+  bool ExportTls(const Conn& c, upgrade::ConnRecord* r) const;  // false: not compact and quiet
+  bool AdoptTls(Conn& c, upgrade::ConnRecord* r);               // false: unusable state
+  static void WipeTlsSecrets(upgrade::ConnRecord* r);
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
   void OnAcceptResume();
   // New process: no accepting until the old process stopped (one sequencer at a time).

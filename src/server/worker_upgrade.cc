@@ -12,6 +12,7 @@
 //
 // Ownership: everything here runs on the worker's thread and touches only its own connections;
 // the outbox (Shared::upgrade) is the only state shared with the controller.
+#include <openssl/crypto.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -174,6 +175,7 @@ bool Worker::Quiescent(const Conn& c) const {
   for (const auto& sub : s.subs) {
     if (pending_history_.count(&sub->sub)) return false;  // live messages held for history
   }
+  if (c.tls && !c.tls->session.CompactAndQuiet()) return false;  // e.g. a record received in part
   return !s.inflight && s.pending_head >= s.pending.size() && c.reader.idle() && !c.send_inflight &&
          c.sendq_head == c.sendq.size();
 }
@@ -209,8 +211,10 @@ void Worker::ProgressHandover() {
         }
         // An SSE stream moves once started (its 200 head and held events sent).
         if (c.transport == Transport::kSse && (c.hold_output || c.http)) continue;
-        if (c.tls) {
-          FallbackClose(c, slot, "TLS");
+        if (c.tls && !c.tls->session.compact()) {
+          // TLS 1.2, --ssl_compact=false, or a 1.3 session still on OpenSSL: its state stays in
+          // OpenSSL, which cannot hand it over.
+          FallbackClose(c, slot, "TLS session not on the compact record layer");
           continue;
         }
         if (!c.session) {
@@ -278,8 +282,14 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
                                       : upgrade::ConnRecord::Sse::kPost;
     r.sse_raw = c.sse_raw;
   }
+  if (c.tls && !ExportTls(c, &r)) {
+    FallbackClose(c, slot, "TLS session not quiet");
+    return;
+  }
   std::string bytes = upgrade::Encode(r);
+  WipeTlsSecrets(&r);
   if (bytes.size() > upgrade::kMaxRecord) {
+    OPENSSL_cleanse(bytes.data(), bytes.size());
     FallbackClose(c, slot, "session too large");
     return;
   }
@@ -330,6 +340,47 @@ void Worker::OnHandoverAckItem(uint64_t token) {
   FreeSlot(*c, slot);
 }
 
+bool Worker::ExportTls(const Conn& c, upgrade::ConnRecord* r) const {
+  tls::CompactState st;
+  if (!c.tls->session.ExportCompact(&st)) return false;
+  r->tls = true;
+  r->tls_suite = static_cast<uint8_t>(st.suite);
+  r->tls_rx_secret.assign(reinterpret_cast<const char*>(st.rx_secret), st.secret_len);
+  r->tls_tx_secret.assign(reinterpret_cast<const char*>(st.tx_secret), st.secret_len);
+  r->tls_rx_seq = st.rx_seq;
+  r->tls_tx_seq = st.tx_seq;
+  return true;
+}
+
+bool Worker::AdoptTls(Conn& c, upgrade::ConnRecord* r) {
+  tls::CompactState st;
+  const bool fits = r->tls_rx_secret.size() == r->tls_tx_secret.size() &&
+                    r->tls_rx_secret.size() <= sizeof(st.rx_secret);
+  if (fits) {
+    st.suite = static_cast<tls::Suite>(r->tls_suite);
+    st.secret_len = static_cast<uint8_t>(r->tls_rx_secret.size());
+    std::memcpy(st.rx_secret, r->tls_rx_secret.data(), st.secret_len);
+    std::memcpy(st.tx_secret, r->tls_tx_secret.data(), st.secret_len);
+    st.rx_seq = r->tls_rx_seq;
+    st.tx_seq = r->tls_tx_seq;
+  }
+  WipeTlsSecrets(r);
+  if (!fits) return false;
+  c.tls = std::make_unique<ConnTls>(st);
+  if (!c.tls->session.ok()) {
+    c.tls.reset();
+    return false;
+  }
+  c.tls->got_bytes = true;
+  c.tls->counted_compact = true;  // counted by the process that switched it
+  return true;
+}
+
+void Worker::WipeTlsSecrets(upgrade::ConnRecord* r) {
+  OPENSSL_cleanse(r->tls_rx_secret.data(), r->tls_rx_secret.size());
+  OPENSSL_cleanse(r->tls_tx_secret.data(), r->tls_tx_secret.size());
+}
+
 void Worker::ExportPresence(const Session& s, upgrade::ConnRecord* r) const {
   if (!s.presence_joined || !HasPresence()) return;
   r->presence_joined = true;
@@ -375,6 +426,13 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
     c.http = std::make_unique<HttpState>();
     WatchHandshake(c, slot);
     ArmRecv(c, slot);
+    return;
+  }
+  if (r.tls && !AdoptTls(c, &r)) {
+    LOG_ERROR("upgrade: unusable TLS state in a connection record; closing the socket");
+    counters_.tls_errors_total.Add();
+    c.state = ConnState::kClosing;
+    FreeSlot(c, slot);
     return;
   }
   c.state = ConnState::kOpen;

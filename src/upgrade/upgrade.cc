@@ -114,6 +114,16 @@ void EncodeSessionSections(const ConnRecord& r, Writer* w) {
     w->U8(static_cast<uint8_t>(ConnTag::kSse));
     w->Str(section.out());
   }
+  if (r.tls) {
+    Writer section;
+    section.U8(r.tls_suite);
+    section.Str(r.tls_rx_secret);
+    section.U64(r.tls_rx_seq);
+    section.Str(r.tls_tx_secret);
+    section.U64(r.tls_tx_seq);
+    w->U8(static_cast<uint8_t>(ConnTag::kTls));
+    w->Str(section.out());
+  }
 }
 
 // One section's body; false if malformed. Unknown tags are skipped (true).
@@ -141,6 +151,16 @@ bool DecodeSessionSection(uint8_t tag, const std::string& body, ConnRecord* r) {
       }
       r->sse = static_cast<ConnRecord::Sse>(kind);
       return rd.AtEnd();
+    }
+    case ConnTag::kTls: {
+      r->tls = true;
+      r->tls_suite = rd.U8();
+      r->tls_rx_secret = rd.Str();
+      r->tls_rx_seq = rd.U64();
+      r->tls_tx_secret = rd.Str();
+      r->tls_tx_seq = rd.U64();
+      // The secrets are checked against the suite by the importer (tls::Session).
+      return rd.AtEnd() && r->tls_rx_secret.size() <= 64 && r->tls_tx_secret.size() <= 64;
     }
   }
   return true;

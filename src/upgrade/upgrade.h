@@ -43,10 +43,15 @@
 // close. Deflate needs no state (no context takeover). Ping schedule: the next ping is sent within
 // one interval of adoption (same period and precision); a pending pong deadline is not carried.
 //
-// What falls back to a reconnect (server_restart close): TLS connections (OpenSSL session state
-// cannot be serialized portably; a kTLS export would work but is not done), SSE and long-poll
-// sessions (HTTP transports: SSE clients reconnect with Last-Event-ID, poll sessions are ended),
-// sessions that do not quiesce in time, records larger than kMaxRecord.
+// Sessions beyond a plain WebSocket (optional sections, tags 40–49): presence records (memory
+// broker: the records move and the new store adopts them; redis: the membership moves), started
+// SSE streams (their wire and ping schedule), TLS 1.3 connections on the compact record layer
+// (suite, traffic secrets and sequence numbers both ways; the encrypted stream goes on).
+//
+// What falls back to a reconnect (server_restart close): TLS connections still on OpenSSL (TLS
+// 1.2, --ssl_compact=false: OpenSSL's state cannot be serialized portably), long-poll sessions
+// (ended), SSE streams not started, sessions that do not quiesce in time, records larger than
+// kMaxRecord.
 //
 // Broadcasts during the handover: the new process is the only sequencer from kReady on.
 //  - The new process HOLDS every publication it accepts (HTTP broadcast port, whispers,
@@ -156,10 +161,19 @@ struct ConnRecord {
   enum class Sse : uint8_t { kNone, kGet, kPost };  // GET: data events; POST: whole replies
   Sse sse = Sse::kNone;
   bool sse_raw = false;  // GET with raw=1: data events only, no pings
+  // kTagTls: a TLS 1.3 connection on the compact record layer (tls::CompactState): the cipher
+  // suite, and per direction the current traffic secret and the next record's sequence number.
+  // The new process goes on with the same encrypted stream. Secrets are wiped by the users.
+  bool tls = false;
+  uint8_t tls_suite = 0;
+  std::string tls_rx_secret;
+  std::string tls_tx_secret;
+  uint64_t tls_rx_seq = 0;
+  uint64_t tls_tx_seq = 0;
 };
 
 // Tags of the optional sections that follow the fixed part of a ConnRecord.
-enum class ConnTag : uint8_t { kPresence = 40, kSse = 41 };
+enum class ConnTag : uint8_t { kPresence = 40, kSse = 41, kTls = 42 };
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);

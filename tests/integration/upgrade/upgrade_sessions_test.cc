@@ -2,8 +2,13 @@
 // binary: sessions holding presence records (--broker memory: the records move with them;
 // --broker redis against a real redis-server: the membership and its touch schedule move), with
 // no join/leave event and the same `presence` info after the upgrade; SSE streams (GET, raw GET,
-// POST with two subscriptions) keep receiving broadcasts and pings on the same socket.
+// POST with two subscriptions) keep receiving broadcasts and pings on the same socket; wss
+// connections on the compact TLS 1.3 record layer (each suite) go on with the same encrypted
+// stream, while a TLS 1.2 one falls back to server_restart.
+#include <openssl/ssl.h>
+
 #include "brokers.h"
+#include "tests/integration/tls/tls_util.h"
 #include "transports_util.h"
 #include "upgrade_fixture.h"
 
@@ -190,6 +195,70 @@ TEST_F(UpgradeSessionsTest, SseStreamsKeepReceivingOnTheSameSocket) {
   EXPECT_EQ(rpc_.connects().size(), 3u);
   EXPECT_EQ(rpc_.disconnects().size(), 0u);
   EXPECT_EQ(MetricValue(server_.port(), "anycable_go_sse_clients_num"), 3);
+}
+
+// wss: three TLS 1.3 connections (one per suite the compact record layer implements) move with
+// their encrypted streams; a TLS 1.2 one (its state is OpenSSL's) gets server_restart.
+TEST_F(UpgradeSessionsTest, CompactTls13ConnectionsMoveAndTls12FallsBack) {
+  cable::ittls::CertDir certs;
+  ASSERT_TRUE(certs.ok()) << certs.error();
+  server_.set_tls(true);
+  StartServer({"--ssl_cert", certs.cert(), "--ssl_key", certs.key(), "--workers", "2"});
+  const std::string room = WsClient::Identifier("ChatChannel", {{"stream", "tls"}});
+  std::vector<std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>> ctxs;
+  auto client_ctx = [&](const char* suite) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    if (suite) {
+      SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+      EXPECT_EQ(SSL_CTX_set_ciphersuites(ctx, suite), 1);
+    } else {
+      SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    }
+    ctxs.emplace_back(ctx, &SSL_CTX_free);
+    return ctx;
+  };
+  const char* suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                          "TLS_CHACHA20_POLY1305_SHA256", nullptr};
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<WsClient>());
+    clients.back()->set_tls(true);
+    clients.back()->set_tls_context(client_ctx(suites[i]));
+    ConnectWelcome(*clients.back(), "sid-tls-" + std::to_string(i));
+    SubscribeConfirmed(*clients.back(), room);
+    Barrier(*clients.back());  // traffic after the handshake: the session left OpenSSL
+  }
+  auto broadcast = [&](const std::string& data) {
+    auto r =
+        cable::test::HttpsRequest(broadcast_port_, "POST", "/_broadcast",
+                                  {{"Content-Type", "application/json"}}, Publication("tls", data));
+    ASSERT_EQ(r.status, 201);
+  };
+  Upgrade();
+  EXPECT_NE(server_.Log().find("3 connections handed over, 1 fell back to a reconnect"),
+            std::string::npos);
+  broadcast(R"({"n":1})");
+  for (int i = 0; i < 3; ++i) {
+    // The first frame after the upgrade is the broadcast, decrypted with the moved keys; then
+    // traffic both ways (a ping answered) on the same stream.
+    WsFrame f = clients[i]->NextMessage();
+    ASSERT_EQ(f.opcode, 1) << suites[i];
+    EXPECT_EQ(f.payload, MessageFrame(room, R"({"n":1})")) << suites[i];
+    Barrier(*clients[i]);
+  }
+  // TLS 1.2: the reconnect notice, then the close.
+  WsFrame notice = clients[3]->NextMessage();
+  ASSERT_EQ(notice.opcode, 1);
+  EXPECT_NE(notice.payload.find("\"server_restart\""), std::string::npos) << notice.payload;
+  EXPECT_EQ(clients[3]->NextMessage().opcode, -1);  // the close frame ends the messages
+  EXPECT_EQ(clients[3]->last_close().close_code(), 1001);
+  // A later broadcast still decrypts (sequence numbers kept in step both ways).
+  broadcast(R"({"n":2})");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(clients[i]->NextMessage().payload, MessageFrame(room, R"({"n":2})")) << suites[i];
+  }
+  EXPECT_EQ(rpc_.connects().size(), 4u);
 }
 
 }  // namespace

@@ -157,6 +157,27 @@ TEST(UpgradeRecord, SseSectionRoundTripsAndABadKindIsRefused) {
   }
 }
 
+TEST(UpgradeRecord, TlsSectionRoundTripsAndOversizedSecretsAreRefused) {
+  ConnRecord in = Sample();
+  in.tls = true;
+  in.tls_suite = 2;
+  in.tls_rx_secret = std::string(48, 'r');
+  in.tls_tx_secret = std::string(48, 't');
+  in.tls_rx_seq = 5;
+  in.tls_tx_seq = (uint64_t{1} << 40) + 3;
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_TRUE(out.tls);
+  EXPECT_EQ(out.tls_suite, 2);
+  EXPECT_EQ(out.tls_rx_secret, in.tls_rx_secret);
+  EXPECT_EQ(out.tls_tx_secret, in.tls_tx_secret);
+  EXPECT_EQ(out.tls_rx_seq, 5u);
+  EXPECT_EQ(out.tls_tx_seq, in.tls_tx_seq);
+  in.tls_rx_secret = std::string(65, 'r');
+  ConnRecord big;
+  EXPECT_FALSE(Decode(Encode(in), &big));
+}
+
 TEST(UpgradeControl, PacketsCarryBytesAndDescriptors) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
