@@ -510,6 +510,19 @@ class Worker : public rpc::CompletionSink,
   bool ExportTls(const Conn& c, upgrade::ConnRecord* r) const;  // false: not compact and quiet
   bool AdoptTls(Conn& c, upgrade::ConnRecord* r);               // false: unusable state
   static void WipeTlsSecrets(upgrade::ConnRecord* r);
+  void ExportPoll(Conn& c, upgrade::ConnRecord* r);
+  void AdoptPoll(Conn& c, uint32_t slot, upgrade::ConnRecord& r);
+  void AnswerOpenPolls();  // old process: open polls answered at once, so their clients poll anew
+  // New process: polls for sessions not adopted yet wait until the handover ends (then they are
+  // served, or get 401 if their session never came).
+  struct HeldPoll {
+    int from_worker;
+    uint64_t token;
+    std::string poll_id;
+    std::string body;
+  };
+  std::vector<HeldPoll> held_polls_;
+  void ReplayHeldPolls();
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
   void OnAcceptResume();
   // New process: no accepting until the old process stopped (one sequencer at a time).

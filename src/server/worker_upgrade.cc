@@ -12,10 +12,12 @@
 //
 // Ownership: everything here runs on the worker's thread and touches only its own connections;
 // the outbox (Shared::upgrade) is the only state shared with the controller.
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/log.h"
@@ -91,6 +93,13 @@ void Worker::OnHandoverAbort() {
   for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
     Conn& c = conns_[slot];
     if (c.handover == 0 || c.state == ConnState::kFree) continue;
+    if (c.transport == Transport::kPoll) {  // socketless: drop the placeholder, nothing to arm
+      if (c.fd >= 0) close(c.fd);
+      c.fd = -1;
+      c.handover = 0;
+      ++resumed;
+      continue;
+    }
     if (c.handover == 2) StartPings(c, slot);
     c.handover = 0;
     rearm_.push_back(slot);
@@ -102,6 +111,7 @@ void Worker::OnHandoverAbort() {
 
 void Worker::HandoverTick() {
   UpgradeState& u = *shared_.upgrade;
+  AnswerOpenPolls();
   if (!intake_reported_) {
     // Idle HTTP keep-alive connections (broadcasters') move to the new process like sessions do;
     // busy ones are moved once answered; TLS ones are closed when idle. The intake is closed once
@@ -170,6 +180,9 @@ void Worker::HandoverTick() {
 
 bool Worker::Quiescent(const Conn& c) const {
   if (c.state != ConnState::kOpen || !c.session || c.reading_stopped || c.read_paused) return false;
+  // A long-poll session moves between polls; its queued lines go with it.
+  const bool poll = c.transport == Transport::kPoll;
+  if (poll && c.poll_state()->has_waiter) return false;
   const Session& s = *c.session;
   if (s.broker_inflight) return false;  // a history read or restore at the broker thread
   for (const auto& sub : s.subs) {
@@ -177,7 +190,7 @@ bool Worker::Quiescent(const Conn& c) const {
   }
   if (c.tls && !c.tls->session.CompactAndQuiet()) return false;  // e.g. a record received in part
   return !s.inflight && s.pending_head >= s.pending.size() && c.reader.idle() && !c.send_inflight &&
-         c.sendq_head == c.sendq.size();
+         (poll || c.sendq_head == c.sendq.size());
 }
 
 void Worker::FallbackClose(Conn& c, uint32_t slot, const char* why) {
@@ -191,6 +204,7 @@ void Worker::FallbackClose(Conn& c, uint32_t slot, const char* why) {
 
 void Worker::ProgressHandover() {
   if (stopping_) return;
+  AnswerOpenPolls();
   const UpgradeState& u = *shared_.upgrade;
   // The barrier: every worker's intake is closed and this worker delivered all it published.
   bool may_move = intake_reported_ &&
@@ -205,10 +219,6 @@ void Worker::ProgressHandover() {
       Conn& c = conns_[slot];
       if (c.state != ConnState::kOpen || c.handover == 2) continue;
       if (c.handover == 0) {
-        if (c.transport == Transport::kPoll) {
-          FallbackClose(c, slot, "long polling");
-          continue;
-        }
         // An SSE stream moves once started (its 200 head and held events sent).
         if (c.transport == Transport::kSse && (c.hold_output || c.http)) continue;
         if (c.tls && !c.tls->session.compact()) {
@@ -234,7 +244,7 @@ void Worker::ProgressHandover() {
           SendHandover(c, slot);
         } else {
           c.handover = 0;  // bytes that arrived meanwhile made it busy: serve it, retry later
-          rearm_.push_back(slot);
+          if (c.transport != Transport::kPoll) rearm_.push_back(slot);
         }
       }
     }
@@ -282,6 +292,7 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
                                       : upgrade::ConnRecord::Sse::kPost;
     r.sse_raw = c.sse_raw;
   }
+  if (c.transport == Transport::kPoll) ExportPoll(c, &r);
   if (c.tls && !ExportTls(c, &r)) {
     FallbackClose(c, slot, "TLS session not quiet");
     return;
@@ -292,6 +303,15 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
     OPENSSL_cleanse(bytes.data(), bytes.size());
     FallbackClose(c, slot, "session too large");
     return;
+  }
+  if (c.transport == Transport::kPoll) {
+    // The channel carries one descriptor per connection: a socketless poll session sends a
+    // placeholder, closed on both sides (here when the slot is freed or the upgrade aborted).
+    c.fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (c.fd < 0) {
+      FallbackClose(c, slot, "no descriptor for the placeholder");
+      return;
+    }
   }
   c.handover = 2;
   c.pong_deadline_ms = 0;  // a pong now arrives at the new process
@@ -334,6 +354,7 @@ void Worker::OnHandoverAckItem(uint64_t token) {
   for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
   if (s.authenticated) counters_.clients_num.Add(-1);
   if (c->transport == Transport::kSse) counters_.sse_clients_num.Add(-1);
+  if (c->transport == Transport::kPoll) counters_.long_poll_clients_num.Add(-1);
   // Its presence records now live in the new process's store (memory broker; a remote store keeps
   // them as they are): dropped here without a leave event.
   if (s.presence_joined && shared_.presence) shared_.presence->Forget(s.sid);
@@ -475,8 +496,70 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
   AdoptPresence(*s, r);
   c.session = std::move(s);
   if (c.session->authenticated) counters_.clients_num.Add(1);
+  if (r.poll) {
+    AdoptPoll(c, slot, r);
+    return;
+  }
   StartPings(c, slot);
   ArmRecv(c, slot);
+}
+
+void Worker::AnswerOpenPolls() {
+  // Old process: a poll held open would keep its HTTP connection busy (and the handover waiting
+  // up to --poll_interval): it is answered now with what is queued, and its client polls again —
+  // at the new process once its connection moved.
+  if (handover_ == Handover::kNone) return;
+  for (auto& [id, slot] : polls_) {
+    Conn& p = conns_[slot];
+    PollState* ps = p.poll_state();
+    if (!ps || !ps->has_waiter || p.state != ConnState::kOpen || !p.session) continue;
+    const Session& s = *p.session;
+    if (s.inflight || s.pending_head < s.pending.size()) continue;  // answered once drained
+    PollAnswer(p, slot, 200);
+  }
+}
+
+void Worker::ExportPoll(Conn& c, upgrade::ConnRecord* r) {
+  const PollState& ps = *c.poll_state();
+  r->poll = true;
+  r->poll_id = ps.id;
+  r->poll_expires_in_ms = static_cast<uint32_t>(std::clamp<int64_t>(
+      ps.expire_at_ms - now_ms_, 0, static_cast<int64_t>(cfg_.poll_keepalive_timeout_s) * 1000));
+  for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) {
+    r->poll_queued.append(c.sendq[i]->data(), c.sendq[i]->size());
+  }
+}
+
+void Worker::AdoptPoll(Conn& c, uint32_t slot, upgrade::ConnRecord& r) {
+  close(c.fd);  // the placeholder
+  c.fd = -1;
+  c.transport = Transport::kPoll;
+  c.wire = hub::Wire::kJsonl;
+  c.hold_output = true;
+  c.http = std::make_unique<HttpState>();
+  c.http->poll = std::make_unique<PollState>();
+  PollState& ps = *c.http->poll;
+  ps.id = std::move(r.poll_id);
+  ps.expire_at_ms = now_ms_ + r.poll_expires_in_ms;
+  if (!r.poll_queued.empty()) {
+    hub::Frame* f = hub::Frame::NewLocal(r.poll_queued.size());
+    std::memcpy(f->data(), r.poll_queued.data(), r.poll_queued.size());
+    f->Acquire(index_);
+    f->ReleaseCreator();
+    c.sendq.push_back(f);
+    c.pending_bytes += f->size();
+    queued_bytes_ += f->size();
+  }
+  polls_[ps.id] = slot;
+  counters_.long_poll_clients_num.Add(1);
+  PollTimerAt(c, slot, ps.expire_at_ms);
+}
+
+void Worker::ReplayHeldPolls() {
+  if (held_polls_.empty() || shared_.upgrade->holding.load(std::memory_order_acquire)) return;
+  std::vector<HeldPoll> held;
+  held.swap(held_polls_);
+  for (auto& h : held) OnPollRequest(h.from_worker, h.token, h.poll_id, h.body);
 }
 
 }  // namespace cable::server

@@ -124,6 +124,14 @@ void EncodeSessionSections(const ConnRecord& r, Writer* w) {
     w->U8(static_cast<uint8_t>(ConnTag::kTls));
     w->Str(section.out());
   }
+  if (r.poll) {
+    Writer section;
+    section.Str(r.poll_id);
+    section.U32(r.poll_expires_in_ms);
+    section.Str(r.poll_queued);
+    w->U8(static_cast<uint8_t>(ConnTag::kPoll));
+    w->Str(section.out());
+  }
 }
 
 // One section's body; false if malformed. Unknown tags are skipped (true).
@@ -161,6 +169,13 @@ bool DecodeSessionSection(uint8_t tag, const std::string& body, ConnRecord* r) {
       r->tls_tx_seq = rd.U64();
       // The secrets are checked against the suite by the importer (tls::Session).
       return rd.AtEnd() && r->tls_rx_secret.size() <= 64 && r->tls_tx_secret.size() <= 64;
+    }
+    case ConnTag::kPoll: {
+      r->poll = true;
+      r->poll_id = rd.Str();
+      r->poll_expires_in_ms = rd.U32();
+      r->poll_queued = rd.Str();
+      return rd.AtEnd() && !r->poll_id.empty();
     }
   }
   return true;

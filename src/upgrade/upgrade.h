@@ -46,12 +46,14 @@
 // Sessions beyond a plain WebSocket (optional sections, tags 40–49): presence records (memory
 // broker: the records move and the new store adopts them; redis: the membership moves), started
 // SSE streams (their wire and ping schedule), TLS 1.3 connections on the compact record layer
-// (suite, traffic secrets and sequence numbers both ways; the encrypted stream goes on).
+// (suite, traffic secrets and sequence numbers both ways; the encrypted stream goes on), long-poll
+// sessions (socketless: a placeholder descriptor rides along; the poll the old process holds open
+// is answered at once so the client polls again, and the new process holds a poll for a session
+// it has not adopted yet until the handover ends, then serves it or answers 401).
 //
 // What falls back to a reconnect (server_restart close): TLS connections still on OpenSSL (TLS
-// 1.2, --ssl_compact=false: OpenSSL's state cannot be serialized portably), long-poll sessions
-// (ended), SSE streams not started, sessions that do not quiesce in time, records larger than
-// kMaxRecord.
+// 1.2, --ssl_compact=false: OpenSSL's state cannot be serialized portably), SSE streams not
+// started, sessions that do not quiesce in time, records larger than kMaxRecord.
 //
 // Broadcasts during the handover: the new process is the only sequencer from kReady on.
 //  - The new process HOLDS every publication it accepts (HTTP broadcast port, whispers,
@@ -170,10 +172,17 @@ struct ConnRecord {
   std::string tls_tx_secret;
   uint64_t tls_rx_seq = 0;
   uint64_t tls_tx_seq = 0;
+  // kTagPoll: a long-poll session (no socket of its own: the packet carries a placeholder
+  // descriptor, closed by the new process). Its poll id (naming the same worker index), the time
+  // left before it expires without a poll, and the JSON lines queued for its next poll.
+  bool poll = false;
+  std::string poll_id;
+  uint32_t poll_expires_in_ms = 0;
+  std::string poll_queued;
 };
 
 // Tags of the optional sections that follow the fixed part of a ConnRecord.
-enum class ConnTag : uint8_t { kPresence = 40, kSse = 41, kTls = 42 };
+enum class ConnTag : uint8_t { kPresence = 40, kSse = 41, kTls = 42, kPoll = 43 };
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);

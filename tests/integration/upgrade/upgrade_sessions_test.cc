@@ -4,7 +4,9 @@
 // no join/leave event and the same `presence` info after the upgrade; SSE streams (GET, raw GET,
 // POST with two subscriptions) keep receiving broadcasts and pings on the same socket; wss
 // connections on the compact TLS 1.3 record layer (each suite) go on with the same encrypted
-// stream, while a TLS 1.2 one falls back to server_restart.
+// stream, while a TLS 1.2 one falls back to server_restart; a long-poll session keeps its
+// subscription, state and queued messages, and the poll the old process held open is answered at
+// once.
 #include <openssl/ssl.h>
 
 #include "brokers.h"
@@ -259,6 +261,59 @@ TEST_F(UpgradeSessionsTest, CompactTls13ConnectionsMoveAndTls12FallsBack) {
     EXPECT_EQ(clients[i]->NextMessage().payload, MessageFrame(room, R"({"n":2})")) << suites[i];
   }
   EXPECT_EQ(rpc_.connects().size(), 4u);
+}
+
+// Long polling: the session (no socket: each poll is an HTTP request) moves between polls. The poll
+// the old process holds open is answered at once (204: nothing queued), the next polls are served
+// by the new process with the subscription, the connection state and a message queued before the
+// upgrade.
+TEST_F(UpgradeSessionsTest, LongPollSessionKeepsItsSubscriptionAndQueue) {
+  // A poll interval longer than the HTTP client's 10 s wait: an open poll only returns in time if
+  // it is answered at once.
+  StartServer({"--poll", "--poll_interval=30", "--poll_flush_interval=50",
+               "--poll_keepalive_timeout=10", "--workers", "2"});
+  const std::string chat = R"({"channel":"ChatChannel"})";
+  auto poll = [&](const std::string& id, const std::string& body) {
+    std::map<std::string, std::string> h;
+    if (!id.empty()) h["X-AnyCable-Poll-ID"] = id;
+    return cable::test::HttpRequest(server_.port(), "POST", "/lp?user=ann", h, body);
+  };
+  auto init = poll("", "{\"command\":\"subscribe\",\"identifier\":" + JsonString(chat) + "}\n");
+  ASSERT_EQ(init.status, 200);
+  const std::string id = init.headers["x-anycable-poll-id"];
+  ASSERT_FALSE(id.empty());
+  ASSERT_NE(init.body.find("confirm_subscription"), std::string::npos) << init.body;
+  // A poll left open in the old process: it carries a command that sets the connection state and
+  // sends nothing back, so it waits (for --poll_interval) once the app has seen the command.
+  const std::string state_cmd = "{\"command\":\"message\",\"identifier\":" + JsonString(chat) +
+                                ",\"data\":" + JsonString(R"({"action":"state","value":"lp1"})") +
+                                "}\n";
+  cable::test::HttpResponse open_poll;
+  std::thread holder([&] { open_poll = poll(id, state_cmd); });
+  ASSERT_TRUE(rpc_.WaitFor(
+      [](const tools::ScriptedRpcServer& r) { return r.commands().size() >= 2; }, 10s));
+  Upgrade();
+  holder.join();
+  EXPECT_EQ(open_poll.status, 204) << "the open poll was not answered at once: " << open_poll.body;
+  // A message published now is queued for the session (in the new process) ...
+  Broadcast(Publication("ChatChannel", R"({"n":1})"));
+  auto next = poll(id, "");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(next.headers["x-anycable-poll-id"], id);
+  EXPECT_EQ(next.body, MessageFrame(chat, R"({"n":1})") + "\n");
+  // ... and the session's state went along: a perform reaches the app with cstate and istate.
+  auto echo = poll(id, "{\"command\":\"message\",\"identifier\":" + JsonString(chat) +
+                           ",\"data\":" + JsonString(R"({"action":"echo","x":1})") + "}\n");
+  ASSERT_EQ(echo.status, 200) << echo.body;
+  EXPECT_NE(echo.body.find("\"x\":1"), std::string::npos) << echo.body;
+  auto cmds = rpc_.commands();
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds.back().request.env().cstate().at("last"), "lp1");
+  EXPECT_EQ(cmds.back().request.env().istate().at("k"), "lp1");
+  EXPECT_EQ(rpc_.connects().size(), 1u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
+  // An id the new process never received: 401, as before.
+  EXPECT_EQ(poll("0.nosuchsession", "").status, 401);
 }
 
 }  // namespace

@@ -178,6 +178,23 @@ TEST(UpgradeRecord, TlsSectionRoundTripsAndOversizedSecretsAreRefused) {
   EXPECT_FALSE(Decode(Encode(in), &big));
 }
 
+TEST(UpgradeRecord, PollSectionRoundTripsAndNeedsAnId) {
+  ConnRecord in = Sample();
+  in.poll = true;
+  in.poll_id = "1.abcdef";
+  in.poll_expires_in_ms = 4500;
+  in.poll_queued = "{\"a\":1}\n{\"b\":2}\n";
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_TRUE(out.poll);
+  EXPECT_EQ(out.poll_id, in.poll_id);
+  EXPECT_EQ(out.poll_expires_in_ms, 4500u);
+  EXPECT_EQ(out.poll_queued, in.poll_queued);
+  in.poll_id.clear();
+  ConnRecord no_id;
+  EXPECT_FALSE(Decode(Encode(in), &no_id));
+}
+
 TEST(UpgradeControl, PacketsCarryBytesAndDescriptors) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
