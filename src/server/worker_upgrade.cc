@@ -508,8 +508,14 @@ void Worker::AnswerOpenPolls() {
   // Old process: a poll held open would keep its HTTP connection busy (and the handover waiting
   // up to --poll_interval): it is answered now with what is queued, and its client polls again —
   // at the new process once its connection moved.
-  if (handover_ == Handover::kNone) return;
-  for (auto& [id, slot] : polls_) {
+  if (handover_ == Handover::kNone || polls_.empty()) return;
+  // Slots first: an answer can serve requests pipelined behind it, which may add to polls_.
+  std::vector<uint32_t> slots;
+  for (const auto& [id, slot] : polls_) {
+    const PollState* ps = conns_[slot].poll_state();
+    if (ps && ps->has_waiter) slots.push_back(slot);
+  }
+  for (uint32_t slot : slots) {
     Conn& p = conns_[slot];
     PollState* ps = p.poll_state();
     if (!ps || !ps->has_waiter || p.state != ConnState::kOpen || !p.session) continue;
