@@ -155,6 +155,7 @@ void Worker::HandoverTick() {
     }
     if (!http_left && pending_publish_.empty() && !accept_armed_[0] && !accept_armed_[1]) {
       intake_reported_ = true;
+      LOG_DEBUG("upgrade: worker %d closed its intake", index_);
       u.intake_closed.fetch_add(1, std::memory_order_acq_rel);
       for (auto& w : shared_.workers) w->WakeIfSleeping();
     }

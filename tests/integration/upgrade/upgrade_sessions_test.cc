@@ -7,7 +7,11 @@
 // stream, while a TLS 1.2 one falls back to server_restart; a long-poll session keeps its
 // subscription, state and queued messages, and the poll the old process held open is answered at
 // once.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "brokers.h"
 #include "tests/integration/tls/tls_util.h"
@@ -314,6 +318,62 @@ TEST_F(UpgradeSessionsTest, LongPollSessionKeepsItsSubscriptionAndQueue) {
   EXPECT_EQ(rpc_.disconnects().size(), 0u);
   // An id the new process never received: 401, as before.
   EXPECT_EQ(poll("0.nosuchsession", "").status, 401);
+}
+
+// A poll that reaches the new process before its session does is held until the handover ends,
+// then served. The session cannot move yet (a command's RPC call is held by the test) and its
+// client dropped the poll that carried the command, so the old process's intake closes and the
+// next poll, sent once it has, can only be accepted by the new process.
+TEST_F(UpgradeSessionsTest, PollForASessionStillOnItsWayIsHeldThenServed) {
+  Gate gate;
+  rpc_.SetCommandHandler([flag = gate.flag()](const anycable::CommandMessage& req,
+                                              const tools::Metadata& meta,
+                                              anycable::CommandResponse* res) {
+    if (req.data().find("\"slow\"") != std::string::npos) Gate::Wait(flag);
+    return tools::ScriptedRpcServer::DemoCommand(req, meta, res);
+  });
+  StartServer({"--poll", "--poll_interval=30", "--poll_flush_interval=50",
+               "--poll_keepalive_timeout=20", "--workers", "1", "--log_level", "debug"});
+  const std::string chat = R"({"channel":"ChatChannel"})";
+  auto init = cable::test::HttpRequest(
+      server_.port(), "POST", "/lp?user=ann", {},
+      "{\"command\":\"subscribe\",\"identifier\":" + JsonString(chat) + "}\n");
+  ASSERT_EQ(init.status, 200);
+  const std::string id = init.headers["x-anycable-poll-id"];
+  ASSERT_FALSE(id.empty());
+  // The poll carrying the slow command, on a socket the test closes once the app has the call.
+  const std::string slow = "{\"command\":\"message\",\"identifier\":" + JsonString(chat) +
+                           ",\"data\":" + JsonString(R"({"action":"echo","slow":1})") + "}\n";
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "POST /lp HTTP/1.1\r\nHost: x\r\nX-AnyCable-Poll-ID: " + id +
+                          "\r\nContent-Length: " + std::to_string(slow.size()) + "\r\n\r\n" + slow;
+  ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  ASSERT_TRUE(rpc_.WaitFor(
+      [](const tools::ScriptedRpcServer& r) { return r.commands().size() >= 2; }, 10s));
+  close(fd);
+
+  ASSERT_EQ(kill(server_.pid(), SIGUSR2), 0);
+  ASSERT_TRUE(WaitLog("upgrade: worker 0 closed its intake"));
+  next_.set(StartedPid());
+  cable::test::HttpResponse held;
+  std::thread poller([&] {
+    held = cable::test::HttpRequest(server_.port(), "POST", "/lp", {{"X-AnyCable-Poll-ID", id}});
+  });
+  const bool was_held = WaitLog("held until the handover ends");
+  gate.Open();  // the command finishes in the old process; the session moves with its reply
+  poller.join();
+  ASSERT_TRUE(was_held);
+  EXPECT_EQ(held.status, 200) << held.body;
+  EXPECT_NE(held.body.find("\"slow\":1"), std::string::npos) << held.body;
+  ASSERT_EQ(server_.WaitExit(30s), 0);
+  EXPECT_EQ(rpc_.connects().size(), 1u);
+  EXPECT_EQ(rpc_.disconnects().size(), 0u);
 }
 
 }  // namespace
