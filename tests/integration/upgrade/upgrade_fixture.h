@@ -54,9 +54,16 @@ class UpgradeFixture : public CoreTest {
     CoreTest::SetUp();
     ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   }
+  // The upgraded process stops cleanly, and neither process logged a sanitizer report (ASan/UBSan
+  // builds: both write to the same log).
   void TearDown() override {
-    if (HasFailure()) std::cerr << "---- log ----\n" << server_.Log() << "-------------\n";
-    next_.Stop();
+    if (next_.pid() > 0) {
+      EXPECT_EQ(next_.Stop(), 0) << "the upgraded process did not stop cleanly";
+    }
+    const std::string log = server_.Log();
+    EXPECT_EQ(log.find("Sanitizer"), std::string::npos);
+    EXPECT_EQ(log.find("runtime error"), std::string::npos);
+    if (HasFailure()) std::cerr << "---- log ----\n" << log << "-------------\n";
     CoreTest::TearDown();
   }
   // Waits until the server's log (old and new process share it) contains `needle`.
