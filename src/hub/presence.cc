@@ -114,6 +114,55 @@ bool PresenceStore::HasSession(const std::string& sid) const {
   return sessions_.count(sid) != 0;
 }
 
+std::vector<PresenceStore::Held> PresenceStore::HeldBy(const std::string& sid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Held> out;
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return out;
+  for (const auto& [stream, id] : it->second.ids) {
+    auto sit = streams_.find(stream);
+    if (sit == streams_.end()) continue;
+    auto rit = sit->second.find(id);
+    if (rit == sit->second.end()) continue;
+    out.push_back(Held{stream, id, rit->second.info_json});
+  }
+  return out;
+}
+
+void PresenceStore::Forget(const std::string& sid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return;
+  for (const auto& [stream, id] : it->second.ids) {
+    auto sit = streams_.find(stream);
+    if (sit == streams_.end()) continue;
+    auto rit = sit->second.find(id);
+    if (rit == sit->second.end()) continue;
+    rit->second.sids.erase(sid);
+    if (rit->second.sids.empty()) sit->second.erase(rit);  // silently: it lives on elsewhere
+    if (sit->second.empty()) streams_.erase(sit);
+  }
+  sessions_.erase(it);
+}
+
+void PresenceStore::Adopt(const std::string& sid, const std::vector<Held>& held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Held& h : held) {
+    SessionEntry& se = sessions_[sid];
+    if (se.ids.count(h.stream) || se.ids.size() >= kMaxStreamsPerSession) continue;
+    auto& records = streams_[h.stream];
+    auto rit = records.find(h.id);
+    if (rit == records.end()) {
+      if (records.size() >= kMaxRecordsPerStream) continue;  // never empty here
+      rit = records.emplace(h.id, StreamRecord{h.info_json, {}}).first;
+    }
+    rit->second.sids.insert(sid);
+    se.ids[h.stream] = h.id;
+  }
+  auto it = sessions_.find(sid);
+  if (it != sessions_.end() && it->second.ids.empty()) sessions_.erase(it);
+}
+
 PresenceStore::Sizes PresenceStore::sizes() const {
   std::lock_guard lock(mu_);
   Sizes out;

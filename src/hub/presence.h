@@ -67,6 +67,20 @@ class PresenceStore {
 
   bool HasSession(const std::string& sid) const;
 
+  // Live upgrade (#19): a connected session's records leave with it and are adopted by the new
+  // process's store, without any event. Held() lists them; Forget() drops them once the new
+  // process holds them (a record other sessions still hold stays); Adopt() adds them (a record
+  // another adopted session brought already just gains this sid). Adopt ignores what exceeds the
+  // bounds (it cannot be refused any more: the old store held it).
+  struct Held {
+    std::string stream;
+    std::string id;
+    std::string info_json;
+  };
+  std::vector<Held> HeldBy(const std::string& sid) const;
+  void Forget(const std::string& sid);
+  void Adopt(const std::string& sid, const std::vector<Held>& held);
+
   // For metrics: streams with records, records (distinct ids per stream), sessions.
   struct Sizes {
     size_t streams = 0, records = 0, sessions = 0;

@@ -47,6 +47,10 @@
 #include "server/shared.h"
 #include "ws/reader.h"
 
+namespace cable::upgrade {
+struct ConnRecord;
+}
+
 namespace cable::server {
 
 constexpr uint32_t kNil = UINT32_MAX;
@@ -104,6 +108,7 @@ struct HttpState {
 // order just before sending (worker_tls.cc).
 struct ConnTls {
   explicit ConnTls(const tls::ServerContext& ctx) : session(ctx) {}
+  explicit ConnTls(const tls::CompactState& state) : session(state) {}  // live upgrade
   tls::Session session;
   uint32_t cipher_frames = 0;
   bool got_bytes = false;  // anything received (an EOF before the handshake then counts as error)
@@ -499,6 +504,25 @@ class Worker : public rpc::CompletionSink,
   bool Quiescent(const Conn& c) const;
   void SendHandover(Conn& c, uint32_t slot);
   void SendHttpHandover(Conn& c, uint32_t slot);  // an idle HTTP keep-alive connection
+  // Session transports' sections of the record (tags 40–49).
+  void ExportPresence(const Session& s, upgrade::ConnRecord* r) const;
+  void AdoptPresence(Session& s, const upgrade::ConnRecord& r);
+  bool ExportTls(const Conn& c, upgrade::ConnRecord* r) const;  // false: not compact and quiet
+  bool AdoptTls(Conn& c, upgrade::ConnRecord* r);               // false: unusable state
+  static void WipeTlsSecrets(upgrade::ConnRecord* r);
+  void ExportPoll(Conn& c, upgrade::ConnRecord* r);
+  void AdoptPoll(Conn& c, uint32_t slot, upgrade::ConnRecord& r);
+  void AnswerOpenPolls();  // old process: open polls answered at once, so their clients poll anew
+  // New process: polls for sessions not adopted yet wait until the handover ends (then they are
+  // served, or get 401 if their session never came).
+  struct HeldPoll {
+    int from_worker;
+    uint64_t token;
+    std::string poll_id;
+    std::string body;
+  };
+  std::vector<HeldPoll> held_polls_;
+  void ReplayHeldPolls();
   void FallbackClose(Conn& c, uint32_t slot, const char* why);
   void OnAcceptResume();
   // New process: no accepting until the old process stopped (one sequencer at a time).

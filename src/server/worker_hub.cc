@@ -254,6 +254,7 @@ void Worker::ProcessTicks() {
   ExpireHandshakes();
   ExpirePongs();
   if (!poll_timers_.empty() || !poll_tombstones_.empty()) ProcessPollTimers();
+  ReplayHeldPolls();  // live upgrade, new process: once the handover ended
   if (index_ == 0 && shared_.broker && now_ms_ >= next_sweep_ms_) {
     next_sweep_ms_ = now_ms_ + 1000;
     shared_.broker->Sweep();

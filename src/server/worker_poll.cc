@@ -135,6 +135,12 @@ void Worker::OnPollRequest(int from_worker, uint64_t token, const std::string& p
                            const std::string& body) {
   auto it = polls_.find(poll_id);
   Conn* pc = it == polls_.end() ? nullptr : &conns_[it->second];
+  if (!pc && shared_.upgrade->holding.load(std::memory_order_acquire)) {
+    // New process during a live upgrade: the session may still be on its way from the old one.
+    LOG_DEBUG("upgrade: poll for %.64s held until the handover ends", poll_id.c_str());
+    held_polls_.push_back({from_worker, token, poll_id, body});
+    return;
+  }
   if (!pc || !pc->poll_state() || pc->state == ConnState::kClosing ||
       pc->state == ConnState::kFree) {
     counters_.long_poll_stale_requests_total.Add();

@@ -12,9 +12,12 @@
 //
 // Ownership: everything here runs on the worker's thread and touches only its own connections;
 // the outbox (Shared::upgrade) is the only state shared with the controller.
+#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/log.h"
@@ -90,6 +93,13 @@ void Worker::OnHandoverAbort() {
   for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
     Conn& c = conns_[slot];
     if (c.handover == 0 || c.state == ConnState::kFree) continue;
+    if (c.transport == Transport::kPoll) {  // socketless: drop the placeholder, nothing to arm
+      if (c.fd >= 0) close(c.fd);
+      c.fd = -1;
+      c.handover = 0;
+      ++resumed;
+      continue;
+    }
     if (c.handover == 2) StartPings(c, slot);
     c.handover = 0;
     rearm_.push_back(slot);
@@ -101,6 +111,7 @@ void Worker::OnHandoverAbort() {
 
 void Worker::HandoverTick() {
   UpgradeState& u = *shared_.upgrade;
+  AnswerOpenPolls();
   if (!intake_reported_) {
     // Idle HTTP keep-alive connections (broadcasters') move to the new process like sessions do;
     // busy ones are moved once answered; TLS ones are closed when idle. The intake is closed once
@@ -144,6 +155,7 @@ void Worker::HandoverTick() {
     }
     if (!http_left && pending_publish_.empty() && !accept_armed_[0] && !accept_armed_[1]) {
       intake_reported_ = true;
+      LOG_DEBUG("upgrade: worker %d closed its intake", index_);
       u.intake_closed.fetch_add(1, std::memory_order_acq_rel);
       for (auto& w : shared_.workers) w->WakeIfSleeping();
     }
@@ -169,13 +181,17 @@ void Worker::HandoverTick() {
 
 bool Worker::Quiescent(const Conn& c) const {
   if (c.state != ConnState::kOpen || !c.session || c.reading_stopped || c.read_paused) return false;
+  // A long-poll session moves between polls; its queued lines go with it.
+  const bool poll = c.transport == Transport::kPoll;
+  if (poll && c.poll_state()->has_waiter) return false;
   const Session& s = *c.session;
   if (s.broker_inflight) return false;  // a history read or restore at the broker thread
   for (const auto& sub : s.subs) {
     if (pending_history_.count(&sub->sub)) return false;  // live messages held for history
   }
+  if (c.tls && !c.tls->session.CompactAndQuiet()) return false;  // e.g. a record received in part
   return !s.inflight && s.pending_head >= s.pending.size() && c.reader.idle() && !c.send_inflight &&
-         c.sendq_head == c.sendq.size();
+         (poll || c.sendq_head == c.sendq.size());
 }
 
 void Worker::FallbackClose(Conn& c, uint32_t slot, const char* why) {
@@ -189,6 +205,7 @@ void Worker::FallbackClose(Conn& c, uint32_t slot, const char* why) {
 
 void Worker::ProgressHandover() {
   if (stopping_) return;
+  AnswerOpenPolls();
   const UpgradeState& u = *shared_.upgrade;
   // The barrier: every worker's intake is closed and this worker delivered all it published.
   bool may_move = intake_reported_ &&
@@ -203,16 +220,16 @@ void Worker::ProgressHandover() {
       Conn& c = conns_[slot];
       if (c.state != ConnState::kOpen || c.handover == 2) continue;
       if (c.handover == 0) {
-        if (c.transport != Transport::kWs) {
-          FallbackClose(c, slot, "SSE / long polling");
+        // An SSE stream moves once started (its 200 head and held events sent).
+        if (c.transport == Transport::kSse && (c.hold_output || c.http)) continue;
+        if (c.tls && !c.tls->session.compact()) {
+          // TLS 1.2, --ssl_compact=false, or a 1.3 session still on OpenSSL: its state stays in
+          // OpenSSL, which cannot hand it over.
+          FallbackClose(c, slot, "TLS session not on the compact record layer");
           continue;
         }
-        if (c.tls) {
-          FallbackClose(c, slot, "TLS");
-          continue;
-        }
-        if (!c.session || c.session->presence_joined) {
-          FallbackClose(c, slot, "presence");
+        if (!c.session) {
+          FallbackClose(c, slot, "no session");
           continue;
         }
         if (!Quiescent(c)) continue;
@@ -228,7 +245,7 @@ void Worker::ProgressHandover() {
           SendHandover(c, slot);
         } else {
           c.handover = 0;  // bytes that arrived meanwhile made it busy: serve it, retry later
-          rearm_.push_back(slot);
+          if (c.transport != Transport::kPoll) rearm_.push_back(slot);
         }
       }
     }
@@ -270,10 +287,32 @@ void Worker::SendHandover(Conn& c, uint32_t slot) {
   r.restorable = s.restorable;
   r.ping_precision = c.ping_precision;
   r.ping_period = c.ping_period;
+  ExportPresence(s, &r);
+  if (c.transport == Transport::kSse) {
+    r.sse = c.wire == hub::Wire::kSse ? upgrade::ConnRecord::Sse::kGet
+                                      : upgrade::ConnRecord::Sse::kPost;
+    r.sse_raw = c.sse_raw;
+  }
+  if (c.transport == Transport::kPoll) ExportPoll(c, &r);
+  if (c.tls && !ExportTls(c, &r)) {
+    FallbackClose(c, slot, "TLS session not quiet");
+    return;
+  }
   std::string bytes = upgrade::Encode(r);
+  WipeTlsSecrets(&r);
   if (bytes.size() > upgrade::kMaxRecord) {
+    OPENSSL_cleanse(bytes.data(), bytes.size());
     FallbackClose(c, slot, "session too large");
     return;
+  }
+  if (c.transport == Transport::kPoll) {
+    // The channel carries one descriptor per connection: a socketless poll session sends a
+    // placeholder, closed on both sides (here when the slot is freed or the upgrade aborted).
+    c.fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (c.fd < 0) {
+      FallbackClose(c, slot, "no descriptor for the placeholder");
+      return;
+    }
   }
   c.handover = 2;
   c.pong_deadline_ms = 0;  // a pong now arrives at the new process
@@ -315,7 +354,78 @@ void Worker::OnHandoverAckItem(uint64_t token) {
   Session& s = *c->session;
   for (auto& sub : s.subs) index_map_.RemoveAll(&sub->sub);
   if (s.authenticated) counters_.clients_num.Add(-1);
+  if (c->transport == Transport::kSse) counters_.sse_clients_num.Add(-1);
+  if (c->transport == Transport::kPoll) counters_.long_poll_clients_num.Add(-1);
+  // Its presence records now live in the new process's store (memory broker; a remote store keeps
+  // them as they are): dropped here without a leave event.
+  if (s.presence_joined && shared_.presence) shared_.presence->Forget(s.sid);
   FreeSlot(*c, slot);
+}
+
+bool Worker::ExportTls(const Conn& c, upgrade::ConnRecord* r) const {
+  tls::CompactState st;
+  if (!c.tls->session.ExportCompact(&st)) return false;
+  r->tls = true;
+  r->tls_suite = static_cast<uint8_t>(st.suite);
+  r->tls_rx_secret.assign(reinterpret_cast<const char*>(st.rx_secret), st.secret_len);
+  r->tls_tx_secret.assign(reinterpret_cast<const char*>(st.tx_secret), st.secret_len);
+  r->tls_rx_seq = st.rx_seq;
+  r->tls_tx_seq = st.tx_seq;
+  return true;
+}
+
+bool Worker::AdoptTls(Conn& c, upgrade::ConnRecord* r) {
+  tls::CompactState st;
+  const bool fits = r->tls_rx_secret.size() == r->tls_tx_secret.size() &&
+                    r->tls_rx_secret.size() <= sizeof(st.rx_secret);
+  if (fits) {
+    st.suite = static_cast<tls::Suite>(r->tls_suite);
+    st.secret_len = static_cast<uint8_t>(r->tls_rx_secret.size());
+    std::memcpy(st.rx_secret, r->tls_rx_secret.data(), st.secret_len);
+    std::memcpy(st.tx_secret, r->tls_tx_secret.data(), st.secret_len);
+    st.rx_seq = r->tls_rx_seq;
+    st.tx_seq = r->tls_tx_seq;
+  }
+  WipeTlsSecrets(r);
+  if (!fits) return false;
+  c.tls = std::make_unique<ConnTls>(st);
+  if (!c.tls->session.ok()) {
+    c.tls.reset();
+    return false;
+  }
+  c.tls->got_bytes = true;
+  c.tls->counted_compact = true;  // counted by the process that switched it
+  return true;
+}
+
+void Worker::WipeTlsSecrets(upgrade::ConnRecord* r) {
+  OPENSSL_cleanse(r->tls_rx_secret.data(), r->tls_rx_secret.size());
+  OPENSSL_cleanse(r->tls_tx_secret.data(), r->tls_tx_secret.size());
+}
+
+void Worker::ExportPresence(const Session& s, upgrade::ConnRecord* r) const {
+  if (!s.presence_joined || !HasPresence()) return;
+  r->presence_joined = true;
+  if (!shared_.presence) return;  // remote store: the membership moves, the records stay put
+  for (auto& h : shared_.presence->HeldBy(s.sid)) {
+    r->presence.push_back({std::move(h.stream), std::move(h.id), std::move(h.info_json)});
+  }
+}
+
+void Worker::AdoptPresence(Session& s, const upgrade::ConnRecord& r) {
+  if (!r.presence_joined || !HasPresence()) return;
+  s.presence_joined = true;
+  if (RemotePresence()) {
+    // Touched now: the old process's last touch may be up to half a TTL old, and this worker's
+    // schedule may be as far from its next one.
+    shared_.remote_broker->PresenceTouch({s.sid});
+    return;
+  }
+  if (!shared_.presence) return;
+  std::vector<hub::PresenceStore::Held> held;
+  held.reserve(r.presence.size());
+  for (const auto& p : r.presence) held.push_back({p.stream, p.id, p.info_json});
+  shared_.presence->Adopt(s.sid, held);
 }
 
 void Worker::AdoptConnection(int fd, const std::string& record) {
@@ -340,9 +450,24 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
     ArmRecv(c, slot);
     return;
   }
+  if (r.tls && !AdoptTls(c, &r)) {
+    LOG_ERROR("upgrade: unusable TLS state in a connection record; closing the socket");
+    counters_.tls_errors_total.Add();
+    c.state = ConnState::kClosing;
+    FreeSlot(c, slot);
+    return;
+  }
   c.state = ConnState::kOpen;
   c.transport = Transport::kWs;
   c.wire = r.ext ? hub::Wire::kWsExt : hub::Wire::kWs;
+  if (r.sse != upgrade::ConnRecord::Sse::kNone) {
+    // A started SSE stream: events go on as HTTP chunks; reads only notice the client leaving.
+    c.transport = Transport::kSse;
+    c.wire = r.sse == upgrade::ConnRecord::Sse::kGet ? hub::Wire::kSse : hub::Wire::kSseFull;
+    c.sse_raw = r.sse_raw;
+    c.keep_alive = false;
+    counters_.sse_clients_num.Add(1);
+  }
   c.deflate = r.deflate;
   if (c.deflate) c.reader.set_deflate(true);
   c.ping_precision = r.ping_precision;
@@ -369,10 +494,79 @@ void Worker::AdoptConnection(int fd, const std::string& record) {
     for (const std::string& stream : rs.streams) index_map_.Add(&sub->sub, stream);
     s->subs.push_back(std::move(sub));
   }
+  AdoptPresence(*s, r);
   c.session = std::move(s);
   if (c.session->authenticated) counters_.clients_num.Add(1);
+  if (r.poll) {
+    AdoptPoll(c, slot, r);
+    return;
+  }
   StartPings(c, slot);
   ArmRecv(c, slot);
+}
+
+void Worker::AnswerOpenPolls() {
+  // Old process: a poll held open would keep its HTTP connection busy (and the handover waiting
+  // up to --poll_interval): it is answered now with what is queued, and its client polls again —
+  // at the new process once its connection moved.
+  if (handover_ == Handover::kNone || polls_.empty()) return;
+  // Slots first: an answer can serve requests pipelined behind it, which may add to polls_.
+  std::vector<uint32_t> slots;
+  for (const auto& [id, slot] : polls_) {
+    const PollState* ps = conns_[slot].poll_state();
+    if (ps && ps->has_waiter) slots.push_back(slot);
+  }
+  for (uint32_t slot : slots) {
+    Conn& p = conns_[slot];
+    PollState* ps = p.poll_state();
+    if (!ps || !ps->has_waiter || p.state != ConnState::kOpen || !p.session) continue;
+    const Session& s = *p.session;
+    if (s.inflight || s.pending_head < s.pending.size()) continue;  // answered once drained
+    PollAnswer(p, slot, 200);
+  }
+}
+
+void Worker::ExportPoll(Conn& c, upgrade::ConnRecord* r) {
+  const PollState& ps = *c.poll_state();
+  r->poll = true;
+  r->poll_id = ps.id;
+  r->poll_expires_in_ms = static_cast<uint32_t>(std::clamp<int64_t>(
+      ps.expire_at_ms - now_ms_, 0, static_cast<int64_t>(cfg_.poll_keepalive_timeout_s) * 1000));
+  for (size_t i = c.sendq_head; i < c.sendq.size(); ++i) {
+    r->poll_queued.append(c.sendq[i]->data(), c.sendq[i]->size());
+  }
+}
+
+void Worker::AdoptPoll(Conn& c, uint32_t slot, upgrade::ConnRecord& r) {
+  close(c.fd);  // the placeholder
+  c.fd = -1;
+  c.transport = Transport::kPoll;
+  c.wire = hub::Wire::kJsonl;
+  c.hold_output = true;
+  c.http = std::make_unique<HttpState>();
+  c.http->poll = std::make_unique<PollState>();
+  PollState& ps = *c.http->poll;
+  ps.id = std::move(r.poll_id);
+  ps.expire_at_ms = now_ms_ + r.poll_expires_in_ms;
+  if (!r.poll_queued.empty()) {
+    hub::Frame* f = hub::Frame::NewLocal(r.poll_queued.size());
+    std::memcpy(f->data(), r.poll_queued.data(), r.poll_queued.size());
+    f->Acquire(index_);
+    f->ReleaseCreator();
+    c.sendq.push_back(f);
+    c.pending_bytes += f->size();
+    queued_bytes_ += f->size();
+  }
+  polls_[ps.id] = slot;
+  counters_.long_poll_clients_num.Add(1);
+  PollTimerAt(c, slot, ps.expire_at_ms);
+}
+
+void Worker::ReplayHeldPolls() {
+  if (held_polls_.empty() || shared_.upgrade->holding.load(std::memory_order_acquire)) return;
+  std::vector<HeldPoll> held;
+  held.swap(held_polls_);
+  for (auto& h : held) OnPollRequest(h.from_worker, h.token, h.poll_id, h.body);
 }
 
 }  // namespace cable::server

@@ -270,6 +270,44 @@ Session::Session(const ServerContext& ctx) : want_compact_(ctx.compact()) {
   SSL_set_accept_state(ssl_);
 }
 
+CompactState::~CompactState() {
+  OPENSSL_cleanse(rx_secret, sizeof(rx_secret));
+  OPENSSL_cleanse(tx_secret, sizeof(tx_secret));
+}
+
+Session::Session(const CompactState& state) {
+  const bool known = state.suite == Suite::kAes128GcmSha256 ||
+                     state.suite == Suite::kAes256GcmSha384 ||
+                     state.suite == Suite::kChacha20Poly1305Sha256;
+  const size_t len = known ? SuiteHashLen(state.suite) : 0;
+  if (len == 0 || state.secret_len != len || !rx_.Set(state.suite, state.rx_secret, len) ||
+      !tx_.Set(state.suite, state.tx_secret, len)) {
+    ERR_clear_error();
+    rx_.Wipe();
+    tx_.Wipe();
+    return;  // ok() is false: neither an SSL nor a compact layer
+  }
+  rx_.seq = state.rx_seq;
+  tx_.seq = state.tx_seq;
+  rx_secret_len_ = tx_secret_len_ = static_cast<uint8_t>(len);
+  suite_ = state.suite;
+  done_ = true;
+  want_compact_ = true;
+  compact_ = true;
+}
+
+bool Session::ExportCompact(CompactState* out) const {
+  if (!CompactAndQuiet()) return false;
+  const size_t len = SuiteHashLen(suite_);
+  out->suite = suite_;
+  out->secret_len = static_cast<uint8_t>(len);
+  std::memcpy(out->rx_secret, rx_.secret, len);
+  std::memcpy(out->tx_secret, tx_.secret, len);
+  out->rx_seq = rx_.seq;
+  out->tx_seq = tx_.seq;
+  return true;
+}
+
 Session::~Session() {
   IoScope io(this);  // SSL_free writes nothing, but the BIO must never see another session
   if (ssl_) SSL_free(ssl_);

@@ -94,11 +94,27 @@ class ServerContext {
   bool compact_ = true;
 };
 
+// A compact session's state as it moves to another process (live upgrade, #19): the suite, and per
+// direction the current traffic secret and the next record's sequence number (key and iv are
+// derived again from the secret). Wiped on destruction.
+struct CompactState {
+  Suite suite = Suite::kNone;
+  uint8_t rx_secret[kMaxSecret] = {};
+  uint8_t tx_secret[kMaxSecret] = {};
+  uint8_t secret_len = 0;  // SuiteHashLen(suite)
+  uint64_t rx_seq = 0;
+  uint64_t tx_seq = 0;
+  ~CompactState();
+};
+
 class Session {
  public:
   enum class Status { kDone, kWantMore, kClosed, kError };
 
   explicit Session(const ServerContext& ctx);
+  // A session that goes on on the compact record layer from `state` (live upgrade); ok() is false
+  // if the state is unusable (unknown suite, wrong secret length).
+  explicit Session(const CompactState& state);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -128,6 +144,13 @@ class Session {
   // is taken the buffer is freed).
   size_t PendingOutput() const { return out_.size(); }
   size_t TakeOutput(char* dst, size_t n);
+  // Live upgrade: the compact state, only when the session is on the compact record layer and
+  // quiet (no partial record received, no output waiting, not failed, no close_notify sent).
+  bool ExportCompact(CompactState* out) const;
+  bool CompactAndQuiet() const {
+    return compact_ && !failed_ && !shutdown_sent_ && out_.empty() && partial_.empty() &&
+           in_len_ == 0;
+  }
   // OpenSSL's reason for the last kError (for debug logs), e.g. "wrong version number".
   const std::string& last_error() const { return last_error_; }
 

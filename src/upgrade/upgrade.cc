@@ -81,6 +81,7 @@ class Reader {
     }
   }
   bool AtEnd() const { return ok_ && pos_ == in_.size(); }
+  size_t left() const { return ok_ ? in_.size() - pos_ : 0; }
 
  private:
   bool Need(size_t n) {
@@ -91,6 +92,94 @@ class Reader {
   size_t pos_ = 0;
   bool ok_ = true;
 };
+
+// Optional sections of a ConnRecord (tags 40–49, the session transports'); kept apart from the
+// fixed part so that other sections can be added beside them.
+void EncodeSessionSections(const ConnRecord& r, Writer* w) {
+  if (r.presence_joined) {
+    Writer section;
+    section.U32(static_cast<uint32_t>(r.presence.size()));
+    for (const auto& p : r.presence) {
+      section.Str(p.stream);
+      section.Str(p.id);
+      section.Str(p.info_json);
+    }
+    w->U8(static_cast<uint8_t>(ConnTag::kPresence));
+    w->Str(section.out());
+  }
+  if (r.sse != ConnRecord::Sse::kNone) {
+    Writer section;
+    section.U8(static_cast<uint8_t>(r.sse));
+    section.U8(r.sse_raw ? 1 : 0);
+    w->U8(static_cast<uint8_t>(ConnTag::kSse));
+    w->Str(section.out());
+  }
+  if (r.tls) {
+    Writer section;
+    section.U8(r.tls_suite);
+    section.Str(r.tls_rx_secret);
+    section.U64(r.tls_rx_seq);
+    section.Str(r.tls_tx_secret);
+    section.U64(r.tls_tx_seq);
+    w->U8(static_cast<uint8_t>(ConnTag::kTls));
+    w->Str(section.out());
+  }
+  if (r.poll) {
+    Writer section;
+    section.Str(r.poll_id);
+    section.U32(r.poll_expires_in_ms);
+    section.Str(r.poll_queued);
+    w->U8(static_cast<uint8_t>(ConnTag::kPoll));
+    w->Str(section.out());
+  }
+}
+
+// One section's body; false if malformed. Unknown tags are skipped (true).
+bool DecodeSessionSection(uint8_t tag, const std::string& body, ConnRecord* r) {
+  Reader rd(body);
+  switch (static_cast<ConnTag>(tag)) {
+    case ConnTag::kPresence: {
+      r->presence_joined = true;
+      uint32_t n = rd.Count(12);
+      for (uint32_t i = 0; i < n && rd.ok(); ++i) {
+        ConnRecord::PresenceHeld p;
+        p.stream = rd.Str();
+        p.id = rd.Str();
+        p.info_json = rd.Str();
+        r->presence.push_back(std::move(p));
+      }
+      return rd.AtEnd();
+    }
+    case ConnTag::kSse: {
+      uint8_t kind = rd.U8();
+      r->sse_raw = rd.U8() != 0;
+      if (kind != static_cast<uint8_t>(ConnRecord::Sse::kGet) &&
+          kind != static_cast<uint8_t>(ConnRecord::Sse::kPost)) {
+        return false;
+      }
+      r->sse = static_cast<ConnRecord::Sse>(kind);
+      return rd.AtEnd();
+    }
+    case ConnTag::kTls: {
+      r->tls = true;
+      r->tls_suite = rd.U8();
+      r->tls_rx_secret = rd.Str();
+      r->tls_rx_seq = rd.U64();
+      r->tls_tx_secret = rd.Str();
+      r->tls_tx_seq = rd.U64();
+      // The secrets are checked against the suite by the importer (tls::Session).
+      return rd.AtEnd() && r->tls_rx_secret.size() <= 64 && r->tls_tx_secret.size() <= 64;
+    }
+    case ConnTag::kPoll: {
+      r->poll = true;
+      r->poll_id = rd.Str();
+      r->poll_expires_in_ms = rd.U32();
+      r->poll_queued = rd.Str();
+      return rd.AtEnd() && !r->poll_id.empty();
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -192,6 +281,7 @@ std::string Encode(const ConnRecord& r) {
   w.U8(r.ping_precision);
   w.U32(r.ping_period);
   w.U8(static_cast<uint8_t>((r.http ? 1 : 0) | ((r.listener & 3) << 1)));
+  EncodeSessionSections(r, &w);
   return std::move(w.out());
 }
 
@@ -234,6 +324,12 @@ bool Decode(const std::string& bytes, ConnRecord* r) {
   r->http = kind & 1;
   r->listener = static_cast<uint8_t>((kind >> 1) & 3);
   if (r->listener > 2) return false;
+  // Optional sections up to the end: {tag, length-prefixed body}; unknown tags are skipped.
+  while (rd.ok() && rd.left() > 0) {
+    uint8_t tag = rd.U8();
+    std::string body = rd.Str();
+    if (!rd.ok() || !DecodeSessionSection(tag, body, r)) return false;
+  }
   return rd.AtEnd();
 }
 

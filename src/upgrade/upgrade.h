@@ -49,11 +49,17 @@
 // close. Deflate needs no state (no context takeover). Ping schedule: the next ping is sent within
 // one interval of adoption (same period and precision); a pending pong deadline is not carried.
 //
-// What falls back to a reconnect (server_restart close): TLS connections (OpenSSL session state
-// cannot be serialized portably; a kTLS export would work but is not done), SSE and long-poll
-// sessions (HTTP transports: SSE clients reconnect with Last-Event-ID, poll sessions are ended),
-// sessions with presence records (the presence store stays in the old process), sessions that do
-// not quiesce in time, records larger than kMaxRecord.
+// Sessions beyond a plain WebSocket (optional sections, tags 40–49): presence records (memory
+// broker: the records move and the new store adopts them; redis: the membership moves), started
+// SSE streams (their wire and ping schedule), TLS 1.3 connections on the compact record layer
+// (suite, traffic secrets and sequence numbers both ways; the encrypted stream goes on), long-poll
+// sessions (socketless: a placeholder descriptor rides along; the poll the old process holds open
+// is answered at once so the client polls again, and the new process holds a poll for a session
+// it has not adopted yet until the handover ends, then serves it or answers 401).
+//
+// What falls back to a reconnect (server_restart close): TLS connections still on OpenSSL (TLS
+// 1.2, --ssl_compact=false: OpenSSL's state cannot be serialized portably), SSE streams not
+// started, sessions that do not quiesce in time, records larger than kMaxRecord.
 //
 // Broadcasts during the handover: the new process is the only sequencer from kReady on.
 //  - The new process HOLDS every publication it accepts (HTTP broadcast port, whispers,
@@ -123,6 +129,10 @@
 // the control socket), the old process resumes accepting and un-parks every connection it has not
 // got an ack for (its descriptor never left it); connections already acked were the new
 // process's and are lost with it (their clients reconnect).
+//
+// Optional sections. After its fixed part a ConnRecord may carry tagged sections {tag:u8,
+// length:u32, bytes}; a reader skips a tag it does not know (so a section can be added without a
+// version bump). Tags 40–49 are the session transports' (presence, SSE, TLS, long polling).
 //
 // Ownership: Packet / ConnRecord are plain values; SendPacket/RecvPacket are stateless.
 #pragma once
@@ -200,7 +210,43 @@ struct ConnRecord {
   // WebSocket session: only where it was accepted matters.
   bool http = false;
   uint8_t listener = 0;  // which listener accepted it (server::Listener: main, broadcast, API)
+
+  // Optional sections (tags 40–49; see "Optional sections" above). Each is written only when set.
+  // kTagPresence: the session holds (or may hold) presence records. With --broker memory the
+  // records themselves come along (the new process's store adopts them, no event); with a remote
+  // broker they stay in Redis and only the membership (and its touch schedule) moves.
+  bool presence_joined = false;
+  struct PresenceHeld {
+    std::string stream;
+    std::string id;
+    std::string info_json;
+  };
+  std::vector<PresenceHeld> presence;
+  // kTagSse: a started SSE stream rather than a WebSocket: the new process keeps writing events
+  // (HTTP chunks) on the socket. The 200 head went out long ago; only the encoding matters.
+  enum class Sse : uint8_t { kNone, kGet, kPost };  // GET: data events; POST: whole replies
+  Sse sse = Sse::kNone;
+  bool sse_raw = false;  // GET with raw=1: data events only, no pings
+  // kTagTls: a TLS 1.3 connection on the compact record layer (tls::CompactState): the cipher
+  // suite, and per direction the current traffic secret and the next record's sequence number.
+  // The new process goes on with the same encrypted stream. Secrets are wiped by the users.
+  bool tls = false;
+  uint8_t tls_suite = 0;
+  std::string tls_rx_secret;
+  std::string tls_tx_secret;
+  uint64_t tls_rx_seq = 0;
+  uint64_t tls_tx_seq = 0;
+  // kTagPoll: a long-poll session (no socket of its own: the packet carries a placeholder
+  // descriptor, closed by the new process). Its poll id (naming the same worker index), the time
+  // left before it expires without a poll, and the JSON lines queued for its next poll.
+  bool poll = false;
+  std::string poll_id;
+  uint32_t poll_expires_in_ms = 0;
+  std::string poll_queued;
 };
+
+// Tags of the optional sections that follow the fixed part of a ConnRecord.
+enum class ConnTag : uint8_t { kPresence = 40, kSse = 41, kTls = 42, kPoll = 43 };
 
 std::string Encode(const ConnRecord& r);
 bool Decode(const std::string& bytes, ConnRecord* r);

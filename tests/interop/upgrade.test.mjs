@@ -1,6 +1,7 @@
 // Live upgrade (#19) with the official AnyCable JS client: @anycable/core clients (v1 and the
 // extended protocol) stay connected while their server is upgraded with SIGUSR2, keep receiving
-// broadcasts and performing actions, and never see a disconnect. The test starts its own ringcable
+// broadcasts and performing actions, and never see a disconnect; an EventSource (SSE) client keeps
+// its stream (one request, no reconnect, no disconnect event). The test starts its own ringcable
 // (the shared one must keep its PID) and stops the upgraded process by the PID in its log.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -10,6 +11,7 @@ import path from 'node:path'
 import net from 'node:net'
 import { spawn } from 'node:child_process'
 import { createCable } from '@anycable/core'
+import { EventSource } from 'eventsource'
 import { deferred, Inbox, LoggingWebSocket, withTranscript, WAIT_MS } from './helpers.mjs'
 
 const BIN = process.env.RINGCABLE_INTEROP_BIN
@@ -57,7 +59,7 @@ describe('live upgrade with @anycable/core clients', { timeout: 60000 }, () => {
     bport = await freePort()
     const out = fs.openSync(logPath, 'a')
     oldProc = spawn(BIN, ['--host', '127.0.0.1', '--port', String(port), '--http_broadcast_port',
-      String(bport), '--rpc_host', `127.0.0.1:${RPC_PORT}`, '--workers', '2'],
+      String(bport), '--rpc_host', `127.0.0.1:${RPC_PORT}`, '--workers', '2', '--sse'],
     { stdio: ['ignore', out, out] })
     await waitUntil('the server to answer /health', async () => {
       try {
@@ -68,7 +70,9 @@ describe('live upgrade with @anycable/core clients', { timeout: 60000 }, () => {
     })
   })
 
+  let sse
   after(async () => {
+    if (sse) sse.close()
     for (const c of cables) c.disconnect()
     if (oldProc && oldProc.exitCode === null) oldProc.kill('SIGKILL')
     if (newPid && alive(newPid)) {
@@ -109,8 +113,26 @@ describe('live upgrade with @anycable/core clients', { timeout: 60000 }, () => {
         await channel.ensureSubscribed()
         clients.push({ cable, channel, messages, disconnects, sid: cable.sessionId })
       }
+      // An EventSource on the same stream: every request it makes is counted (a reconnect would
+      // be a second one), every event but pings is queued.
+      const sseRequests = []
+      const sseEvents = new Inbox('SSE events')
+      const identifier = JSON.stringify({ channel: 'ChatChannel', stream: 'upg' })
+      sse = new EventSource(`http://127.0.0.1:${port}/events?user=sse&identifier=${encodeURIComponent(identifier)}`, {
+        fetch: (url, init) => {
+          sseRequests.push(String(url))
+          return fetch(url, init)
+        }
+      })
+      for (const type of ['message', 'welcome', 'confirm_subscription', 'disconnect']) {
+        sse.addEventListener(type, ev => sseEvents.push({ type, data: ev.data }))
+      }
+      assert.equal((await sseEvents.next('SSE welcome')).type, 'welcome')
+      assert.equal((await sseEvents.next('SSE confirmation')).type, 'confirm_subscription')
+
       await publish({ n: 1 })
       for (const c of clients) assert.deepEqual(await c.messages.next('n=1'), { n: 1 })
+      assert.deepEqual(await sseEvents.next('SSE n=1'), { type: 'message', data: JSON.stringify({ n: 1 }) })
 
       process.kill(oldProc.pid, 'SIGUSR2')
       const exited = deferred('the old process to exit', 30000)
@@ -133,5 +155,9 @@ describe('live upgrade with @anycable/core clients', { timeout: 60000 }, () => {
         assert.equal(c.cable.sessionId, c.sid)
         assert.deepEqual(c.disconnects, [])
       }
+      // The SSE stream goes on: the next event is the broadcast, on the one request it ever made.
+      assert.deepEqual(await sseEvents.next('SSE n=2 after the upgrade'), { type: 'message', data: JSON.stringify({ n: 2 }) })
+      assert.equal(sseRequests.length, 1)
+      assert.equal(sse.readyState, EventSource.OPEN)
     }))
 })

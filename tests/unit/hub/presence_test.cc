@@ -69,5 +69,40 @@ TEST(PresenceStore, DisconnectedSessionsExpireUnlessRestored) {
   EXPECT_FALSE(p.HasSession("A4"));
 }
 
+// Live upgrade: a session's records move from one store to another without any event; a record
+// another session still holds stays in the old store.
+TEST(PresenceStore, HeldRecordsMoveToAnotherStoreWithoutEvents) {
+  PresenceStore old_store(10);
+  PresenceStore new_store(10);
+  Events ev;
+  old_store.Join("room", "A", "u1", R"({"n":1})", &ev);
+  old_store.Join("hall", "A", "u1", "", &ev);
+  old_store.Join("room", "B", "u1", R"({"n":1})", &ev);
+  ev.clear();
+  auto held = old_store.HeldBy("A");
+  ASSERT_EQ(held.size(), 2u);
+  EXPECT_TRUE(old_store.HeldBy("nobody").empty());
+  new_store.Adopt("A", held);
+  old_store.Forget("A");
+  EXPECT_FALSE(old_store.HasSession("A"));
+  EXPECT_TRUE(old_store.Info("hall").empty());
+  ASSERT_EQ(old_store.Info("room").size(), 1u);  // B still holds u1 there
+  ASSERT_EQ(new_store.Info("room").size(), 1u);
+  EXPECT_EQ(new_store.Info("room")[0].info_json, R"({"n":1})");
+  ASSERT_EQ(new_store.Info("hall").size(), 1u);
+  // B follows: adopting an existing record adds the sid, no event; leaving it takes both.
+  new_store.Adopt("B", old_store.HeldBy("B"));
+  old_store.Forget("B");
+  EXPECT_EQ(old_store.sizes().streams, 0u);
+  EXPECT_EQ(old_store.sizes().sessions, 0u);
+  new_store.Leave("room", "A", &ev);
+  EXPECT_TRUE(ev.empty());
+  new_store.Leave("room", "B", &ev);
+  EXPECT_EQ(Str(ev), "leave:room:u1;");
+  // Adopting nothing leaves no empty session behind.
+  new_store.Adopt("C", {});
+  EXPECT_FALSE(new_store.HasSession("C"));
+}
+
 }  // namespace
 }  // namespace cable::hub

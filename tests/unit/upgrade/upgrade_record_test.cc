@@ -100,6 +100,115 @@ TEST(UpgradeStrings, RoundTripAndRefusals) {
   EXPECT_FALSE(DecodeStrings(std::string("\xff\xff\xff\x7f", 4), &out));
 }
 
+// Optional sections (tags 40–49): the presence section round-trips, an unknown tag is skipped,
+// a truncated or malformed section is refused.
+TEST(UpgradeRecord, PresenceSectionRoundTripsAndUnknownTagsAreSkipped) {
+  ConnRecord in = Sample();
+  EXPECT_FALSE([&] {
+    ConnRecord out;
+    return Decode(Encode(in), &out) && out.presence_joined;
+  }());
+  in.presence_joined = true;
+  in.presence = {{"room", "u1", R"({"name":"Jo"})"}, {"hall", "u1", ""}};
+  std::string bytes = Encode(in);
+  ConnRecord out;
+  ASSERT_TRUE(Decode(bytes, &out));
+  EXPECT_TRUE(out.presence_joined);
+  ASSERT_EQ(out.presence.size(), 2u);
+  EXPECT_EQ(out.presence[0].stream, "room");
+  EXPECT_EQ(out.presence[0].id, "u1");
+  EXPECT_EQ(out.presence[0].info_json, R"({"name":"Jo"})");
+  EXPECT_EQ(out.presence[1].stream, "hall");
+  EXPECT_EQ(out.presence[1].info_json, "");
+  // A remote broker's session: joined, no records carried.
+  ConnRecord remote = Sample();
+  remote.presence_joined = true;
+  ConnRecord remote_out;
+  ASSERT_TRUE(Decode(Encode(remote), &remote_out));
+  EXPECT_TRUE(remote_out.presence_joined);
+  EXPECT_TRUE(remote_out.presence.empty());
+  // A section this reader does not know (tag 49, 3 bytes) is skipped, before or after a known one.
+  const std::string unknown = std::string(
+      "\x31\x03\x00\x00\x00"
+      "abc",
+      8);
+  std::string base = Encode(Sample());
+  ConnRecord skipped;
+  ASSERT_TRUE(Decode(base + unknown + bytes.substr(base.size()), &skipped));
+  EXPECT_TRUE(skipped.presence_joined);
+  EXPECT_EQ(skipped.presence.size(), 2u);
+  // Truncated anywhere in the sections: refused.
+  for (size_t n = base.size() + 1; n < bytes.size(); ++n) {
+    ConnRecord r;
+    EXPECT_FALSE(Decode(bytes.substr(0, n), &r)) << n;
+  }
+  // A presence section whose body has bytes left over: refused.
+  std::string padded = base + std::string("\x28\x05\x00\x00\x00\x00\x00\x00\x00z", 10);
+  ConnRecord r;
+  EXPECT_FALSE(Decode(padded, &r));
+}
+
+TEST(UpgradeRecord, SseSectionRoundTripsAndABadKindIsRefused) {
+  ConnRecord in = Sample();
+  in.sse = ConnRecord::Sse::kPost;
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_EQ(out.sse, ConnRecord::Sse::kPost);
+  EXPECT_FALSE(out.sse_raw);
+  in.sse = ConnRecord::Sse::kGet;
+  in.sse_raw = true;
+  in.presence_joined = true;  // both sections together
+  ConnRecord both;
+  ASSERT_TRUE(Decode(Encode(in), &both));
+  EXPECT_EQ(both.sse, ConnRecord::Sse::kGet);
+  EXPECT_TRUE(both.sse_raw);
+  EXPECT_TRUE(both.presence_joined);
+  // Kind 0 (not SSE) or 3 (unknown) inside the section: refused, not guessed.
+  std::string base = Encode(Sample());
+  for (char kind : {'\x00', '\x03'}) {
+    ConnRecord r;
+    EXPECT_FALSE(Decode(base + std::string("\x29\x02\x00\x00\x00", 5) + kind + '\x00', &r));
+  }
+}
+
+TEST(UpgradeRecord, TlsSectionRoundTripsAndOversizedSecretsAreRefused) {
+  ConnRecord in = Sample();
+  in.tls = true;
+  in.tls_suite = 2;
+  in.tls_rx_secret = std::string(48, 'r');
+  in.tls_tx_secret = std::string(48, 't');
+  in.tls_rx_seq = 5;
+  in.tls_tx_seq = (uint64_t{1} << 40) + 3;
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_TRUE(out.tls);
+  EXPECT_EQ(out.tls_suite, 2);
+  EXPECT_EQ(out.tls_rx_secret, in.tls_rx_secret);
+  EXPECT_EQ(out.tls_tx_secret, in.tls_tx_secret);
+  EXPECT_EQ(out.tls_rx_seq, 5u);
+  EXPECT_EQ(out.tls_tx_seq, in.tls_tx_seq);
+  in.tls_rx_secret = std::string(65, 'r');
+  ConnRecord big;
+  EXPECT_FALSE(Decode(Encode(in), &big));
+}
+
+TEST(UpgradeRecord, PollSectionRoundTripsAndNeedsAnId) {
+  ConnRecord in = Sample();
+  in.poll = true;
+  in.poll_id = "1.abcdef";
+  in.poll_expires_in_ms = 4500;
+  in.poll_queued = "{\"a\":1}\n{\"b\":2}\n";
+  ConnRecord out;
+  ASSERT_TRUE(Decode(Encode(in), &out));
+  EXPECT_TRUE(out.poll);
+  EXPECT_EQ(out.poll_id, in.poll_id);
+  EXPECT_EQ(out.poll_expires_in_ms, 4500u);
+  EXPECT_EQ(out.poll_queued, in.poll_queued);
+  in.poll_id.clear();
+  ConnRecord no_id;
+  EXPECT_FALSE(Decode(Encode(in), &no_id));
+}
+
 TEST(UpgradeControl, PacketsCarryBytesAndDescriptors) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
