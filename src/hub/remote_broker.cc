@@ -289,7 +289,10 @@ void RemoteBroker::PublishPresence(std::vector<PresenceEvent> events) {
 
 void RemoteBroker::SweepPresence() {
   std::vector<PresenceEvent> events;
-  auto swept = store_->PresenceSweep(UnixNow(), &events);
+  // Expiries are whole seconds (floor(touch time) + ttl): sweeping at the previous second makes a
+  // session expire no sooner than --presence_ttl after its last touch, not up to 1 s early (which,
+  // with a 2 s TTL touched every second, dropped live sessions whose touch ran a little late).
+  auto swept = store_->PresenceSweep(UnixNow() - 1, &events);
   if (!swept.ok()) {
     Failed("presence sweep", swept.error());
     return;
